@@ -1,0 +1,5 @@
+import sys
+
+from mmdps.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""The ``mmdps`` command. Each subcommand lives in its own module and is imported only when used,
+so ``mmdps --help`` stays fast and a broken optional dependency never breaks unrelated commands.
+
+A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("mmdps.selection.simulator", "compare prompt selectors on a simulated prompt population"),
+    "tasks": ("mmdps.tasks.cli", "list and inspect task packs"),
+    "train": ("mmdps.train_cli", "GRPO training from a YAML config"),
+    "tiny-model": ("mmdps.models.tiny", "write a tiny random-weight model (offline) for tests and demos"),
+    "eval": ("mmdps.eval", "evaluate a model on a benchmark, or compare reports"),
+    "demo": ("mmdps.demo", "the CPU demo: SFT warm-up then GRPO with DPS on Countdown"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmdps", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        args = parser.parse_args(argv)
+        if args.version:
+            from mmdps import __version__
+
+            print(__version__)
+            return 0
+        parser.print_help()
+        return 0 if not argv else 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub_parser = argparse.ArgumentParser(prog=f"mmdps {name}", description=help_text)
+    module.configure_parser(sub_parser)
+    args = sub_parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
