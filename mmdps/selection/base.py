@@ -1,0 +1,223 @@
+"""The selector interface shared by every prompt-selection method, plus input checks and helpers.
+
+A selector owns per-prompt state for a pool of ``num_prompts`` prompts with integer ids ``0..N-1``.
+One trainer step uses it like this::
+
+    admitted = []
+    for _ in range(selector.max_rounds):                 # 1 for every method except Dynamic Sampling
+        ids = selector.select(batch_size)                # before rollout, from stored state only
+        rates = rollout_and_score(ids)                   # per-prompt mean of binary correctness over k rollouts
+        selector.update(ids, rates)                      # learn from what was observed
+        keep = selector.admit(ids, rates)                # post-rollout filter (all True except DS)
+        admitted.extend(ids[keep])
+        if len(admitted) >= batch_size:
+            break
+    train_on(admitted[:batch_size])
+
+``select`` may return more ids than asked (Dynamic Sampling over-samples) or fewer (DoPR rolls out one
+prompt per step); the trainer must use the length of the returned array.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+STATE_NAMES = ("unsolved", "partial", "solved")
+
+
+def observed_states(success_rates: np.ndarray) -> np.ndarray:
+    """Map success rates to solving states 0 (s == 0), 1 (0 < s < 1), 2 (s == 1) as int8."""
+    states = np.ones(success_rates.shape, dtype=np.int8)
+    states[success_rates == 0.0] = 0
+    states[success_rates == 1.0] = 2
+    return states
+
+
+class Selector(ABC):
+    """Base class: validation, seeded randomness, state (de)serialisation and accounting.
+
+    Subclasses implement ``_select`` and ``_update`` on already-validated arrays and list the
+    attributes that make up their learnable state in ``_state_arrays`` (numpy arrays) and
+    ``_state_scalars`` (python numbers).
+    """
+
+    name: ClassVar[str] = "base"
+    max_rounds: int = 1
+    _state_arrays: ClassVar[tuple[str, ...]] = ()
+    _state_scalars: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, num_prompts: int, seed: int = 0) -> None:
+        if isinstance(num_prompts, bool) or not isinstance(num_prompts, (int, np.integer)) or num_prompts < 1:
+            raise ValueError(f"num_prompts must be a positive integer, got {num_prompts!r}")
+        self.num_prompts = int(num_prompts)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.steps = 0  # number of update() calls
+        self.prompts_updated = 0  # total ids passed to update()
+
+    # ------------------------------------------------------------------ public API
+    def select(self, batch_size: int, candidates: np.ndarray | None = None) -> np.ndarray:
+        """Choose prompt ids to roll out next, before any rollout. Returns unique int64 ids.
+
+        ``candidates`` restricts the choice to these ids (e.g. a dataloader batch); by default the
+        whole pool is eligible.
+        """
+        cand = None if candidates is None else self._check_ids(candidates, "candidates")
+        pool = self.num_prompts if cand is None else len(cand)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size > pool:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {'candidate set' if cand is not None else 'pool'} "
+                f"({pool} prompts); lower the batch size or pass more candidates"
+            )
+        return np.asarray(self._select(int(batch_size), cand), dtype=np.int64)
+
+    def update(self, ids: np.ndarray, success_rates: np.ndarray, rewards: np.ndarray | None = None) -> None:
+        """Learn from the rollouts of ``ids``: ``success_rates[i]`` is the mean binary correctness of
+        prompt ``ids[i]`` over its k rollouts; ``rewards`` (optional, shape [len(ids), k]) are the
+        per-rollout scores."""
+        ids_arr = self._check_ids(ids, "ids")
+        rates = self._check_rates(success_rates, len(ids_arr))
+        rew = None
+        if rewards is not None:
+            rew = np.asarray(rewards, dtype=np.float64)
+            if rew.ndim != 2 or rew.shape[0] != len(ids_arr) or rew.shape[1] < 1:
+                raise ValueError(
+                    f"rewards must have shape [len(ids), k] = [{len(ids_arr)}, k>=1], got {rew.shape}"
+                )
+            if not np.all(np.isfinite(rew)):
+                raise ValueError("rewards contain NaN or infinite values")
+        self._update(ids_arr, rates, rew)
+        self.steps += 1
+        self.prompts_updated += len(ids_arr)
+
+    def admit(self, ids: np.ndarray, success_rates: np.ndarray) -> np.ndarray:
+        """Post-rollout filter: a bool mask of the groups that enter the training batch (all True by default)."""
+        ids_arr = self._check_ids(ids, "ids")
+        self._check_rates(success_rates, len(ids_arr))
+        return np.ones(len(ids_arr), dtype=bool)
+
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars for logging; subclasses add their own."""
+        return {"steps": float(self.steps), "prompts_updated": float(self.prompts_updated)}
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the selector's numpy arrays (its own and those of helper objects it owns)."""
+        total = 0
+        for value in vars(self).values():
+            for item in (value, *getattr(value, "__dict__", {}).values()):
+                if isinstance(item, np.ndarray):
+                    total += item.nbytes
+        return int(total)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: numpy arrays, python scalars and the RNG state (a JSON string)."""
+        state: dict[str, Any] = {
+            "selector": self.name,
+            "num_prompts": self.num_prompts,
+            "seed": self.seed,
+            "steps": self.steps,
+            "prompts_updated": self.prompts_updated,
+            "rng_state": json.dumps(self.rng.bit_generator.state),
+        }
+        for key in self._state_scalars:
+            state[key] = getattr(self, key)
+        for key, value in self._export_arrays().items():
+            state[key] = np.array(value, copy=True)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict()``; arrays may come back as numpy arrays, lists or 0-d arrays."""
+        name = _scalar(state.get("selector"))
+        if name != self.name:
+            raise ValueError(f"state_dict is for selector {name!r}, not {self.name!r}")
+        if int(_scalar(state["num_prompts"])) != self.num_prompts:
+            raise ValueError(
+                f"state_dict has num_prompts={int(_scalar(state['num_prompts']))}, this selector has {self.num_prompts}"
+            )
+        self.seed = int(_scalar(state["seed"]))
+        self.steps = int(_scalar(state["steps"]))
+        self.prompts_updated = int(_scalar(state["prompts_updated"]))
+        self.rng.bit_generator.state = json.loads(str(_scalar(state["rng_state"])))
+        for key in self._state_scalars:
+            current = getattr(self, key)
+            setattr(self, key, type(current)(_scalar(state[key])))
+        self._import_arrays({key: np.asarray(state[key]) for key in self._array_keys()})
+
+    # ------------------------------------------------------------------ subclass hooks
+    @abstractmethod
+    def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray: ...
+
+    @abstractmethod
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None: ...
+
+    def _array_keys(self) -> tuple[str, ...]:
+        return self._state_arrays
+
+    def _export_arrays(self) -> dict[str, np.ndarray]:
+        return {key: getattr(self, key) for key in self._state_arrays}
+
+    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        for key, value in arrays.items():
+            current = getattr(self, key)
+            if value.shape != current.shape:
+                raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, expected {current.shape}")
+            setattr(self, key, value.astype(current.dtype, copy=True))
+
+    # ------------------------------------------------------------------ helpers
+    def _check_ids(self, ids: Any, what: str) -> np.ndarray:
+        arr = np.asarray(ids)
+        if arr.ndim != 1:
+            raise ValueError(f"{what} must be a 1-D array of prompt ids, got shape {arr.shape}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+                raise ValueError(f"{what} must be integer prompt ids, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64, copy=False)
+        if arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi >= self.num_prompts:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"{what} contains id {bad}, outside the pool [0, {self.num_prompts - 1}]")
+            if np.unique(arr).size != arr.size:
+                values, counts = np.unique(arr, return_counts=True)
+                raise ValueError(f"{what} contains duplicate id {int(values[counts > 1][0])}; ids must be unique")
+        return arr
+
+    @staticmethod
+    def _check_rates(success_rates: Any, n: int) -> np.ndarray:
+        rates = np.asarray(success_rates, dtype=np.float64)
+        if rates.ndim != 1 or rates.shape[0] != n:
+            raise ValueError(f"success_rates must be a 1-D array of length {n} (one per id), got shape {rates.shape}")
+        if np.isnan(rates).any():
+            raise ValueError("success_rates contain NaN; pass the mean binary correctness of each prompt")
+        if rates.size and (rates.min() < 0.0 or rates.max() > 1.0):
+            raise ValueError(f"success_rates must lie in [0, 1], got values in [{rates.min()}, {rates.max()}]")
+        return rates
+
+    def _random_subset(self, pool: int, size: int) -> np.ndarray:
+        """``size`` distinct positions of ``range(pool)``, uniformly at random (O(size) for small sizes)."""
+        return self.rng.choice(pool, size=size, replace=False, shuffle=True).astype(np.int64)
+
+    def _top_with_random_ties(self, scores: np.ndarray, k: int) -> np.ndarray:
+        """Positions of the ``k`` largest scores; ties at the cut-off are broken uniformly at random."""
+        n = scores.shape[0]
+        if k >= n:
+            return self.rng.permutation(n).astype(np.int64)
+        kth = np.partition(scores, n - k)[n - k]
+        above = np.flatnonzero(scores > kth)
+        ties = np.flatnonzero(scores == kth)
+        need = k - above.size
+        chosen = ties[self._random_subset(ties.size, need)] if need < ties.size else ties
+        return np.concatenate([above, chosen]).astype(np.int64)
+
+
+def _scalar(value: Any) -> Any:
+    """Unwrap 0-d numpy arrays (what np.savez/np.load gives back for python scalars)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value

@@ -1,0 +1,359 @@
+"""Dynamics-Predictive Sampling (DPS; Mao et al., ICLR 2026, arXiv 2603.10887).
+
+Each prompt's solving state z in {unsolved, partial, solved} follows a hidden Markov chain with its own
+3x3 Dirichlet transition counts ``alpha`` (column j = "from state j", row i = "to state i"). Every update
+step, for every prompt (``docs/selection.md`` and the shared spec, section 1.5):
+
+* observed prompt, state o: posterior = onehot(o); soft counts
+  ``xi(i, j) ∝ post(i) * Phibar_old(i, j) * lastpost(j)`` (normalised over i, j);
+* unobserved prompt: posterior = prior, ``xi = 0``;
+* ``alpha <- decay * alpha + (1 - decay) * alpha0 + xi``;
+* next prior ``= normalise(Phibar_new @ posterior)``, ``lastpost <- posterior``.
+
+Selection: the B prompts with the largest predicted P(partial) (``strategy="topk"``), ties broken
+uniformly at random (the official code breaks them by shuffled candidate order).
+
+Storage: prompts that were never observed all follow one deterministic trajectory (same alpha0, same
+initial belief, never any soft counts), so they share ONE state; per-prompt arrays exist only for prompts
+observed at least once (compact, grown on demand, float64). The result equals the per-prompt computation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mmdps.selection.base import Selector, observed_states
+
+PRIOR_ALPHAS: dict[str, np.ndarray] = {
+    "progress": np.array([[1.0, 0.5, 0.5], [1.0, 1.0, 0.5], [1.0, 1.0, 1.0]]),
+    "stability": np.array([[1.0, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 1.0]]),
+    "local": np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]]),
+}
+ONE_HOT_PRIORS = {"unsolved": 0, "partial": 1, "solved": 2}
+STRATEGIES = ("topk", "uniform", "topk+entropy")
+
+
+def prior_alpha_matrix(prior_alpha: float | str | np.ndarray) -> np.ndarray:
+    """The 3x3 prior Dirichlet counts alpha0 from a float, a preset name or an explicit matrix."""
+    if isinstance(prior_alpha, str):
+        if prior_alpha not in PRIOR_ALPHAS:
+            raise ValueError(f"prior_alpha must be a positive float, one of {sorted(PRIOR_ALPHAS)} or a 3x3 matrix, got {prior_alpha!r}")
+        return PRIOR_ALPHAS[prior_alpha].copy()
+    matrix = np.asarray(prior_alpha, dtype=np.float64)
+    if matrix.ndim == 0:
+        matrix = np.full((3, 3), float(matrix))
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or matrix.min() < 0 or matrix.sum(0).min() <= 0:
+        raise ValueError(f"prior_alpha must be non-negative with positive column sums (3x3 or a float > 0), got {prior_alpha!r}")
+    return matrix
+
+
+def prior_pi_vector(prior_pi: str | np.ndarray) -> np.ndarray:
+    """The initial belief: 'uniform', a one-hot state name ('unsolved', 'partial', 'solved') or a 3-vector."""
+    if isinstance(prior_pi, str):
+        if prior_pi == "uniform":
+            return np.full(3, 1.0 / 3.0)
+        if prior_pi not in ONE_HOT_PRIORS:
+            raise ValueError(f"prior_pi must be 'uniform', one of {sorted(ONE_HOT_PRIORS)} or a probability 3-vector, got {prior_pi!r}")
+        return np.eye(3)[ONE_HOT_PRIORS[prior_pi]]
+    vec = np.asarray(prior_pi, dtype=np.float64)
+    if vec.shape != (3,) or not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.sum() <= 0:
+        raise ValueError(f"prior_pi must be a non-negative 3-vector with a positive sum, got {prior_pi!r}")
+    return vec / vec.sum()
+
+
+def belief_scores(probs: np.ndarray, strategy: str, entropy_weight: float) -> np.ndarray:
+    """Selection score of beliefs ``probs`` with shape [3, n]: P(partial), plus w * entropy for 'topk+entropy'."""
+    score = np.array(probs[1], dtype=np.float64)
+    if strategy == "topk+entropy" and entropy_weight != 0.0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(probs > 0, probs * np.log(probs), 0.0)
+        score -= entropy_weight * plogp.sum(0)
+    return score
+
+
+class DPSSelector(Selector):
+    """DPS: per-prompt Bayesian HMM over solving states; selects the prompts most likely partially solved."""
+
+    name: ClassVar[str] = "dps"
+    _state_scalars: ClassVar[tuple[str, ...]] = ("decay", "strategy", "entropy_weight")
+
+    def __init__(
+        self,
+        num_prompts: int,
+        decay: float = 0.5,
+        prior_alpha: float | str | np.ndarray = 1.0,
+        prior_pi: str | np.ndarray = "uniform",
+        strategy: str = "topk",
+        entropy_weight: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_prompts, seed)
+        if not 0.0 < float(decay) <= 1.0:
+            raise ValueError(f"decay (lambda) must be in (0, 1], got {decay!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if not np.isfinite(entropy_weight) or entropy_weight < 0:
+            raise ValueError(f"entropy_weight must be a finite number >= 0, got {entropy_weight!r}")
+        self.decay = float(decay)
+        self.strategy = strategy
+        self.entropy_weight = float(entropy_weight)
+        self.alpha0 = prior_alpha_matrix(prior_alpha)
+        self.pi0 = prior_pi_vector(prior_pi)
+        # One shared state for every never-observed prompt.
+        self._shared_alpha = self.alpha0.copy()
+        self._shared_prior = self.pi0.copy()
+        self._shared_last = self.pi0.copy()
+        # Compact per-prompt state for observed prompts: slot -> arrays, global id -> slot (-1 = never observed).
+        self._slot = np.full(self.num_prompts, -1, dtype=np.int32 if self.num_prompts < 2**31 else np.int64)
+        self._size = 0
+        self._allocate(min(self.num_prompts, 1024))
+        self._last_confusion = np.zeros((3, 3), dtype=np.int64)
+        self._total_confusion = np.zeros((3, 3), dtype=np.int64)
+
+    # ------------------------------------------------------------------ storage
+    def _allocate(self, capacity: int) -> None:
+        size = self._size
+        old = getattr(self, "_alpha", None)
+        alpha = np.empty((3, 3, capacity))
+        prior, last, buf = np.empty((3, capacity)), np.empty((3, capacity)), np.empty((3, capacity))
+        gid = np.empty(capacity, dtype=np.int64)
+        count = np.zeros(capacity, dtype=np.int64)
+        if old is not None and size:
+            alpha[:, :, :size] = self._alpha[:, :, :size]
+            prior[:, :size] = self._prior[:, :size]
+            last[:, :size] = self._last[:, :size]
+            gid[:size] = self._gid[:size]
+            count[:size] = self._count[:size]
+        self._alpha, self._prior, self._last, self._buf, self._gid, self._count = alpha, prior, last, buf, gid, count
+
+    def _materialize(self, ids: np.ndarray) -> None:
+        """Give never-observed ``ids`` their own slots, initialised from the shared state."""
+        n = ids.size
+        if self._size + n > self._alpha.shape[2]:
+            self._allocate(min(self.num_prompts, max(self._size + n, int(self._alpha.shape[2] * 1.5))))
+        sl = slice(self._size, self._size + n)
+        self._alpha[:, :, sl] = self._shared_alpha[:, :, None]
+        self._prior[:, sl] = self._shared_prior[:, None]
+        self._last[:, sl] = self._shared_last[:, None]
+        self._gid[sl] = ids
+        self._count[sl] = 0
+        self._slot[ids] = np.arange(self._size, self._size + n, dtype=self._slot.dtype)
+        self._size += n
+
+    @property
+    def num_observed(self) -> int:
+        """Number of distinct prompts observed at least once."""
+        return self._size
+
+    # ------------------------------------------------------------------ beliefs
+    def predicted_state_probs(self) -> np.ndarray:
+        """The [num_prompts, 3] beliefs (unsolved, partial, solved) used for the next selection."""
+        out = np.empty((self.num_prompts, 3))
+        out[:] = self._shared_prior
+        m = self._size
+        out[self._gid[:m]] = self._prior[:, :m].T
+        return out
+
+    def transition_counts(self, ids: np.ndarray) -> np.ndarray:
+        """The Dirichlet counts alpha [len(ids), 3, 3] (row = to-state, column = from-state) of ``ids``."""
+        ids = self._check_ids(ids, "ids")
+        out = np.empty((ids.size, 3, 3))
+        out[:] = self._shared_alpha
+        slots = self._slot[ids]
+        seen = slots >= 0
+        out[seen] = np.moveaxis(self._alpha[:, :, slots[seen]], 2, 0)
+        return out
+
+    # ------------------------------------------------------------------ selection
+    def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
+        if self.strategy == "uniform":
+            if candidates is None:
+                return self._random_subset(self.num_prompts, batch_size)
+            return candidates[self._random_subset(candidates.size, batch_size)]
+        shared_score = float(belief_scores(self._shared_prior[:, None], self.strategy, self.entropy_weight)[0])
+        if candidates is not None:
+            slots = self._slot[candidates]
+            seen = slots >= 0
+            scores = np.full(candidates.size, shared_score)
+            scores[seen] = belief_scores(self._prior[:, slots[seen]], self.strategy, self.entropy_weight)
+            return candidates[self._top_with_random_ties(scores, batch_size)]
+        m = self._size
+        if self.strategy == "topk":
+            seen_scores = self._prior[1, :m]  # a view: no copy
+        else:
+            seen_scores = belief_scores(self._prior[:, :m], self.strategy, self.entropy_weight)
+        return self._top_over_pool(seen_scores, shared_score, batch_size)
+
+    def _top_over_pool(self, seen_scores: np.ndarray, shared_score: float, k: int) -> np.ndarray:
+        """Top-k over the whole pool: observed prompts with their scores, the rest all at ``shared_score``."""
+        m = seen_scores.size
+        unseen = self.num_prompts - m
+        parts = []
+        if m:
+            parts.append(seen_scores if m <= k else np.partition(seen_scores, m - k)[m - k :])
+        if unseen:
+            parts.append(np.full(min(unseen, k), shared_score))
+        top = np.concatenate(parts)
+        kth = np.partition(top, top.size - k)[top.size - k]
+        above = np.flatnonzero(seen_scores > kth)
+        ties = np.flatnonzero(seen_scores == kth)
+        unseen_above = unseen if shared_score > kth else 0
+        unseen_ties = unseen if shared_score == kth else 0
+        need = k - above.size - unseen_above
+        total_ties = ties.size + unseen_ties
+        pick = self._random_subset(total_ties, need) if need < total_ties else np.arange(total_ties)
+        chosen_seen = ties[pick[pick < ties.size]]
+        n_unseen = unseen_above + int(np.count_nonzero(pick >= ties.size))
+        return np.concatenate([self._gid[above], self._gid[chosen_seen], self._sample_unseen(n_unseen)])
+
+    def _sample_unseen(self, n: int) -> np.ndarray:
+        """``n`` distinct never-observed ids, uniformly at random."""
+        unseen = self.num_prompts - self._size
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        if n == unseen or unseen < self.num_prompts // 2:
+            pool = np.flatnonzero(self._slot < 0)
+            return pool if n == unseen else pool[self._random_subset(pool.size, n)]
+        # Mostly unseen: rejection sampling keeps this O(n); keep draws in order so the set is uniform.
+        found = np.empty(0, dtype=np.int64)
+        while found.size < n:
+            draws = self.rng.integers(0, self.num_prompts, size=2 * (n - found.size) + 16)
+            draws = np.concatenate([found, draws[self._slot[draws] < 0]])
+            _, first = np.unique(draws, return_index=True)
+            found = draws[np.sort(first)]
+        return found[:n]
+
+    # ------------------------------------------------------------------ update
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+        states = observed_states(rates).astype(np.int64)
+        new = ids[self._slot[ids] < 0]
+        if new.size:
+            self._materialize(new)
+        slots = self._slot[ids].astype(np.int64)
+        n = slots.size
+        cols = np.arange(n)
+
+        # Prediction quality of the beliefs that chose these prompts (before updating them).
+        predicted = np.argmax(self._prior[:, slots], axis=0)
+        self._last_confusion = np.zeros((3, 3), dtype=np.int64)
+        np.add.at(self._last_confusion, (predicted, states), 1)
+        self._total_confusion += self._last_confusion
+
+        # Soft transition counts from the OLD mean matrix: only row o (the observed state) is non-zero.
+        alpha_obs = self._alpha[:, :, slots]  # [3, 3, n] copy
+        mean_row = alpha_obs[states, :, cols] / alpha_obs.sum(axis=0).T  # [n, 3]: Phibar_old(o, j)
+        xi_row = mean_row * self._last[:, slots].T
+        norm = xi_row.sum(axis=1)
+        impossible = ~(norm > 0)  # the model gave the observation probability 0: count it against lastpost
+        if impossible.any():
+            xi_row[impossible] = self._last[:, slots[impossible]].T
+            norm[impossible] = xi_row[impossible].sum(axis=1)
+        xi_row /= norm[:, None]
+
+        # Every observed-before prompt: decay toward the prior and propagate its belief.
+        self._decay_and_propagate(self._size)
+        # The prompts observed now: add soft counts; posterior is one-hot so the prior is column o of Phibar.
+        self._alpha[states, :, slots] += xi_row
+        column = self._alpha[:, states, slots]  # [3, n]
+        self._prior[:, slots] = column / column.sum(axis=0)
+        self._last[:, slots] = 0.0
+        self._last[states, slots] = 1.0
+        self._count[slots] += 1
+
+        # The shared state of never-observed prompts takes the same unobserved step.
+        if self.decay != 1.0:
+            self._shared_alpha = self.decay * self._shared_alpha + (1.0 - self.decay) * self.alpha0
+        self._shared_last = self._shared_prior
+        nxt = (self._shared_alpha / self._shared_alpha.sum(axis=0)) @ self._shared_prior
+        self._shared_prior = nxt / nxt.sum()
+
+    def _decay_and_propagate(self, m: int) -> None:
+        """Unobserved step for slots [0, m): alpha decays toward alpha0; prior <- normalise(Phibar @ prior)."""
+        if m == 0:
+            return
+        alpha = self._alpha[:, :, :m]
+        if self.decay != 1.0:
+            alpha *= self.decay
+            alpha += ((1.0 - self.decay) * self.alpha0)[:, :, None]
+        prior = self._prior[:, :m]
+        weights = alpha[0] + alpha[1]
+        weights += alpha[2]  # column sums, [3(j), m]
+        np.divide(prior, weights, out=weights)  # prior(j) / colsum(j)
+        new = self._buf[:, :m]
+        tmp = np.empty(m)
+        for i in range(3):  # 3x3 loop over states, vectorised over prompts
+            np.multiply(alpha[i, 0], weights[0], out=new[i])
+            for j in (1, 2):
+                np.multiply(alpha[i, j], weights[j], out=tmp)
+                new[i] += tmp
+        total = new[0] + new[1]
+        total += new[2]
+        new /= total
+        # Rotate buffers: lastpost <- old prior, prior <- new, old lastpost becomes scratch.
+        self._last, self._prior, self._buf = self._prior, self._buf, self._last
+
+    # ------------------------------------------------------------------ diagnostics and state
+    def diagnostics(self) -> dict[str, float]:
+        out = super().diagnostics()
+        conf = self._last_confusion
+        total = conf.sum()
+        out["prediction_accuracy"] = float(np.trace(conf) / total) if total else float("nan")
+        out["observed_partial_ratio"] = float(conf[:, 1].sum() / total) if total else float("nan")
+        out["num_observed"] = float(self._size)
+        for i, pred in enumerate(("unsolved", "partial", "solved")):
+            for j, obs in enumerate(("unsolved", "partial", "solved")):
+                out[f"confusion/pred_{pred}/obs_{obs}"] = float(conf[i, j])
+        return out
+
+    def confusion_matrix(self, cumulative: bool = False) -> np.ndarray:
+        """Counts [predicted argmax state, observed state] of the last update (or of all updates)."""
+        return (self._total_confusion if cumulative else self._last_confusion).copy()
+
+    def _array_keys(self) -> tuple[str, ...]:
+        return ("ids", "alpha", "prior", "lastpost", "count", "shared_alpha", "shared_prior", "shared_last",
+                "alpha0", "pi0", "last_confusion", "total_confusion")
+
+    def _export_arrays(self) -> dict[str, np.ndarray]:
+        m = self._size
+        return {
+            "ids": self._gid[:m], "alpha": self._alpha[:, :, :m], "prior": self._prior[:, :m],
+            "lastpost": self._last[:, :m], "count": self._count[:m], "shared_alpha": self._shared_alpha,
+            "shared_prior": self._shared_prior, "shared_last": self._shared_last, "alpha0": self.alpha0,
+            "pi0": self.pi0, "last_confusion": self._last_confusion, "total_confusion": self._total_confusion,
+        }
+
+    def _import_arrays(self, arrays: dict[str, Any]) -> None:
+        ids = np.asarray(arrays["ids"], dtype=np.int64)
+        m = ids.size
+        if m and (ids.min() < 0 or ids.max() >= self.num_prompts or np.unique(ids).size != m):
+            raise ValueError("state_dict['ids'] must be unique prompt ids inside the pool")
+        shapes = {"alpha": (3, 3, m), "prior": (3, m), "lastpost": (3, m), "count": (m,), "shared_alpha": (3, 3),
+                  "shared_prior": (3,), "shared_last": (3,), "alpha0": (3, 3), "pi0": (3,)}
+        for key, shape in shapes.items():
+            if np.shape(arrays[key]) != shape:
+                raise ValueError(f"state_dict[{key!r}] has shape {np.shape(arrays[key])}, expected {shape}")
+        self._size = 0
+        self._slot[:] = -1
+        self._alpha = None
+        self._allocate(max(m, min(self.num_prompts, 1024)))
+        self._size = m
+        self._gid[:m] = ids
+        self._slot[ids] = np.arange(m, dtype=self._slot.dtype)
+        self._alpha[:, :, :m] = arrays["alpha"]
+        self._prior[:, :m] = arrays["prior"]
+        self._last[:, :m] = arrays["lastpost"]
+        self._count[:m] = arrays["count"]
+        self._shared_alpha = np.array(arrays["shared_alpha"], dtype=np.float64)
+        self._shared_prior = np.array(arrays["shared_prior"], dtype=np.float64)
+        self._shared_last = np.array(arrays["shared_last"], dtype=np.float64)
+        self.alpha0 = np.array(arrays["alpha0"], dtype=np.float64)
+        self.pi0 = np.array(arrays["pi0"], dtype=np.float64)
+        self._last_confusion = np.array(arrays["last_confusion"], dtype=np.int64).reshape(3, 3)
+        self._total_confusion = np.array(arrays["total_confusion"], dtype=np.int64).reshape(3, 3)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the selector's arrays (allocated capacity included)."""
+        arrays = (self._slot, self._alpha, self._prior, self._last, self._buf, self._gid, self._count)
+        return int(sum(a.nbytes for a in arrays))

@@ -1,0 +1,103 @@
+"""MoPPS, Model Predictive Prompt Selection (Qu et al., arXiv 2507.04632).
+
+Each prompt's success rate has a Beta(alpha, beta) posterior, updated only when the prompt is rolled
+out: ``alpha <- lam*alpha + (1-lam)*alpha0 + s*k``, ``beta <- lam*beta + (1-lam)*beta0 + (1-s)*k``.
+Selection draws one Thompson sample per candidate and keeps the B closest to the target rate ('topk')
+or B random ones inside [lower, upper] ('threshold', topped up by distance to the band).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from mmdps.selection.base import Selector
+
+STRATEGIES = ("topk", "threshold")
+
+
+class MoPPSSelector(Selector):
+    """Beta-Bernoulli bandit with Thompson sampling over a random candidate pool.
+
+    ``candidate_ratio`` (the code's ``ts_ratio``; 16 in the MATH scripts) sizes the candidate pool at
+    ``candidate_ratio * batch_size`` random prompts; ``None`` uses the whole pool every step.
+    """
+
+    name: ClassVar[str] = "mopps"
+    _state_arrays: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+    def __init__(
+        self,
+        num_prompts: int,
+        decay: float = 1.0,
+        rollouts_per_prompt: int = 8,
+        target: float = 0.5,
+        strategy: str = "topk",
+        seed: int = 0,
+        candidate_ratio: float | None = 16.0,
+        prior_alpha: float = 1.0,
+        prior_beta: float = 1.0,
+        lower: float = 0.3,
+        upper: float = 0.7,
+    ) -> None:
+        super().__init__(num_prompts, seed)
+        if not 0.0 < float(decay) <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        if int(rollouts_per_prompt) < 1:
+            raise ValueError(f"rollouts_per_prompt must be >= 1, got {rollouts_per_prompt!r}")
+        if not 0.0 <= float(target) <= 1.0:
+            raise ValueError(f"target must be in [0, 1], got {target!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if candidate_ratio is not None and not candidate_ratio >= 1.0:
+            raise ValueError(f"candidate_ratio must be >= 1 or None (whole pool), got {candidate_ratio!r}")
+        if not (prior_alpha > 0 and prior_beta > 0):
+            raise ValueError(f"prior_alpha and prior_beta must be > 0, got {prior_alpha!r}, {prior_beta!r}")
+        if not 0.0 <= lower <= upper <= 1.0:
+            raise ValueError(f"need 0 <= lower <= upper <= 1, got lower={lower!r}, upper={upper!r}")
+        self.decay = float(decay)
+        self.rollouts_per_prompt = int(rollouts_per_prompt)
+        self.target = float(target)
+        self.strategy = strategy
+        self.candidate_ratio = None if candidate_ratio is None else float(candidate_ratio)
+        self.prior_alpha, self.prior_beta = float(prior_alpha), float(prior_beta)
+        self.lower, self.upper = float(lower), float(upper)
+        self.alpha = np.full(self.num_prompts, self.prior_alpha)
+        self.beta = np.full(self.num_prompts, self.prior_beta)
+        self._last_abs_error = float("nan")
+
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the Beta posterior parameters (alpha, beta), one entry per prompt."""
+        return self.alpha.copy(), self.beta.copy()
+
+    def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
+        if candidates is None:
+            size = self.num_prompts
+            if self.candidate_ratio is not None:
+                size = min(self.num_prompts, math.ceil(self.candidate_ratio * batch_size))
+            candidates = (
+                np.arange(self.num_prompts, dtype=np.int64) if size == self.num_prompts
+                else self._random_subset(self.num_prompts, size)
+            )
+        draws = self.rng.beta(self.alpha[candidates], self.beta[candidates])
+        if self.strategy == "topk":
+            return candidates[self._top_with_random_ties(-np.square(draws - self.target), batch_size)]
+        inside = np.flatnonzero((draws >= self.lower) & (draws <= self.upper))
+        if inside.size >= batch_size:
+            return candidates[inside[self._random_subset(inside.size, batch_size)]]
+        gap = np.maximum(np.maximum(self.lower - draws, draws - self.upper), 0.0)
+        return candidates[self._top_with_random_ties(-gap, batch_size)]
+
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+        k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
+        a, b = self.alpha[ids], self.beta[ids]
+        self._last_abs_error = float(np.mean(np.abs(a / (a + b) - rates))) if ids.size else float("nan")
+        self.alpha[ids] = self.decay * a + (1.0 - self.decay) * self.prior_alpha + rates * k
+        self.beta[ids] = self.decay * b + (1.0 - self.decay) * self.prior_beta + (1.0 - rates) * k
+
+    def diagnostics(self) -> dict[str, float]:
+        out = super().diagnostics()
+        out["posterior_mean_abs_error"] = self._last_abs_error
+        return out

@@ -1,0 +1,79 @@
+"""Uniform sampling, the GRPO default: a shuffled pass over the dataset, a fresh shuffle every epoch."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from mmdps.selection.base import Selector
+
+
+class EpochSampler:
+    """Draws batches from a seeded permutation of ``range(n)`` without replacement within an epoch.
+
+    When fewer prompts than asked remain in the epoch, the remainder is dropped and a new epoch starts
+    (``drop_last`` semantics, so a batch never holds a prompt twice).
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.order = np.empty(0, dtype=np.int32 if n < 2**31 else np.int64)
+        self.position = 0
+        self.epoch = 0
+
+    def next(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        if self.position + size > self.order.size:
+            self.order = rng.permutation(self.n).astype(self.order.dtype)
+            self.position = 0
+            self.epoch += 1
+        out = self.order[self.position : self.position + size].astype(np.int64)
+        self.position += size
+        return out
+
+
+class UniformSelector(Selector):
+    """Uniform random batches (epoch-shuffled over the pool, or a random subset of ``candidates``)."""
+
+    name: ClassVar[str] = "uniform"
+    _state_scalars: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, num_prompts: int, seed: int = 0) -> None:
+        super().__init__(num_prompts, seed)
+        self.sampler = EpochSampler(self.num_prompts)
+
+    def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
+        if candidates is not None:
+            return candidates[self._random_subset(candidates.size, batch_size)]
+        return self.sampler.next(self.rng, batch_size)
+
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+        pass  # stateless
+
+    def diagnostics(self) -> dict[str, float]:
+        out = super().diagnostics()
+        out["epoch"] = float(self.sampler.epoch)
+        return out
+
+    def _array_keys(self) -> tuple[str, ...]:
+        return ("epoch_order", "epoch_position", "epoch")
+
+    def _export_arrays(self) -> dict[str, np.ndarray]:
+        return sampler_state(self.sampler)
+
+    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        load_sampler_state(self.sampler, arrays)
+
+
+def sampler_state(sampler: EpochSampler) -> dict[str, np.ndarray]:
+    """The arrays that restore an ``EpochSampler``."""
+    return {"epoch_order": sampler.order, "epoch_position": np.array(sampler.position), "epoch": np.array(sampler.epoch)}
+
+
+def load_sampler_state(sampler: EpochSampler, arrays: dict[str, np.ndarray]) -> None:
+    order = np.asarray(arrays["epoch_order"])
+    if order.ndim != 1 or (order.size and order.size != sampler.n):
+        raise ValueError(f"state_dict['epoch_order'] must be empty or a permutation of {sampler.n} ids, got shape {order.shape}")
+    sampler.order = order.astype(sampler.order.dtype, copy=True)
+    sampler.position = int(arrays["epoch_position"])
+    sampler.epoch = int(arrays["epoch"])
