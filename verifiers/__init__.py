@@ -1,0 +1,81 @@
+"""Rule-based verifiers, found by name: ``mmdps.verifiers.get("math")(completion, ground_truth, **item)``.
+
+Every verifier returns ``{"score": float, "acc": float, "format": float}`` (see :mod:`.base`), never
+raises on model output and returns within a bounded time on any string.
+
+=================  ============================================================================
+name               what it grades
+=================  ============================================================================
+``math``           last ``\\boxed{}`` vs gold with math-verify; score = acc
+``math_think``     same, grading only the text after ``</think>`` (DeepScaleR validation)
+``countdown``      last ``<answer>`` expression; score 1 / 0.1 (well-formed, wrong) / 0
+``geometry``       boxed value or choice letter; score 1 / 0.1 x format / 0
+``format_boxed``   ``<think>...</think>`` then ``\\boxed{}``; score = format
+``format_answer``  ``<think>...</think>`` then ``<answer>...</answer>``; score = format
+=================  ============================================================================
+
+Aliases: ``gsm8k``, ``deepscaler`` (= ``math_think``), ``geo3k``, ``geometry3k``.
+Add your own with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from mmdps.verifiers.base import GroundTruthError, TimeLimitExceeded, Verdict, verdict
+
+Verifier = Callable[..., Verdict]
+
+# name -> "module:function", imported on first use (math-verify/sympy import takes ~0.5 s).
+_BUILTIN: dict[str, str] = {
+    "math": "mmdps.verifiers.math:verify_math",
+    "math_think": "mmdps.verifiers.math:verify_math_think",
+    "countdown": "mmdps.verifiers.countdown:verify_countdown",
+    "geometry": "mmdps.verifiers.geometry:verify_geometry",
+    "format_boxed": "mmdps.verifiers.format:verify_think_boxed",
+    "format_answer": "mmdps.verifiers.format:verify_think_answer",
+}
+_ALIASES: dict[str, str] = {"gsm8k": "math", "deepscaler": "math_think", "geo3k": "geometry",
+                            "geometry3k": "geometry"}
+_REGISTRY: dict[str, Verifier] = {}
+
+
+def register(name: str, fn: Verifier | None = None) -> Any:
+    """Make ``fn`` findable as ``get(name)``; usable as ``@register("name")``.
+
+    ``fn(completion, ground_truth, **item_metadata)`` must return a verdict dict, accept and ignore
+    unknown keyword arguments, and never raise on model output (wrap it with
+    :func:`mmdps.verifiers.base.never_raise`).
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"verifier name must be a non-empty string, got {name!r}")
+
+    def add(f: Verifier) -> Verifier:
+        if not callable(f):
+            raise TypeError(f"verifier {name!r} must be callable, got {type(f).__name__}")
+        _REGISTRY[name] = f
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def get(name: str) -> Verifier:
+    """The verifier registered under ``name`` (or an alias); ``KeyError`` lists the known names."""
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY and key in _BUILTIN:
+        module, _, attr = _BUILTIN[key].partition(":")
+        _REGISTRY[key] = getattr(importlib.import_module(module), attr)
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown verifier {name!r}; known: {', '.join(available())}. "
+                       "Register your own with mmdps.verifiers.register(name, fn).")
+    return _REGISTRY[key]
+
+
+def available() -> list[str]:
+    """Names of all verifiers (built-in, registered and aliases), sorted."""
+    return sorted(set(_BUILTIN) | set(_REGISTRY) | set(_ALIASES))
+
+
+__all__ = ["get", "register", "available", "verdict", "Verdict", "Verifier", "GroundTruthError",
+           "TimeLimitExceeded"]

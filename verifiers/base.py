@@ -1,0 +1,126 @@
+"""What every verifier shares: the verdict shape, the never-raise wrapper and the time limit.
+
+A verifier is any callable ``f(completion: str, ground_truth, **item_metadata) -> Verdict`` where a
+verdict is a plain dict ``{"score": float, "acc": float, "format": float}``:
+
+* ``acc``    1.0 when the answer is correct, else 0.0 (what selectors and pass@k count);
+* ``format`` 1.0 when the completion has the layout the prompt asked for, else 0.0;
+* ``score``  the reward the trainer optimises (each verifier documents its rule).
+
+Model output is untrusted, so verifiers are wrapped with :func:`never_raise` and anything that can
+run long (sympy) runs under :func:`call_with_time_limit`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+from typing import Any, Callable, TypeVar
+
+Verdict = dict[str, float]
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+#: Default wall-clock limit of one guarded call (seconds). Real answers take milliseconds.
+DEFAULT_TIME_LIMIT_S = 2.0
+
+
+def verdict(*, acc: float | bool, format: float | bool, score: float | None = None) -> Verdict:
+    """Build a verdict; ``score`` defaults to ``acc``. All values are floats in [0, 1]."""
+    acc_f = 1.0 if acc else 0.0
+    format_f = 1.0 if format else 0.0
+    score_f = acc_f if score is None else min(1.0, max(0.0, float(score)))
+    return {"score": score_f, "acc": acc_f, "format": format_f}
+
+
+ZERO: Verdict = {"score": 0.0, "acc": 0.0, "format": 0.0}
+
+
+def never_raise(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """Wrap a verifier so that any error (bad ground truth aside) becomes a zero verdict.
+
+    Errors in the *ground truth* are the caller's bug, so :class:`GroundTruthError` propagates; an
+    error caused by the completion (or anything unexpected) is logged at debug level and scored 0.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(completion: Any, ground_truth: Any = None, /, **kwargs: Any) -> Verdict:
+        if not isinstance(completion, str):
+            return dict(ZERO)
+        try:
+            return fn(completion, ground_truth, **kwargs)
+        except GroundTruthError:
+            raise
+        except (Exception, TimeLimitExceeded, RecursionError, MemoryError):  # noqa: BLE001 - untrusted input
+            logger.debug("verifier %s failed on a completion; scored 0", fn.__name__, exc_info=True)
+            return dict(ZERO)
+
+    return wrapper
+
+
+class GroundTruthError(ValueError):
+    """The ground truth (not the model output) is unusable; the message says which field and how to fix it."""
+
+
+class TimeLimitExceeded(BaseException):
+    """Raised inside a guarded call when its time is up.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that the ``except Exception`` blocks inside
+    sympy and math-verify cannot swallow it.
+    """
+
+
+# ---------------------------------------------------------------------------------- time limit
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def signal_guard_usable() -> bool:
+    """True when a SIGALRM timer can guard a call here: main thread, POSIX, and no timer already armed."""
+    if not hasattr(signal, "setitimer") or not _in_main_thread():
+        return False
+    # Do not clobber somebody else's alarm (pytest-timeout, an outer guard).
+    return signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def _raise_time_limit(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise TimeLimitExceeded()
+
+
+def call_with_signal_limit(fn: Callable[..., T], args: tuple, seconds: float) -> T:
+    """Run ``fn(*args)`` in this (main) thread; raise :class:`TimeLimitExceeded` after ``seconds``.
+
+    Interrupts Python code between bytecodes only: a single long C call (a huge integer power)
+    finishes before the alarm is handled. :func:`call_with_time_limit` therefore screens inputs
+    (the verifiers cap sizes) or isolates the call in a worker process.
+    """
+    previous = signal.signal(signal.SIGALRM, _raise_time_limit)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def call_with_time_limit(fn: Callable[..., T], args: tuple, seconds: float = DEFAULT_TIME_LIMIT_S, *,
+                         isolate: bool | None = None) -> T:
+    """Run the module-level function ``fn(*args)`` for at most ``seconds`` from any thread.
+
+    * main thread (and ``isolate`` not True): in-process under a SIGALRM timer (cheapest; microseconds);
+    * other threads, or ``isolate=True``: in a worker process of :mod:`mmdps.verifiers.isolation`,
+      killed and replaced when it overruns (works for C-level hangs too; ~0.1 ms of IPC per call).
+
+    ``fn`` must be importable by name (``module:qualname``) and its args and result picklable.
+    Raises :class:`TimeLimitExceeded` when the limit is hit.
+    """
+    if isolate is None:
+        isolate = not signal_guard_usable()
+    if not isolate and signal_guard_usable():
+        return call_with_signal_limit(fn, args, seconds)
+    from mmdps.verifiers.isolation import default_pool
+
+    return default_pool().call(fn, args, seconds)

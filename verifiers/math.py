@@ -1,0 +1,201 @@
+"""Math answers: the last ``\\boxed{}`` of the completion, graded against the gold with math-verify.
+
+Score rule: ``score = acc`` (1 when the boxed answer equals any acceptable gold, else 0), as in the
+paper's MATH reward. ``format`` is 1 when a complete ``\\boxed{...}``/``\\fbox{...}`` answer is found
+(and, with ``require_think_close=True``, it comes after ``</think>``).
+
+Equivalence is math-verify's (numbers, fractions, LaTeX, sets/intervals, tuples, equations such as
+gold ``x=2`` against ``2``); nothing LaTeX-specific is hand-written here. An exact match after
+whitespace normalisation short-cuts sympy. The sympy work runs under
+:func:`~mmdps.verifiers.base.call_with_time_limit`, so a pathological answer (``9^{9^{9}}``) costs at
+most ``time_limit`` seconds and scores 0, from any thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from typing import Any, Iterable
+
+from mmdps.verifiers.base import (DEFAULT_TIME_LIMIT_S, GroundTruthError, TimeLimitExceeded, Verdict,
+                                  call_with_time_limit, never_raise, verdict)
+
+#: Longest boxed answer that is graded; longer ones are scored wrong without parsing (no real
+#: benchmark answer comes close: the longest gold in MATH500/OlympiadBench is a few hundred chars).
+MAX_ANSWER_CHARS = 1000
+
+#: Deepest bracket nesting graded: the LaTeX parser is slow on deep nesting and real answers stay shallow.
+MAX_NESTING = 32
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------- extraction
+def extract_last_boxed(text: str, max_chars: int = MAX_ANSWER_CHARS) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (also ``\\boxed 5``), or None.
+
+    Braces are matched (nested braces are kept); an unclosed box, or one whose content is longer
+    than ``max_chars``, gives None. Linear in the length of the tail after the last box.
+    """
+    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    if start < 0:
+        return None
+    i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
+    if text.startswith("{", i):
+        depth, j, end = 0, i, min(len(text), i + max_chars + 2)
+        while j < end:
+            ch = text[j]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[i + 1:j].strip()
+            elif ch == "\\":
+                j += 1  # skip escaped braces such as \{ and \}
+            j += 1
+        return None
+    if text.startswith(" ", i):  # "\boxed 5": up to the next whitespace or "$"
+        match = re.match(r" +([^\s$]{1,%d})" % max_chars, text[i:i + max_chars + 64])
+        return match.group(1) if match else None
+    return None
+
+
+def too_complex(answer: str) -> bool:
+    """True for answers longer than :data:`MAX_ANSWER_CHARS` or nested deeper than :data:`MAX_NESTING`."""
+    if len(answer) > MAX_ANSWER_CHARS:
+        return True
+    depth = deepest = 0
+    for ch in answer:
+        if ch in "({[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")}]":
+            depth -= 1
+    return deepest > MAX_NESTING
+
+
+def answer_region(completion: str, require_think_close: bool) -> str | None:
+    """The part of the completion that is graded: all of it, or what follows the last ``</think>``."""
+    if not require_think_close:
+        return completion
+    cut = completion.rfind("</think>")
+    return None if cut < 0 else completion[cut + len("</think>"):]
+
+
+# ------------------------------------------------------------------------------- equivalence
+_SPACES = re.compile(r"\s+|\\[,;:! ]|~")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?=[^a-zA-Z])")
+
+
+def _normalise(answer: str) -> str:
+    """Cheap normalisation for the exact-match shortcut only (math-verify does the real work)."""
+    answer = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    answer = _LEFT_RIGHT.sub("", answer)
+    return _SPACES.sub("", answer).strip("$.")
+
+
+def gold_answers(ground_truth: Any) -> tuple[str, ...]:
+    """Acceptable gold answers as strings: a string, a number, or a list/tuple of them."""
+    if isinstance(ground_truth, (str, int, float)) and not isinstance(ground_truth, bool):
+        answers: Iterable[Any] = [ground_truth]
+    elif isinstance(ground_truth, (list, tuple)) and ground_truth:
+        answers = ground_truth
+    else:
+        raise GroundTruthError(f"math ground truth must be a string, a number or a non-empty list of them, "
+                               f"got {type(ground_truth).__name__}: {ground_truth!r:.80}")
+    out = []
+    for answer in answers:
+        if isinstance(answer, float) and answer.is_integer():
+            answer = int(answer)  # AMC stores 142.0
+        text = str(answer).strip()
+        if text:
+            out.append(text)
+    if not out:
+        raise GroundTruthError(f"math ground truth {ground_truth!r:.80} has no non-empty answer")
+    return tuple(out)
+
+
+@functools.cache
+def _math_verify():
+    import math_verify
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    # We pass parsing_timeout=None / timeout_seconds=None (their SIGALRM would clobber ours and fails
+    # off the main thread) and guard the call ourselves; silence the "timeout is disabled" warning.
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith("Timeout is disabled"))
+    config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+    return math_verify, config
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(gold: str):
+    math_verify, config = _math_verify()
+    return math_verify.parse("\\boxed{" + gold + "}", extraction_config=config, parsing_timeout=None)
+
+
+def is_equivalent(answer: str, golds: tuple[str, ...]) -> bool:
+    """math-verify's verdict on ``answer`` (a boxed answer's content) against any of ``golds``.
+
+    Unguarded: call it through :func:`call_with_time_limit` (as :func:`verify_math` does).
+    """
+    math_verify, config = _math_verify()
+    predicted = math_verify.parse("\\boxed{" + answer + "}", extraction_config=config, parsing_timeout=None)
+    if not predicted:
+        return False
+    return any(math_verify.verify(_parse_gold(g), predicted, timeout_seconds=None) for g in golds)
+
+
+@functools.cache
+def warm_up() -> None:
+    """Import math-verify and grade one tiny answer, unguarded and once per process.
+
+    The first parse loads the LaTeX grammar and sympy's lazy modules (0.5-2 s on a busy machine);
+    that must not count against the first real answer's time limit.
+    """
+    is_equivalent(r"\frac{1}{2}", ("0.5",))
+
+
+def grade_answer(answer: str, golds: tuple[str, ...], *, time_limit: float = DEFAULT_TIME_LIMIT_S,
+                 isolate: bool | None = None) -> bool:
+    """True when ``answer`` equals one of ``golds``: exact match, else math-verify under a time limit."""
+    if not answer or too_complex(answer):
+        return False
+    normalised = _normalise(answer)
+    if any(normalised == _normalise(g) for g in golds):
+        return True
+    warm_up()
+    try:
+        return bool(call_with_time_limit(is_equivalent, (answer, golds), time_limit, isolate=isolate))
+    except TimeLimitExceeded:
+        _logger.debug("math-verify hit the %.1fs limit on %r", time_limit, answer[:80])
+        return False
+
+
+# ------------------------------------------------------------------------------- verifier
+@never_raise
+def verify_math(completion: str, ground_truth: Any, /, *, require_think_close: bool = False,
+                time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> Verdict:
+    """Grade the last boxed answer of ``completion`` against ``ground_truth`` (str or list of str).
+
+    Args:
+        require_think_close: DeepScaleR-style: only the text after the last ``</think>`` is graded;
+            no ``</think>`` means format 0 and acc 0.
+        time_limit: seconds allowed for math-verify on this answer.
+        **_item: other item metadata, ignored.
+    """
+    golds = gold_answers(ground_truth)
+    region = answer_region(completion, require_think_close)
+    answer = None if region is None else extract_last_boxed(region)
+    if answer is None:
+        return verdict(acc=False, format=False)
+    return verdict(acc=grade_answer(answer, golds, time_limit=time_limit), format=True)
+
+
+def verify_math_think(completion: str, ground_truth: Any, /, **item: Any) -> Verdict:
+    """:func:`verify_math` with ``require_think_close=True`` (the DeepScaleR validation reward)."""
+    item.setdefault("require_think_close", True)
+    return verify_math(completion, ground_truth, **item)
