@@ -1,0 +1,170 @@
+"""Loading policies and processors (text or vision-language), and LoRA through peft.
+
+``load_policy`` picks ``AutoModelForImageTextToText`` for configs with a vision tower and
+``AutoModelForCausalLM`` otherwise. ``load_processor`` never trusts ``AutoProcessor`` alone: on a
+folder it cannot read fully (no torchvision, or a custom processor class) it silently returns just
+the tokenizer, so the result is checked and an image-only Qwen2-VL processor is built instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from transformers import Qwen2VLProcessor
+from transformers.processing_utils import ProcessorMixin
+
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+# Module-name fragments of the vision towers of the supported VL families.
+_VISION_MODULE_NAMES = ("visual", "vision_tower", "vision_model")
+
+
+class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    """A Qwen2-VL processor without the video processor, for environments without torchvision.
+
+    ``ProcessorMixin`` derives its sub-processors from the ``__init__`` signature, so leaving
+    ``video_processor`` out means nothing here needs torchvision.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+def _config_of(model_or_config: Any):
+    config = getattr(model_or_config, "config", model_or_config)
+    return config
+
+
+def is_vision_language(model_or_config: Any) -> bool:
+    """True for a model (PEFT-wrapped or not) or config with a vision tower."""
+    return getattr(_config_of(model_or_config), "vision_config", None) is not None
+
+
+def get_tokenizer(processor: Any):
+    """The tokenizer of a processor, or the argument itself when it already is a tokenizer."""
+    return getattr(processor, "tokenizer", None) or processor
+
+
+def vision_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the vision placeholder tokens the tokenizer knows (never to be sampled)."""
+    vocab = tokenizer.get_vocab()
+    return sorted({vocab[t] for t in VISION_TOKENS if t in vocab})
+
+
+def load_processor(path: str | os.PathLike) -> Any:
+    """The processor of a VL model folder, or the tokenizer of a text model folder (offline-safe)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    path = os.fspath(path)
+    if not is_vision_language(AutoConfig.from_pretrained(path)):
+        return AutoTokenizer.from_pretrained(path)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except Exception:  # noqa: BLE001 - e.g. "Can't load video processor" without torchvision
+        processor = None
+    if processor is not None and getattr(processor, "image_processor", None) is not None:
+        return processor
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return ImageOnlyQwen2VLProcessor(image_processor=AutoImageProcessor.from_pretrained(path), tokenizer=tokenizer,
+                                     chat_template=tokenizer.chat_template)
+
+
+def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":  # bf16 on GPUs that support it, float32 on the CPU (bf16 CPU kernels are slow)
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in choices:
+        raise ValueError(f"dtype must be 'auto' or one of {sorted(choices)}, got {dtype!r}")
+    return choices[dtype]
+
+
+def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", attn_implementation: str | None = None,
+                device: str | torch.device | None = None) -> tuple[nn.Module, Any]:
+    """Load a policy model and its processor (VL) or tokenizer (text) from a local folder or hub id.
+
+    Args:
+        dtype: "auto" (bfloat16 on a CUDA device, float32 otherwise), "float32", "bfloat16", "float16".
+        attn_implementation: passed to ``from_pretrained`` ("sdpa", "flash_attention_2", "eager", ...).
+        device: where to put the model; ``None`` leaves it on the CPU (accelerate moves it later).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    path = os.fspath(path)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    config = AutoConfig.from_pretrained(path)
+    model_cls = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, target)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = model_cls.from_pretrained(path, **kwargs)
+    processor = load_processor(path)
+    tokenizer = get_tokenizer(processor)
+    generation_config = model.generation_config
+    if generation_config.pad_token_id is None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+    if generation_config.eos_token_id is None:
+        generation_config.eos_token_id = tokenizer.eos_token_id
+    if device is not None:
+        model.to(target)
+    return model, processor
+
+
+def _is_vision_module(name: str) -> bool:
+    return any(part in _VISION_MODULE_NAMES for part in name.split("."))
+
+
+def lora_target_modules(model: nn.Module, target_modules: str | Sequence[str] = "all-linear",
+                        exclude_vision: bool = True) -> list[str]:
+    """Full names of the ``nn.Linear`` modules LoRA should wrap.
+
+    ``"all-linear"`` means every linear layer except the output head; a list of short names
+    (``["q_proj", "v_proj"]``) selects by the last name component. With ``exclude_vision`` the vision
+    tower (and its merger) is left out, so only the language model is adapted.
+    """
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    wanted = None if target_modules == "all-linear" else {target_modules} if isinstance(target_modules, str) \
+        else set(target_modules)
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or module is output:
+            continue
+        if wanted is not None and name.rsplit(".", 1)[-1] not in wanted:
+            continue
+        if exclude_vision and _is_vision_module(name):
+            continue
+        names.append(name)
+    if not names:
+        raise ValueError(f"no linear modules match target_modules={target_modules!r} "
+                         f"(exclude_vision={exclude_vision}); check the module names of {type(model).__name__}")
+    return names
+
+
+def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float = 0.0,
+               target_modules: str | Sequence[str] = "all-linear", exclude_vision: bool = True) -> nn.Module:
+    """Wrap ``model`` in a peft LoRA model (only adapter weights train).
+
+    ``exclude_vision=True`` targets only language-model linears, leaving the vision tower frozen
+    and unadapted (vLLM cannot apply LoRA to the ViT either).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM",
+                        target_modules=lora_target_modules(model, target_modules, exclude_vision))
+    return get_peft_model(model, config)
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Turn on gradient checkpointing (non-reentrant), also under a peft wrapper with frozen embeddings."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    if hasattr(model, "config"):
+        model.config.use_cache = False

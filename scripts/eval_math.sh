@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Evaluate a checkpoint on the five math test sets of the paper (AIME24, AMC23, MATH500, Minerva,
+# OlympiadBench; DeepScaleR JSON files) with 16 samples per problem at temperature 0.6 and an 8k
+# response limit, then put the five reports side by side (table + bar plot).
+#
+#   scripts/eval_math.sh MODEL [TEST_DIR] [OUTPUT] [extra mmdps eval flags...]
+#   scripts/eval_math.sh checkpoints/dps/step_360 ../shared/data/math/test runs/eval/math/dps --engine vllm
+set -euo pipefail
+MODEL=${1:?usage: eval_math.sh MODEL [TEST_DIR] [OUTPUT] [extra flags]}
+TEST_DIR=${2:-data/math/test}
+OUTPUT=${3:-runs/eval/math/$(basename "$MODEL")}
+shift $(( $# < 3 ? $# : 3 ))
+
+reports=()
+for bench in aime amc math500 minerva olympiad_bench; do
+  if [[ ! -f "$TEST_DIR/$bench.json" ]]; then
+    echo "skipping $bench: $TEST_DIR/$bench.json not found" >&2
+    continue
+  fi
+  mmdps eval --model "$MODEL" --task math --data "$TEST_DIR/$bench.json" --split test \
+    --n 16 --temperature 0.6 --top-p 1.0 --max-new-tokens 8192 \
+    --seed 0 --label "$bench" --output "$OUTPUT/$bench" "$@"
+  reports+=("$OUTPUT/$bench")
+done
+if (( ${#reports[@]} > 0 )); then
+  mmdps eval --compare "${reports[@]}" --output "$OUTPUT"
+fi
