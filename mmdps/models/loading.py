@@ -36,8 +36,9 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
 
 
 def _config_of(model_or_config: Any):
-    config = getattr(model_or_config, "config", model_or_config)
-    return config
+    # DDP / accelerate wrappers keep the real model in `.module`
+    model_or_config = getattr(model_or_config, "module", model_or_config)
+    return getattr(model_or_config, "config", model_or_config)
 
 
 def is_vision_language(model_or_config: Any) -> bool:

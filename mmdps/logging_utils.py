@@ -1,0 +1,155 @@
+"""Run logging: ``metrics.jsonl`` always, TensorBoard / W&B when asked, a rich progress bar, and
+sampled completions on disk.
+
+TensorBoard and W&B are optional extras imported only when ``report_to`` names them; a missing
+package raises an ImportError that says which extra to install.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain python for numpy / torch scalars and arrays; non-finite floats become None (valid JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy / torch
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class MetricsLogger:
+    """Writes one JSON line per ``log`` call to ``<output_dir>/metrics.jsonl`` and mirrors scalars to
+    TensorBoard and/or W&B. Only the main process should create one with ``enabled=True``."""
+
+    def __init__(self, output_dir: str | os.PathLike, *, report_to: Iterable[str] = (), run_name: str | None = None,
+                 config: Mapping[str, Any] | None = None, wandb_project: str | None = None, enabled: bool = True):
+        self.enabled = enabled
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self._tb = None
+        self._wandb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        run_name = run_name or Path(output_dir).resolve().name
+        report_to = list(report_to)
+        if "tensorboard" in report_to:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ImportError("report_to includes 'tensorboard' but it is not installed: "
+                                  "pip install 'mmdps[tensorboard]'") from exc
+            self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
+        if "wandb" in report_to:
+            try:
+                import wandb
+            except ImportError as exc:
+                raise ImportError("report_to includes 'wandb' but it is not installed: pip install 'mmdps[wandb]'") \
+                    from exc
+            self._wandb = wandb.init(project=wandb_project or "mmdps", name=run_name,
+                                     config=to_jsonable(dict(config or {})), dir=str(output_dir), resume="allow")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines with ``step > step`` (written after the checkpoint a resumed run restarts from)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), **to_jsonable(dict(metrics))}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self._tb is not None:
+            for key, value in scalars.items():
+                self._tb.add_scalar(key, value, global_step=step)
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of ``<output_dir>/metrics.jsonl``."""
+    path = Path(output_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_samples(output_dir: str | os.PathLike, step: int, records: list[dict[str, Any]]) -> Path:
+    """Write sampled completions of ``step`` to ``<output_dir>/samples/step_XXXX.jsonl``."""
+    folder = Path(output_dir) / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{step:04d}.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(to_jsonable(record), ensure_ascii=False) + "\n")
+    return path
+
+
+class ProgressBar:
+    """A rich progress bar showing step, reward, effective-sample ratio and ETA; silent when disabled."""
+
+    def __init__(self, total: int, *, start: int = 0, enabled: bool = True):
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+        self._start_time = time.monotonic()
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]GRPO"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("reward {task.fields[reward]}"), TextColumn("acc {task.fields[acc]}"),
+            TextColumn("effective {task.fields[effective]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        )
+        self._task = self._progress.add_task("train", total=total, completed=start, reward="-", acc="-",
+                                             effective="-")
+        self._progress.start()
+
+    def update(self, step: int, *, reward: float | None = None, acc: float | None = None,
+               effective: float | None = None) -> None:
+        if self._progress is None:
+            return
+        self._progress.update(self._task, completed=step, reward=_fmt(reward), acc=_fmt(acc),
+                              effective=_fmt(effective, percent=True))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _fmt(value: float | None, percent: bool = False) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{100 * value:.0f}%" if percent else f"{value:.3f}"

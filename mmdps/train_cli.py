@@ -1,0 +1,53 @@
+"""``mmdps train --config FILE [key=value ...]``: GRPO training from a YAML config.
+
+Examples::
+
+    mmdps train --config configs/tiny/countdown_dps.yaml
+    mmdps train --config configs/countdown_dps.yaml max_steps=10 output_dir=outputs/try selector_kwargs.decay=0.7
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m mmdps train --config configs/math_dps.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML config file (see configs/ and docs/training.md)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. max_steps=10 output_dir=outputs/x selector_kwargs.decay=0.5")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmdps.config import load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"mmdps train: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    from transformers.utils import logging as hf_logging
+
+    from mmdps.trainer import GRPOTrainer, TrainingDivergedError
+
+    hf_logging.disable_progress_bar()  # weight loading / shard writing bars would interleave with ours
+
+    try:
+        trainer = GRPOTrainer(config)
+        if trainer.resume_from is not None:
+            print(f"resuming from {trainer.resume_from} (step {trainer.step} of {config.max_steps})")
+        metrics = trainer.train()
+    except TrainingDivergedError as exc:
+        print(f"mmdps train: {exc}", file=sys.stderr)
+        return 1
+    if metrics:
+        print(f"done: step {config.max_steps}, reward {metrics.get('reward_mean', float('nan')):.3f}, "
+              f"acc {metrics.get('acc_mean', float('nan')):.3f}, rollouts {metrics.get('rollouts_total', 0)}; "
+              f"metrics in {config.output_dir}/metrics.jsonl")
+    return 0
