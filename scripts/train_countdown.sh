@@ -1,19 +1,6 @@
 #!/usr/bin/env bash
 # Train on countdown with the paper's settings (configs/countdown_<selector>.yaml) on all GPUs of this machine.
-#
 #   scripts/train_countdown.sh [uniform|ds|mopps|dps] [key=value ...]
 #   scripts/train_countdown.sh dps max_steps=10 output_dir=outputs/countdown_try
-#
-# Environment: ACCELERATE_CONFIG (default configs/accelerate/ddp.yaml; fsdp.yaml and
-# deepspeed_zero2.yaml are the alternatives), NUM_PROCESSES (default: number of GPUs).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-SELECTOR="${1:-dps}"
-[[ $# -gt 0 ]] && shift
-CONFIG="configs/countdown_${SELECTOR}.yaml"
-[[ -f "$CONFIG" ]] || { echo "no config $CONFIG (selectors: uniform, ds, mopps, dps)" >&2; exit 2; }
-ACCELERATE_CONFIG="${ACCELERATE_CONFIG:-configs/accelerate/ddp.yaml}"
-NUM_PROCESSES="${NUM_PROCESSES:-$(nvidia-smi -L 2>/dev/null | wc -l)}"
-[[ "$NUM_PROCESSES" -ge 1 ]] || { echo "no GPU found; set NUM_PROCESSES or run 'mmdps train' directly" >&2; exit 2; }
-exec accelerate launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_PROCESSES" \
-  -m mmdps train --config "$CONFIG" "$@"
+# Environment: ACCELERATE_CONFIG, NUM_PROCESSES (see scripts/train.sh).
+exec "$(dirname "$0")/train.sh" countdown "$@"

@@ -13,7 +13,17 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MMDPS_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+def _find_shared_data() -> Path:
+    if os.environ.get("MMDPS_SHARED_DATA"):
+        return Path(os.environ["MMDPS_SHARED_DATA"])
+    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.exists():
+            return candidate
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(scope="session")
