@@ -11,6 +11,7 @@ from mmdps.selection.cdas import CDASSelector
 from mmdps.selection.dopr import DoPRSelector
 from mmdps.selection.dps import DPSSelector
 from mmdps.selection.dynamic_sampling import DynamicSamplingSelector
+from mmdps.selection.greso import GRESOSelector
 from mmdps.selection.mopps import MoPPSSelector
 from mmdps.selection.uniform import UniformSelector
 
@@ -22,6 +23,7 @@ SELECTORS: dict[str, type[Selector]] = {
     "dps": DPSSelector,
     "cdas": CDASSelector,
     "dopr": DoPRSelector,
+    "greso": GRESOSelector,
 }
 
 
@@ -44,5 +46,5 @@ def make_selector(name: str, num_prompts: int, **kwargs) -> Selector:
 
 __all__ = [
     "SELECTORS", "STATE_NAMES", "CDASSelector", "DPSSelector", "DoPRSelector", "DynamicSamplingSelector",
-    "MoPPSSelector", "Selector", "UniformSelector", "make_selector", "observed_states",
+    "GRESOSelector", "MoPPSSelector", "Selector", "UniformSelector", "make_selector", "observed_states",
 ]

@@ -1,0 +1,293 @@
+"""mmdps selectors inside TRL's ``GRPOTrainer`` (trl >= 1.16; trl is optional and imported lazily).
+
+TRL draws prompts with a ``RepeatSampler`` fixed when the dataloader is built. ``DPSGRPOTrainer``
+replaces it with a :class:`SelectorSampler`, whose every generation batch is chosen by an mmdps selector
+that has already seen the rewards of the previous generation batch::
+
+    from mmdps.integrations.trl import DPSGRPOTrainer
+    trainer = DPSGRPOTrainer(model=..., reward_funcs=[accuracy_reward, ...], args=GRPOConfig(...),
+                             train_dataset=dataset, selector="dps", selector_kwargs={"decay": 0.5})
+    trainer.train()
+
+Layout (TRL's): a generation batch is ``P = generation_batch_size // num_generations`` distinct prompts,
+each repeated ``num_generations`` times, and the whole block is repeated
+``num_iterations * steps_per_generation`` times (TRL generates once per block and reuses the
+completions). Across processes every rank runs the same seeded selector on the same gathered rewards,
+so all ranks choose the same prompts, as ``RepeatSampler`` does with its shared seed.
+
+Feedback: after TRL has gathered the rewards of a generation batch, the trainer takes the column of the
+accuracy reward (``accuracy_reward``: index or name of a reward function, default the first), turns it
+into per-prompt success rates (mean over the prompt's completions; ``None`` counts as wrong;
+``success_threshold`` binarises shaped rewards) and calls ``selector.update(ids, rates)``.
+
+Why the trainer resolves some batches late: the dataloader runs ahead of training. accelerate's
+dataloader fetches one batch ahead, and ``Trainer`` fetches a whole gradient-accumulation window before
+the first forward, so the next generation block is usually fetched before the current block's rewards
+exist. The sampler then hands out placeholder rows marked "deferred"; at generation time, once every
+earlier reward is in, the trainer asks the selector and loads the chosen rows itself, so no choice uses
+stale feedback. Used without ``DPSGRPOTrainer`` (``defer=False``) the sampler raises instead of
+choosing blind.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmdps.selection import Selector, make_selector
+
+__all__ = ["DPSGRPOTrainer", "SelectorSampler", "SelectorSamplerCore", "success_rates_from_rewards"]
+
+
+def success_rates_from_rewards(values: Any, num_generations: int, success_threshold: float | None = None,
+                               ) -> np.ndarray:
+    """Per-prompt success rates from per-completion accuracy rewards laid out prompt-major
+    (``num_generations`` consecutive completions per prompt). NaN (a reward function's ``None``) counts
+    as wrong; with ``success_threshold`` a completion is correct when its reward is ``>= threshold``."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size % num_generations:
+        raise ValueError(f"{arr.size} rewards are not a whole number of groups of {num_generations}")
+    arr = np.where(np.isnan(arr), 0.0, arr)
+    if success_threshold is not None:
+        arr = (arr >= success_threshold).astype(np.float64)
+    elif arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ValueError(
+            f"the accuracy reward has values in [{arr.min()}, {arr.max()}], outside [0, 1]; pass "
+            "success_threshold=... to binarise a shaped reward, or point accuracy_reward at a 0/1 reward"
+        )
+    return arr.reshape(-1, num_generations).mean(axis=1)
+
+
+@dataclass
+class _Block:
+    """One generation block handed to the dataloader: its prompt ids, and whether they are final."""
+
+    ids: np.ndarray
+    final: bool
+
+
+class SelectorSamplerCore:
+    """The sampler's logic without a torch base class (see :class:`SelectorSampler`)."""
+
+    def __init__(self, selector: Selector, num_generations: int, prompts_per_batch: int, repeat_count: int = 1,
+                 num_batches: int | None = None, defer: bool = False) -> None:
+        for key, value in (("num_generations", num_generations), ("prompts_per_batch", prompts_per_batch),
+                           ("repeat_count", repeat_count)):
+            if int(value) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if selector.max_rounds != 1:
+            raise ValueError(
+                f"selector {selector.name!r} refills rounds (max_rounds={selector.max_rounds}); TRL's generation "
+                "batch is fixed, so use a one-round selector ('dps', 'mopps', 'cdas', 'uniform')"
+            )
+        if prompts_per_batch > selector.num_prompts:
+            raise ValueError(f"{prompts_per_batch} prompts per generation batch exceed the dataset "
+                             f"({selector.num_prompts} prompts)")
+        self.selector = selector
+        self.num_generations = int(num_generations)
+        self.prompts_per_batch = int(prompts_per_batch)
+        self.repeat_count = int(repeat_count)
+        self.num_batches = selector.num_prompts // self.prompts_per_batch if num_batches is None else int(num_batches)
+        self.defer = bool(defer)
+        self._blocks: deque[_Block] = deque()  # handed out, rewards not yet fed back (oldest first)
+        self._generated = 0  # how many of self._blocks have been resolved for generation
+        self.deferred_blocks = 0  # blocks chosen at generation time because of the dataloader's look-ahead
+        self.trained_ids: list[np.ndarray] = []  # every block fed back, in order
+
+    def __len__(self) -> int:
+        return self.num_batches * self.prompts_per_batch * self.num_generations * self.repeat_count
+
+    def __iter__(self) -> Iterator[int]:
+        for _ in range(self.num_batches):
+            layout = np.repeat(self._next_block().ids, self.num_generations).tolist()
+            for _ in range(self.repeat_count):
+                yield from layout
+
+    def _next_block(self) -> _Block:
+        if not self._blocks:
+            block = _Block(self._select(), final=True)
+        elif self.defer:  # rewards still pending: placeholder rows, chosen for real at generation time
+            block = _Block(self._blocks[-1].ids, final=False)
+        else:
+            raise RuntimeError(
+                "the dataloader asked for the next generation batch before the previous one's rewards were fed "
+                "back; use DPSGRPOTrainer (it chooses such batches at generation time) or feed rewards "
+                "before the next batch is fetched"
+            )
+        self._blocks.append(block)
+        return block
+
+    def _select(self) -> np.ndarray:
+        ids = self.selector.select(self.prompts_per_batch)
+        if ids.size != self.prompts_per_batch:
+            raise ValueError(f"selector {self.selector.name!r} returned {ids.size} prompts for a generation batch "
+                             f"of {self.prompts_per_batch}")
+        return ids
+
+    def begin_generation(self) -> tuple[np.ndarray, bool]:
+        """The prompt ids of the next block to generate, and whether they differ from the rows the
+        dataloader delivered (a deferred block, chosen now that all earlier rewards are in)."""
+        if self._generated >= len(self._blocks):
+            raise RuntimeError("generation started for a batch this sampler never handed out")
+        block = self._blocks[self._generated]
+        self._generated += 1
+        if block.final:
+            return block.ids, False
+        if self._generated != 1:
+            raise RuntimeError("a deferred batch is being generated before the previous rewards were fed back")
+        block.ids, block.final = self._select(), True
+        self.deferred_blocks += 1
+        return block.ids, True
+
+    def feed(self, completion_success: Any, success_threshold: float | None = None) -> np.ndarray:
+        """Feed back the oldest generated block: per-completion accuracies in TRL's layout
+        (``prompts_per_batch * num_generations`` values). Returns the per-prompt success rates."""
+        if self._generated == 0:
+            raise RuntimeError("rewards fed back for a batch that was not generated")
+        rates = success_rates_from_rewards(completion_success, self.num_generations, success_threshold)
+        block = self._blocks[0]
+        if rates.size != block.ids.size:
+            raise ValueError(f"got rewards for {rates.size} prompts, the generation batch has {block.ids.size}")
+        self.selector.update(block.ids, rates)
+        self._blocks.popleft()
+        self._generated -= 1
+        self.trained_ids.append(block.ids.copy())
+        return rates
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def _build_sampler_class() -> type:
+    from torch.utils.data import Sampler
+
+    class SelectorSampler(SelectorSamplerCore, Sampler):
+        """A torch ``Sampler`` yielding prompt indices chosen by an mmdps selector in TRL's layout: per
+        generation batch, ``prompts_per_batch`` ids each repeated ``num_generations`` times, the block
+        repeated ``repeat_count`` (= ``num_iterations * steps_per_generation``) times. The selector is
+        asked for the next block only once the previous block's rewards came back through ``feed``.
+        ``len`` matches TRL's ``RepeatSampler`` (``num_batches`` blocks per epoch, default N // P)."""
+
+    return SelectorSampler
+
+
+def _build_trainer_class() -> type:
+    import torch
+    from trl import GRPOTrainer
+
+    class DPSGRPOTrainer(GRPOTrainer):
+        """TRL's ``GRPOTrainer`` whose prompts are chosen by an mmdps selector (DPS by default).
+
+        Extra arguments (keyword-only, everything else is ``GRPOTrainer``'s):
+
+        * ``selector``: a selector name (``mmdps.selection.SELECTORS``) or a ``Selector`` built for
+          ``len(train_dataset)`` prompts; one-round selectors only (not ``ds``/``greso``).
+        * ``selector_kwargs``: keyword arguments for ``make_selector`` (``seed`` defaults to ``args.seed``).
+        * ``accuracy_reward``: index or name of the reward function whose values are correctness in [0, 1].
+        * ``success_threshold``: binarise that reward (``>= threshold`` is correct) when it is shaped.
+
+        The selector's diagnostics are logged as ``selector/<name>``; ``trainer.selector`` exposes it,
+        ``trainer.selector_sampler.trained_ids`` the prompt ids of every generation batch so far.
+        """
+
+        def __init__(self, *args: Any, selector: str | Selector = "dps", selector_kwargs: dict | None = None,
+                     accuracy_reward: int | str = 0, success_threshold: float | None = None, **kwargs: Any) -> None:
+            self._selector_spec = (selector, dict(selector_kwargs or {}))
+            self.selector: Selector | None = None
+            self.selector_sampler: SelectorSamplerCore | None = None
+            self.success_threshold = success_threshold
+            self._accuracy_reward = accuracy_reward
+            self._captured_rewards: torch.Tensor | None = None
+            super().__init__(*args, **kwargs)
+            self._accuracy_index = self._resolve_accuracy_index(accuracy_reward)
+            self.selector = self._build_selector()
+
+        def _resolve_accuracy_index(self, accuracy_reward: int | str) -> int:
+            names = list(self.reward_func_names)
+            if isinstance(accuracy_reward, str):
+                if accuracy_reward not in names:
+                    raise ValueError(f"accuracy_reward {accuracy_reward!r} is not a reward function; have {names}")
+                return names.index(accuracy_reward)
+            if not 0 <= int(accuracy_reward) < len(names):
+                raise ValueError(f"accuracy_reward={accuracy_reward} is out of range for {len(names)} reward functions")
+            return int(accuracy_reward)
+
+        def _build_selector(self) -> Selector:
+            dataset = self.train_dataset
+            iterable = isinstance(dataset, torch.utils.data.IterableDataset)
+            if dataset is None or not hasattr(dataset, "__len__") or iterable:
+                raise ValueError("DPSGRPOTrainer needs a map-style train_dataset (with len and integer indexing)")
+            spec, kwargs = self._selector_spec
+            if isinstance(spec, Selector):
+                if spec.num_prompts != len(dataset):
+                    raise ValueError(f"the selector has {spec.num_prompts} prompts, train_dataset has {len(dataset)}")
+                return spec
+            kwargs.setdefault("seed", self.args.seed)
+            selector = make_selector(str(spec), len(dataset), rollouts_per_prompt=self.num_generations, **kwargs)
+            if selector.max_rounds != 1:
+                raise ValueError(f"selector {spec!r} refills rounds; TRL's generation batch is fixed, so use a "
+                                 "one-round selector ('dps', 'mopps', 'cdas', 'uniform')")
+            return selector
+
+        def _get_train_sampler(self, dataset: Any = None) -> Any:
+            if self.selector is None:  # called from GRPOTrainer.__init__ before the selector exists
+                self.selector = self._build_selector()
+            self.selector_sampler = __getattr__("SelectorSampler")(
+                self.selector,
+                num_generations=self.num_generations,
+                prompts_per_batch=self.args.generation_batch_size // self.num_generations,
+                repeat_count=self.num_iterations * self.args.steps_per_generation,
+                defer=True,
+            )
+            return self.selector_sampler
+
+        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+            training = self.model.training and self.selector_sampler is not None
+            if training:
+                ids, changed = self.selector_sampler.begin_generation()
+                if changed:
+                    inputs = self._rows_for_this_process(ids, len(inputs))
+            self._captured_rewards = None
+            output = super()._generate_and_score_completions(inputs)
+            if training:
+                if self._captured_rewards is None:
+                    raise RuntimeError("GRPOTrainer produced no rewards for this generation batch")
+                column = self._captured_rewards[:, self._accuracy_index].float().cpu().numpy()
+                self.selector_sampler.feed(column, self.success_threshold)
+                for key, value in self.selector.diagnostics().items():
+                    if np.isfinite(value):
+                        self._metrics["train"][f"selector/{key}"].append(float(value))
+            return output
+
+        def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._captured_rewards = rewards_per_func.detach()  # gathered over processes: the whole batch
+            return rewards_per_func
+
+        def _rows_for_this_process(self, ids: np.ndarray, local_size: int) -> list[dict[str, Any]]:
+            """This rank's slice of the generation batch ``ids`` in TRL's layout, read from the dataset."""
+            layout = np.repeat(ids, self.num_generations)
+            start = self.accelerator.process_index * local_size
+            rows = layout[start : start + local_size]
+            if rows.size != local_size:
+                raise RuntimeError(f"generation batch of {layout.size} rows cannot give rank "
+                                   f"{self.accelerator.process_index} {local_size} rows")
+            return [self.train_dataset[int(i)] for i in rows]
+
+    return DPSGRPOTrainer
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use so that importing this module needs neither torch nor trl.
+    builders: dict[str, Callable[[], type]] = {"SelectorSampler": _build_sampler_class,
+                                               "DPSGRPOTrainer": _build_trainer_class}
+    if name not in builders:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _CLASSES:
+        _CLASSES[name] = builders[name]()
+        _CLASSES[name].__module__ = __name__
+    return _CLASSES[name]

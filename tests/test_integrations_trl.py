@@ -1,0 +1,144 @@
+"""mmdps selectors inside TRL: the sampler's layout and feedback protocol, and real GRPOTrainer steps on CPU."""
+
+import numpy as np
+import pytest
+
+from mmdps.integrations import trl as mtrl
+from mmdps.selection import make_selector
+
+
+def spy_updates(selector):
+    """Record every (ids, rates) the selector is updated with."""
+    calls = []
+    update = selector.update
+
+    def wrapped(ids, rates, rewards=None):
+        calls.append((np.asarray(ids).copy(), np.asarray(rates, dtype=float).copy()))
+        return update(ids, rates, rewards)
+
+    selector.update = wrapped
+    return calls
+
+
+def test_sampler_layout_and_feedback_order():
+    pytest.importorskip("torch")
+    selector = make_selector("dps", 10, seed=0)
+    calls = spy_updates(selector)
+    sampler = mtrl.SelectorSampler(selector, num_generations=2, prompts_per_batch=3, repeat_count=2)
+    assert len(sampler) == 3 * 3 * 2 * 2  # 3 blocks per epoch, 3 prompts x 2 generations x 2 repeats
+    it = iter(sampler)
+    block = [next(it) for _ in range(12)]
+    ids = np.array(block[:6:2])
+    assert block[:6] == np.repeat(ids, 2).tolist() and block[6:] == block[:6]  # TRL's RepeatSampler layout
+    got, changed = sampler.begin_generation()
+    assert np.array_equal(got, ids) and not changed
+    rates = sampler.feed([1, 0, 1, 1, 0, 0])
+    np.testing.assert_allclose(rates, [0.5, 1.0, 0.0])
+    assert np.array_equal(calls[0][0], ids)
+    nxt = [next(it) for _ in range(12)]  # selected after the feedback
+    assert sampler.begin_generation()[1] is False and len(set(nxt)) == 3
+
+
+def test_sampler_refuses_stale_choice_unless_deferred():
+    pytest.importorskip("torch")
+    strict = mtrl.SelectorSampler(make_selector("uniform", 8), num_generations=2, prompts_per_batch=2)
+    it = iter(strict)
+    [next(it) for _ in range(4)]
+    with pytest.raises(RuntimeError, match="before the previous one's rewards"):
+        next(it)  # the dataloader's look-ahead with no feedback yet
+
+    selector = make_selector("dps", 8, seed=1)
+    sampler = mtrl.SelectorSampler(selector, num_generations=2, prompts_per_batch=2, defer=True)
+    it = iter(sampler)
+    first = [next(it) for _ in range(4)]
+    placeholder = [next(it) for _ in range(4)]  # fetched ahead: placeholder rows
+    assert placeholder == first
+    ids0, changed = sampler.begin_generation()
+    assert not changed
+    sampler.feed([1, 0, 0, 0])
+    ids1, changed = sampler.begin_generation()  # chosen now, after the feedback
+    assert changed and ids0[0] in ids1  # DPS keeps the partially solved prompt
+    sampler.feed([0, 0, 1, 1])
+    assert [a.tolist() for a in sampler.trained_ids] == [ids0.tolist(), ids1.tolist()]
+
+
+def test_success_rates_and_bad_input():
+    np.testing.assert_allclose(mtrl.success_rates_from_rewards([1, np.nan, 0.9, 0.2], 2, 0.5), [0.5, 0.5])
+    with pytest.raises(ValueError, match="success_threshold"):
+        mtrl.success_rates_from_rewards([2.0, 0.0], 2)
+    with pytest.raises(ValueError, match="groups of 3"):
+        mtrl.success_rates_from_rewards([1, 0], 3)
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="one-round selector"):
+        mtrl.SelectorSampler(make_selector("ds", 8), num_generations=2, prompts_per_batch=2)
+    with pytest.raises(ValueError, match="exceed the dataset"):
+        mtrl.SelectorSampler(make_selector("dps", 3), num_generations=2, prompts_per_batch=4)
+
+
+@pytest.mark.parametrize("steps_per_generation", [1, 2])
+def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation):
+    pytest.importorskip("trl")
+    import torch
+    from datasets import Dataset
+    from tiny_models import build
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    n = 8
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(n)],
+                                 "idx": list(range(n))})
+    seen = []  # (prompt idx, reward) per completion, in TRL's order
+
+    def accuracy(completions, idx, **kwargs):
+        # prompts with an even index are "solved" by every other completion, odd ones never
+        rewards = [float(i % 2 == 0 and j % 2 == 0) for j, i in enumerate(idx)]
+        seen.append((list(idx), rewards))
+        return rewards
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=steps_per_generation,
+        steps_per_generation=steps_per_generation, num_generations=2, max_completion_length=4, max_steps=2,
+        learning_rate=1e-4, beta=0.0, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+        seed=0, dataloader_num_workers=0, temperature=1.0,
+    )
+    trainer = mtrl.DPSGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[accuracy], args=args,
+                                  train_dataset=dataset, selector="dps")
+    calls = spy_updates(trainer.selector)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer.train()
+
+    generations = 2  # one generation batch per optimizer step (steps_per_generation == grad accumulation)
+    per_generation = 4 * steps_per_generation // 2  # generation batch / num_generations
+    assert len(seen) == generations and len(calls) == generations
+    for (idx, rewards), (ids, rates) in zip(seen, calls):
+        # the selector was updated with exactly the prompts TRL generated for, and their success rates
+        assert idx == np.repeat(ids, 2).tolist() and len(ids) == per_generation
+        np.testing.assert_allclose(rates, np.asarray(rewards).reshape(-1, 2).mean(1))
+    assert [a.tolist() for a in trainer.selector_sampler.trained_ids] == [c[0].tolist() for c in calls]
+    assert trainer.selector.steps == generations
+    # the dataloader fetched the 2nd generation batch before the 1st one's rewards: it was chosen late
+    assert trainer.selector_sampler.deferred_blocks == 1
+    assert any("selector/prediction_accuracy" in log for log in trainer.state.log_history)
+    assert any(not torch.equal(before[k], v) for k, v in model.named_parameters())  # it trained
+
+
+def test_trainer_rejects_bad_accuracy_reward(tmp_path):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from tiny_models import build
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, max_steps=1,
+                      report_to="none", use_cpu=True)
+    dataset = Dataset.from_dict({"prompt": ["a", "b"]})
+    common = dict(model=AutoModelForCausalLM.from_pretrained(path), args=args, train_dataset=dataset,
+                  processing_class=AutoTokenizer.from_pretrained(path), reward_funcs=[lambda completions, **kw: [1.0]])
+    with pytest.raises(ValueError, match="not a reward function"):
+        mtrl.DPSGRPOTrainer(**common, accuracy_reward="accuracy")
+    with pytest.raises(ValueError, match="one-round selector"):
+        mtrl.DPSGRPOTrainer(**common, selector="ds")

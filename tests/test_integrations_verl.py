@@ -1,0 +1,147 @@
+"""The verl curriculum sampler against fake DataProto / dataset objects that mirror verl's field names."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmdps.integrations import verl as mverl
+
+
+class FakeDataProto:
+    """verl's DataProto as the sampler sees it: ``.batch`` (tensors by key) and ``.non_tensor_batch``."""
+
+    def __init__(self, batch: dict, non_tensor_batch: dict):
+        self.batch = batch
+        self.non_tensor_batch = non_tensor_batch
+
+
+class FakeFrame:
+    """A datasets.Dataset stand-in: ``column_names`` and column access."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.column_names = list(rows[0])
+
+    def __getitem__(self, key):
+        return [r[key] for r in self.rows]
+
+
+class FakeRLHFDataset:
+    def __init__(self, n, index_offset=0):
+        self.dataframe = FakeFrame([{"prompt": f"q{i}", "extra_info": {"index": i + index_offset, "split": "train"}}
+                                    for i in range(n)])
+
+    def __len__(self):
+        return len(self.dataframe.rows)
+
+
+def config(**sampler):
+    return {"train_batch_size": 4, "seed": 0, "sampler": {
+        "class_path": "pkg://mmdps.integrations.verl", "class_name": "SelectorCurriculumSampler", **sampler}}
+
+
+def step_batch(index, acc_per_sample, n=4, key="acc"):
+    """A batch with ``n`` interleaved rollouts per prompt, as verl builds it (repeat(interleave=True))."""
+    idx = np.repeat(np.asarray(index), n)
+    if key == "acc":
+        return FakeDataProto({}, {"index": idx, "acc": np.asarray(acc_per_sample, dtype=float)})
+    torch = pytest.importorskip("torch")
+    scores = torch.zeros(idx.size, 5)
+    scores[:, -1] = torch.tensor(acc_per_sample, dtype=torch.float32)  # reward on the last response token
+    return FakeDataProto({"token_level_scores": scores},
+                         {"extra_info": np.array([{"index": int(i)} for i in idx], dtype=object)})
+
+
+def test_module_imports_without_torch_or_verl():
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['verl'] = None; sys.modules['trl'] = None\n"
+            "import mmdps.integrations, mmdps.integrations.verl, mmdps.integrations.trl\n"
+            "cls = mmdps.integrations.verl.SelectorCurriculumSampler\n"
+            "assert cls.__mro__[-1] is object and 'update' in dir(cls)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_batches_are_chosen_lazily_after_each_update():
+    Sampler = mverl.SelectorCurriculumSampler
+    sampler = Sampler(data_source=FakeRLHFDataset(12), data_config=config(selector="dps"))
+    assert len(sampler) == 12
+    it = iter(sampler)
+    first = [next(it) for _ in range(4)]
+    assert len(set(first)) == 4
+    # prompts 0..: the first two partially solved, the others solved
+    acc = np.concatenate([[1, 0, 0, 0], [1, 1, 0, 0], np.ones(8)])
+    sampler.update(step_batch(first, acc))
+    assert sampler.selector.steps == 1
+    states = sampler.selector.predicted_state_probs()
+    assert states[first[0], 1] > states[first[2], 1]  # the partial prompt is predicted more partial
+    second = [next(it) for _ in range(4)]
+    assert first[0] in second and first[1] in second and first[2] not in second  # DPS uses the feedback
+    assert sampler.diagnostics()["stale_batches"] == 0
+    sampler.update(step_batch(second, np.zeros(16)))
+    rest = list(it)
+    assert len(rest) == 4  # 3 batches per epoch
+
+
+def test_token_level_scores_and_extra_info_index_mapping():
+    # extra_info.index = 100 + position: the sampler maps ids back to positions
+    sampler = mverl.SelectorCurriculumSampler(FakeRLHFDataset(8, index_offset=100), config(selector="uniform"))
+    first = next(iter(sampler))  # the first batch is chosen before any update
+    batch = step_batch([100 + p for p in (3, 5)], [1, 1, 0, 0, 0, 0, 0, 0], n=4, key="scores")
+    got_ids, rates = mverl.batch_success_rates(batch)
+    np.testing.assert_array_equal(got_ids, [103, 105])
+    np.testing.assert_allclose(rates, [0.5, 0.0])
+    sampler.update(batch)
+    assert sampler.selector.prompts_updated == 2 and 0 <= first < 8
+    with pytest.raises(ValueError, match="not in the training dataset"):
+        sampler.update(step_batch([7], [1, 1, 1, 1]))
+
+
+def test_threshold_binarises_shaped_scores():
+    batch = FakeDataProto({}, {"index": np.array([0, 0, 1, 1]), "acc": np.array([0.9, 0.1, 1.0, 0.95])})
+    ids, rates = mverl.batch_success_rates(batch, success_threshold=0.5)
+    np.testing.assert_allclose(rates, [0.5, 1.0])
+
+
+def test_state_round_trip_resumes_the_same_choices():
+    Sampler = mverl.SelectorCurriculumSampler
+    cfg = config(selector="mopps", selector_kwargs={"rollouts_per_prompt": 4, "candidate_ratio": None})
+    a = Sampler(FakeRLHFDataset(20), cfg)
+    it = iter(a)
+    batch = [next(it) for _ in range(4)]
+    a.update(step_batch(batch, np.tile([1, 0, 0, 0], 4)))
+    state = a.state_dict()
+    b = Sampler(FakeRLHFDataset(20), cfg)
+    b.load_state_dict(state)
+    assert b.batches_done == 1
+    np.testing.assert_array_equal([next(it) for _ in range(4)], list(iter(b))[:4])
+
+
+def test_bad_config_and_batches():
+    Sampler = mverl.SelectorCurriculumSampler
+    with pytest.raises(ValueError, match="train_batch_size"):
+        Sampler(FakeRLHFDataset(4), {"train_batch_size": 8, "sampler": {}})
+    with pytest.raises(ValueError, match="max_rounds"):
+        Sampler(FakeRLHFDataset(8), config(selector="ds"))
+    with pytest.raises(ValueError, match="unknown selector"):
+        Sampler(FakeRLHFDataset(8), config(selector="nope"))
+    sampler = Sampler(FakeRLHFDataset(8), config())
+    with pytest.raises(ValueError, match="no prompt ids"):
+        sampler.update(FakeDataProto({}, {"acc": np.ones(4)}))
+    with pytest.raises(ValueError, match="no rewards"):
+        sampler.update(FakeDataProto({}, {"index": np.zeros(4)}))
+    with pytest.raises(ValueError, match="DataProto"):
+        sampler.update({"index": [0]})
+
+
+def test_omegaconf_config_like_verl_passes_it():
+    omegaconf = pytest.importorskip("omegaconf")
+    cfg = omegaconf.OmegaConf.create(config(selector="dps", selector_kwargs={"decay": 0.7}))
+    sampler = mverl.SelectorCurriculumSampler(FakeRLHFDataset(8), cfg)
+    assert sampler.selector.decay == 0.7 and sampler.selector.seed == 0
+
+
+def test_subclasses_torch_sampler_when_verl_is_missing():
+    torch = pytest.importorskip("torch")
+    assert issubclass(mverl.SelectorCurriculumSampler, torch.utils.data.Sampler)
