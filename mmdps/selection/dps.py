@@ -31,7 +31,8 @@ PRIOR_ALPHAS: dict[str, np.ndarray] = {
     "stability": np.array([[1.0, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 1.0]]),
     "local": np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]]),
 }
-ONE_HOT_PRIORS = {"unsolved": 0, "partial": 1, "solved": 2}
+# The official config's names '1', '2', '3' (1-based states) are accepted as aliases.
+ONE_HOT_PRIORS = {"unsolved": 0, "partial": 1, "solved": 2, "1": 0, "2": 1, "3": 2}
 STRATEGIES = ("topk", "uniform", "topk+entropy")
 
 

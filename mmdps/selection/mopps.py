@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
+from mmdps.selection.uniform import EpochSampler, load_sampler_state, sampler_state
 
 STRATEGIES = ("topk", "threshold")
 
@@ -22,7 +23,8 @@ class MoPPSSelector(Selector):
     """Beta-Bernoulli bandit with Thompson sampling over a random candidate pool.
 
     ``candidate_ratio`` (the code's ``ts_ratio``; 16 in the MATH scripts) sizes the candidate pool at
-    ``candidate_ratio * batch_size`` random prompts; ``None`` uses the whole pool every step.
+    ``candidate_ratio * batch_size`` prompts, drawn like the official dataloader batch: from a shuffled
+    epoch order without replacement (``drop_last``); ``None`` uses the whole pool every step.
     """
 
     name: ClassVar[str] = "mopps"
@@ -66,6 +68,7 @@ class MoPPSSelector(Selector):
         self.lower, self.upper = float(lower), float(upper)
         self.alpha = np.full(self.num_prompts, self.prior_alpha)
         self.beta = np.full(self.num_prompts, self.prior_beta)
+        self.sampler = EpochSampler(self.num_prompts)
         self._last_abs_error = float("nan")
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +82,7 @@ class MoPPSSelector(Selector):
                 size = min(self.num_prompts, math.ceil(self.candidate_ratio * batch_size))
             candidates = (
                 np.arange(self.num_prompts, dtype=np.int64) if size == self.num_prompts
-                else self._random_subset(self.num_prompts, size)
+                else self.sampler.next(self.rng, size)
             )
         draws = self.rng.beta(self.alpha[candidates], self.beta[candidates])
         if self.strategy == "topk":
@@ -101,3 +104,13 @@ class MoPPSSelector(Selector):
         out = super().diagnostics()
         out["posterior_mean_abs_error"] = self._last_abs_error
         return out
+
+    def _array_keys(self) -> tuple[str, ...]:
+        return self._state_arrays + ("epoch_order", "epoch_position", "epoch")
+
+    def _export_arrays(self) -> dict[str, np.ndarray]:
+        return {"alpha": self.alpha, "beta": self.beta, **sampler_state(self.sampler)}
+
+    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        load_sampler_state(self.sampler, arrays)
+        super()._import_arrays({k: arrays[k] for k in self._state_arrays})
