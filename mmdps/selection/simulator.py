@@ -29,7 +29,7 @@ import numpy as np
 from mmdps.selection import make_selector
 from mmdps.selection.base import STATE_NAMES, observed_states
 
-DEFAULT_SELECTORS = ("uniform", "ds", "dps", "mopps", "cdas", "dopr")
+DEFAULT_SELECTORS = ("uniform", "ds", "dps", "mopps", "cdas", "dopr", "greso")
 
 
 @dataclass(frozen=True)
