@@ -262,6 +262,8 @@ class GRPOConfig:
                      "overlong_penalty_factor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.clip_low >= 1.0:  # the ratio's lower clip bound 1 - clip_low must stay positive
+            raise ValueError(f"clip_low must be in [0, 1), got {self.clip_low!r}")
         if self.clip_c is not None and self.clip_c <= 1.0:
             raise ValueError(f"clip_c (dual clip) must be > 1 or None, got {self.clip_c!r}")
         if self.learning_rate <= 0 or self.max_grad_norm <= 0:

@@ -465,17 +465,20 @@ class GRPOTrainer:
             mask = truncation_mask(torch.tensor([c.truncated for c in completions]), mask)
         mask = mask * weight
 
-        num_mini = self._num_mini_batches(len(local))
-        group_size = math.ceil(len(local) / num_mini)
-        spans = [(start * k, min(start + group_size, len(local)) * k) for start in range(0, len(local), group_size)]
+        # The number of updates comes from the global group count: under DDP every process must make
+        # the same number of optimizer steps, whatever its share (a process with an empty mini-batch
+        # replays its first group at weight 0).
+        spans = _mini_batch_spans(len(local), self._num_mini_batches(len(groups)))
         need_old = config.ppo_epochs > 1 or len(spans) > 1
         old_logprobs = self._logprobs_no_grad(self.model, batch) if need_old else None
         ref_logprobs = self._reference_logprobs(batch) if config.beta > 0 else None
 
         totals: dict[str, float] = {}
         for _ in range(config.ppo_epochs):
-            for start, stop in spans:
-                update = self._update(batch.select(start, stop), advantages[start:stop], mask[start:stop],
+            for first, last in spans:
+                start, stop = (first * k, last * k) if last > first else (0, k)
+                span_mask = mask[start:stop] if last > first else torch.zeros_like(mask[start:stop])
+                update = self._update(batch.select(start, stop), advantages[start:stop], span_mask,
                                       None if old_logprobs is None else old_logprobs[start:stop],
                                       None if ref_logprobs is None else ref_logprobs[start:stop])
                 for key, value in update.items():
@@ -662,6 +665,14 @@ class GRPOTrainer:
 # ---------------------------------------------------------------------- helpers
 def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _mini_batch_spans(num_groups: int, num_mini: int) -> list[tuple[int, int]]:
+    """Exactly ``num_mini`` contiguous ``(start, stop)`` group ranges covering ``range(num_groups)``,
+    each at most ``ceil(num_groups / num_mini)`` long; trailing ranges are empty when there are
+    fewer groups than mini-batches (a DDP process with a small share)."""
+    size = max(1, math.ceil(num_groups / num_mini))
+    return [(min(i * size, num_groups), min((i + 1) * size, num_groups)) for i in range(num_mini)]
 
 
 def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
