@@ -457,6 +457,14 @@ class GRPOTrainer:
             scores = scores + soft_overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer_len,
                                                     config.overlong_penalty_factor)
         advantages = group_advantages(scores, k, scale_std=config.scale_rewards)
+        # The number of updates comes from the global group count: under DDP every process must make
+        # the same number of optimizer steps, whatever its share (a process with an empty mini-batch
+        # replays its first group at weight 0).
+        num_mini = self._num_mini_batches(len(groups))
+        dropped_count = 0.0
+        if self._can_skip_zero_advantage(num_mini):
+            local, completions, advantages, weight, dropped_count = _drop_zero_advantage_groups(
+                local, completions, advantages, weight, k, config.loss_agg_mode, config.mask_truncated_completions)
         prompts = self.encoder.encode([self.items[group.position] for group in local])
         batch = build_policy_batch([p for p in prompts for _ in range(k)], [c.token_ids for c in completions],
                                    pad_token_id=self.pad_token_id)
@@ -465,10 +473,7 @@ class GRPOTrainer:
             mask = truncation_mask(torch.tensor([c.truncated for c in completions]), mask)
         mask = mask * weight
 
-        # The number of updates comes from the global group count: under DDP every process must make
-        # the same number of optimizer steps, whatever its share (a process with an empty mini-batch
-        # replays its first group at weight 0).
-        spans = _mini_batch_spans(len(local), self._num_mini_batches(len(groups)))
+        spans = _mini_batch_spans(len(local), num_mini)
         need_old = config.ppo_epochs > 1 or len(spans) > 1
         old_logprobs = self._logprobs_no_grad(self.model, batch) if need_old else None
         ref_logprobs = self._reference_logprobs(batch) if config.beta > 0 else None
@@ -480,7 +485,8 @@ class GRPOTrainer:
                 span_mask = mask[start:stop] if last > first else torch.zeros_like(mask[start:stop])
                 update = self._update(batch.select(start, stop), advantages[start:stop], span_mask,
                                       None if old_logprobs is None else old_logprobs[start:stop],
-                                      None if ref_logprobs is None else ref_logprobs[start:stop])
+                                      None if ref_logprobs is None else ref_logprobs[start:stop],
+                                      dropped_count=dropped_count)
                 for key, value in update.items():
                     totals[key] = totals.get(key, 0.0) + value
         updates = config.ppo_epochs * len(spans)
@@ -500,6 +506,13 @@ class GRPOTrainer:
         else:
             self.consecutive_nan = 0
         return result
+
+    def _can_skip_zero_advantage(self, num_mini: int) -> bool:
+        """Zero-advantage rows only feed the entropy / KL terms and, across several updates, the
+        mini-batch normalisers: without those they carry no gradient and can be left out."""
+        config = self.config
+        return (config.skip_zero_advantage_groups and config.entropy_coeff == 0 and config.beta == 0
+                and config.ppo_epochs == 1 and num_mini == 1)
 
     def _forward_kwargs(self) -> dict[str, Any]:
         temperature = self.config.temperature if self.config.temperature > 0 else 1.0
@@ -525,8 +538,10 @@ class GRPOTrainer:
             return self._logprobs_no_grad(self.model, batch)
 
     def _update(self, batch, advantages: torch.Tensor, mask: torch.Tensor, old_logprobs: torch.Tensor | None,
-                ref_logprobs: torch.Tensor | None) -> dict[str, float]:
-        """One optimizer update over ``batch`` with gradient accumulation over micro-batches."""
+                ref_logprobs: torch.Tensor | None, *, dropped_count: float = 0.0) -> dict[str, float]:
+        """One optimizer update over ``batch`` with gradient accumulation over micro-batches.
+        ``dropped_count``: tokens (or sequences) of rows left out of ``batch`` that still count in the
+        loss normaliser (see ``skip_zero_advantage_groups``)."""
         from mmdps.models.forward import completion_logprobs
         from mmdps.rl import aggregate_loss, kl_penalty, policy_loss
 
@@ -540,6 +555,7 @@ class GRPOTrainer:
             count = mask.sum()
         else:
             count = (mask > 0).any(dim=1).sum().float()
+        count = count + dropped_count
         count = accelerator.reduce(count.to(device), reduction="sum") if world > 1 else count.to(device)
         normalizer = count.clamp(min=1.0)
         self.model.train()
@@ -673,6 +689,29 @@ def _mini_batch_spans(num_groups: int, num_mini: int) -> list[tuple[int, int]]:
     fewer groups than mini-batches (a DDP process with a small share)."""
     size = max(1, math.ceil(num_groups / num_mini))
     return [(min(i * size, num_groups), min((i + 1) * size, num_groups)) for i in range(num_mini)]
+
+
+def _drop_zero_advantage_groups(local, completions, advantages: torch.Tensor, weight: float, k: int,
+                                loss_agg_mode: str, mask_truncated: bool):
+    """Remove the groups whose k advantages are all exactly 0. Returns the kept groups, completions,
+    advantages and weight, and the normaliser count of what was removed (tokens for ``token-mean``,
+    sequences otherwise). When nothing is kept, the first group stays at weight 0 so that the optimizer
+    still sees zero gradients (AdamW's momentum and weight decay act as without the skip)."""
+    keep = (advantages.view(-1, k) != 0).any(dim=1).tolist()
+    dropped = 0.0
+    for group, kept in zip(local, keep):
+        if kept:
+            continue
+        for completion in group.completions:
+            valid = len(completion.token_ids) if not (mask_truncated and completion.truncated) else 0
+            dropped += valid if loss_agg_mode == "token-mean" else float(valid > 0)
+    dropped *= weight
+    if not any(keep):
+        return local[:1], completions[:k], advantages[:k], 0.0, dropped
+    kept_groups = [group for group, kept in zip(local, keep) if kept]
+    kept_completions = [c for group in kept_groups for c in group.completions]
+    kept_rows = torch.tensor([g * k + j for g, kept in enumerate(keep) if kept for j in range(k)])
+    return kept_groups, kept_completions, advantages[kept_rows], weight, dropped
 
 
 def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:

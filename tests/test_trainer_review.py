@@ -89,9 +89,9 @@ def _capture_updates(trainer: GRPOTrainer) -> list[dict]:
     calls: list[dict] = []
     real = trainer._update
 
-    def capture(batch, advantages, mask, old, ref):
-        calls.append(dict(batch=batch, advantages=advantages.clone(), mask=mask.clone(), old=old))
-        return real(batch, advantages, mask, old, ref)
+    def capture(batch, advantages, mask, old, ref, **kwargs):
+        calls.append(dict(batch=batch, advantages=advantages.clone(), mask=mask.clone(), old=old, **kwargs))
+        return real(batch, advantages, mask, old, ref, **kwargs)
 
     trainer._update = capture
     return calls
@@ -333,3 +333,52 @@ def test_resume_restores_weights_optimizer_scheduler_and_step(tmp_path, byte_mod
 def test_clip_low_of_one_or_more_is_refused_at_config_time():
     with pytest.raises(ValueError, match=r"clip_low must be in \[0, 1\)"):
         GRPOConfig(model_name_or_path="tiny:qwen2", clip_low=1.0)
+
+
+def _gradients_at_optimizer_step(trainer: GRPOTrainer) -> list[list[torch.Tensor]]:
+    seen: list[list[torch.Tensor]] = []
+    real_step = trainer.optimizer.step
+
+    def step(*args, **kwargs):
+        seen.append([p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                     for p in trainer.trainable])
+        return real_step(*args, **kwargs)
+
+    trainer.optimizer.step = step
+    return seen
+
+
+@pytest.mark.parametrize("loss_agg_mode,mask_truncated", [("token-mean", False), ("seq-mean-token-mean", True)])
+def test_skipping_zero_advantage_groups_gives_the_same_gradient(tmp_path, byte_model, loss_agg_mode, mask_truncated):
+    """Groups with all-zero advantages are left out of the backward pass but still counted in the
+    normaliser: the gradient that reaches the optimizer equals that of training on every row."""
+    grads, rows = {}, {}
+    for skip in (False, True):
+        trainer = _trainer(tmp_path / str(skip), byte_model, items=_items(6, solved=3), batch_size=6, max_steps=1,
+                           entropy_coeff=0.0, loss_agg_mode=loss_agg_mode, mask_truncated_completions=mask_truncated,
+                           skip_zero_advantage_groups=skip, micro_batch_size=7, max_grad_norm=1e9)
+        calls = _capture_updates(trainer)
+        grads[skip] = _gradients_at_optimizer_step(trainer)
+        trainer.train()
+        rows[skip] = [len(call["batch"]) for call in calls]
+    assert rows[False] == [6 * K]
+    assert rows[True][0] <= 3 * K  # the three always-solved prompts were left out
+    assert len(grads[True]) == len(grads[False]) == 1
+    assert sum(float(g.abs().sum()) for g in grads[False][0]) > 0
+    for got, expected in zip(grads[True][0], grads[False][0]):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
+
+
+def test_a_step_with_only_zero_advantage_groups_still_steps_the_optimizer(tmp_path, byte_model):
+    """All groups degenerate: one group is replayed at weight 0, so the optimizer still runs with zero
+    gradients (AdamW's momentum and weight decay act exactly as when every row is trained)."""
+    trainer = _trainer(tmp_path, byte_model, items=_items(6, solved=6), batch_size=3, max_steps=1,
+                       entropy_coeff=0.0, weight_decay=0.1)
+    calls = _capture_updates(trainer)
+    grads = _gradients_at_optimizer_step(trainer)
+    before = {n: p.detach().clone() for n, p in trainer.unwrapped_model.named_parameters()}
+    trainer.train()
+    assert [len(call["batch"]) for call in calls] == [K] and float(calls[0]["mask"].sum()) == 0
+    assert len(grads) == 1 and all(float(g.abs().sum()) == 0 for g in grads[0])
+    after = dict(trainer.unwrapped_model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)  # weight decay moved the weights
