@@ -154,9 +154,10 @@ def markdown(table: dict[str, dict], target: float, claim: dict, args) -> str:
     if claim:
         lines.append("")
         if "ds_final_greedy" in claim:
-            need = ", ".join("not reached" if n is None else f"{n:,.0f}" for n in claim["dps_rollouts_to_ds_final"])
-            lines.append(f"- DS's final greedy accuracy {claim['ds_final_greedy']:.3f}: DPS reached it after {need} "
-                         f"rollouts (share of DS's rollouts: {fmt(claim['dps_share_of_ds_rollouts'], '.2f')}).")
+            need = claim["dps_rollouts_to_ds_final"]
+            reached = ", ".join("did not reach it within the budget" if n is None else f"reached it after {n:,.0f} rollouts" for n in need)
+            lines.append(f"- DS's final greedy accuracy {claim['ds_final_greedy']:.3f}: DPS {reached} "
+                         f"(share of DS's rollouts: {fmt(claim['dps_share_of_ds_rollouts'], '.2f')}).")
         if "dps_minus_uniform_greedy_at_equal_rollouts" in claim:
             lines.append(f"- DPS minus uniform at equal rollouts: greedy "
                          f"{claim['dps_minus_uniform_greedy_at_equal_rollouts']:+.3f}, sampled "
@@ -170,7 +171,7 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (name, seeds) in enumerate(runs.items()):
         for i, run in enumerate(seeds):
@@ -179,13 +180,19 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
             axes[0].plot([p["rollouts"] for p in curve], [p["greedy"] for p in curve],
                          label=name if i == 0 else None, **style)
             axes[1].plot([p["train_seconds"] for p in curve], [p["greedy"] for p in curve], **style)
+            steps = run["steps"]
+            axes[2].plot([s["rollouts_total"] for s in steps], [s["effective_ratio"] for s in steps],
+                         color=style["color"], alpha=0.6, linewidth=1)
     axes[0].set_xlabel("cumulative rollouts")
     axes[1].set_xlabel("training wall time, s (evaluation excluded)")
     axes[0].set_ylabel("held-out greedy accuracy (400 prompts)")
+    axes[1].set_ylabel("held-out greedy accuracy (400 prompts)")
+    axes[2].set_xlabel("cumulative rollouts")
+    axes[2].set_ylabel("effective-sample ratio of the step")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle("Countdown, 1.1M-parameter Qwen2 from one SFT warm start (one line per seed)")
+    fig.suptitle("Countdown, 1.1M-parameter Qwen2 from one SFT warm start (one line per seed and selector)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
