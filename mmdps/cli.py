@@ -22,7 +22,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmdps", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mmdps", description="Active RL finetuning (GRPO) with Dynamics-Predictive Sampling.",
+        epilog="Run `mmdps COMMAND --help` for the options of one command.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():

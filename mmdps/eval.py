@@ -576,7 +576,8 @@ def configure_parser(parser) -> None:
     parser.description = ("Evaluate a model on a benchmark (mean@n, pass@k, accuracy by type), "
                           "or put several reports side by side with --compare.")
     what = parser.add_argument_group("what to evaluate")
-    what.add_argument("--model", help="model folder (HF layout) or hub id available offline")
+    what.add_argument("--model", help="model folder (HF layout; for a training checkpoint its model/ folder) "
+                                      "or hub id available offline")
     what.add_argument("--task", help="task pack: geometry3k, geometry, math, gsm8k, countdown, ...")
     what.add_argument("--data", help="data file or folder for the task pack; omit or 'procedural' for "
                                      "a generated test set (packs with a generator)")
@@ -595,23 +596,24 @@ def configure_parser(parser) -> None:
     gen.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
     gen.add_argument("--ks", type=_int_list, default=None,
                      help="comma-separated k for pass@k (default: powers of two <= n, and n)")
-    gen.add_argument("--temperature", type=float, default=0.6)
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--top-k", type=int, default=0)
-    gen.add_argument("--max-new-tokens", type=int, default=1024)
+    gen.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6; 0 = greedy)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
+    gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (default 0: off)")
+    gen.add_argument("--max-new-tokens", type=int, default=1024, help="completion length limit (default 1024)")
     gen.add_argument("--seed", type=int, default=0, help="seed of data generation and sampling")
 
     eng = parser.add_argument_group("engine")
-    eng.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    eng.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="rollout engine (default hf)")
     eng.add_argument("--batch-size", type=int, default=None,
                      help="prompts per generate call (default: 8 for hf, all at once for vllm)")
-    eng.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    eng.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                     help="model dtype (default auto: bfloat16 on a GPU, float32 on the CPU)")
     eng.add_argument("--device", default=None, help="torch device for the hf engine (default: cuda if available)")
-    eng.add_argument("--max-prompt-length", type=int, default=1024)
+    eng.add_argument("--max-prompt-length", type=int, default=1024, help="prompt token limit (default 1024)")
     eng.add_argument("--min-pixels", type=int, default=None, help="VL models: lower bound of image pixels")
     eng.add_argument("--max-pixels", type=int, default=None, help="VL models: upper bound of image pixels")
-    eng.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm only")
-    eng.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm only")
+    eng.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm only (default 0.85)")
+    eng.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm only (default 1)")
 
     out = parser.add_argument_group("output")
     out.add_argument("--output", help="folder for report.json, summary.md, samples.jsonl (or the comparison)")
@@ -745,19 +747,22 @@ def run(args) -> int:
         items = load_eval_items(args.task, args.data, split=args.split, limit=args.limit, seed=args.seed,
                                 num=args.num, columns=columns, template=args.template,
                                 system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        return fail(str(error).strip("'\""))
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # TypeError: an option the pack lacks
+        return fail(str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error))
     if not items:
         return fail(f"task {args.task!r} loaded no problems from {args.data or 'its generator'} "
                     f"(split {args.split!r}, limit {args.limit})")
     _seed_everything(args.seed)
     batch_size = args.batch_size or (8 if args.engine == "hf" else len(items))
-    engine = build_engine(args.engine, args.model, dtype=args.dtype, device=args.device,
-                          max_prompt_length=args.max_prompt_length, min_pixels=args.min_pixels,
-                          max_pixels=args.max_pixels, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                          max_images=max(len(item.images) for item in items),
-                          gpu_memory_utilization=args.gpu_memory_utilization,
-                          tensor_parallel_size=args.tensor_parallel_size)
+    try:
+        engine = build_engine(args.engine, args.model, dtype=args.dtype, device=args.device,
+                              max_prompt_length=args.max_prompt_length, min_pixels=args.min_pixels,
+                              max_pixels=args.max_pixels, seed=args.seed, max_new_tokens=args.max_new_tokens,
+                              max_images=max(len(item.images) for item in items),
+                              gpu_memory_utilization=args.gpu_memory_utilization,
+                              tensor_parallel_size=args.tensor_parallel_size)
+    except FileNotFoundError as error:  # a mistyped --model path
+        return fail(str(error))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, seed=args.seed)
     config = {"label": args.label or Path(args.output).name, "model": args.model, "task": args.task,

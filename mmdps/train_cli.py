@@ -21,14 +21,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
+def _fail(exc: Exception) -> int:
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
+    print(f"mmdps train: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_names(config) -> None:
+    """Fail on a wrong task or selector (name or keyword) before any model is loaded."""
+    from mmdps import tasks
+    from mmdps.selection import make_selector
+
+    tasks.get_class(config.task)
+    make_selector(config.selector, 1, seed=config.seed, rollouts_per_prompt=config.num_generations,
+                  **config.selector_kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     from mmdps.config import load_config
 
     try:
         config = load_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"mmdps train: {exc}", file=sys.stderr)
-        return 2
+        _check_names(config)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        return _fail(exc)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
@@ -40,6 +56,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trainer = GRPOTrainer(config)
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # bad data, model path or resume folder
+        return _fail(exc)
+    except TypeError as exc:
+        if "keyword argument" not in str(exc):
+            raise
+        # e.g. the generator option `num` left in task_options when train_source points at a file
+        return _fail(ValueError(f"{exc}; check task_options, eval_options and engine_kwargs: a task pack takes "
+                                "different options for its generator and for files (docs/tasks.md)"))
+    try:
         if trainer.resume_from is not None:
             print(f"resuming from {trainer.resume_from} (step {trainer.step} of {config.max_steps})")
         metrics = trainer.train()

@@ -12,7 +12,7 @@ from mmdps.selection.simulator import Dynamics, simulate
 def test_simulate_small_reports_every_selector():
     rep = simulate(num_prompts=120, batch_size=12, k=4, steps=12, target=0.4, seed=1)
     by = {r["selector"]: r for r in rep["results"]}
-    assert set(by) == {"uniform", "ds", "dps", "mopps", "cdas", "dopr"}
+    assert set(by) == {"uniform", "ds", "dps", "mopps", "cdas", "dopr", "greso"}
     budget = 12 * 12 * 4
     assert by["uniform"]["rollouts"] == budget and by["dps"]["rollouts"] == budget
     assert by["ds"]["rollouts"] >= budget and by["ds"]["effective_ratio_trained"] == 1.0

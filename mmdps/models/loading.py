@@ -100,7 +100,20 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
 
     path = os.fspath(path)
     target = torch.device(device) if device is not None else torch.device("cpu")
-    config = AutoConfig.from_pretrained(path)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        inner = os.path.join(path, "model")
+        hint = (f"; this looks like an mmdps checkpoint, pass its model folder {inner}"
+                if os.path.isfile(os.path.join(inner, "config.json")) else "")
+        raise FileNotFoundError(f"{path} has no config.json, so it is not a Hugging Face model folder{hint}")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as exc:
+        if os.path.exists(path):
+            raise
+        # transformers reports a missing folder as a malformed hub id; say what the user can fix.
+        raise FileNotFoundError(f"model {path!r} is neither a local folder nor loadable from the Hugging Face hub "
+                                f"({exc}); pass a model folder (e.g. from `mmdps tiny-model`) or a hub id "
+                                "that is cached or reachable") from exc
     model_cls = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
     kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, target)}
     if attn_implementation:

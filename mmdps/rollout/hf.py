@@ -120,11 +120,12 @@ class HFEngine(RolloutEngine):
         do_sample = sampling.temperature > 0
         # Unset fields would be filled from the checkpoint's generation_config, so every field that
         # changes the sampling distribution is set explicitly (neutral unless SamplingParams asks).
+        # Greedy decoding applies no warpers: top_k / min_p stay None there (transformers warns otherwise).
         options: dict[str, Any] = dict(
             max_new_tokens=sampling.max_new_tokens, min_new_tokens=0, do_sample=do_sample, num_beams=1,
             num_return_sequences=k, eos_token_id=self.stop_ids, pad_token_id=self.pad_token_id, use_cache=True,
             temperature=sampling.temperature if do_sample else 1.0, top_p=sampling.top_p if do_sample else 1.0,
-            top_k=sampling.top_k if do_sample else 0, min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
+            top_k=sampling.top_k if do_sample else None, min_p=0.0 if do_sample else None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
             repetition_penalty=1.0, no_repeat_ngram_size=0)
         if self.banned_ids:
             options["suppress_tokens"] = list(self.banned_ids)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from mmdps.selection import make_selector
+from mmdps.selection import SELECTORS, make_selector
 from mmdps.selection.base import STATE_NAMES, observed_states
 
 DEFAULT_SELECTORS = ("uniform", "ds", "dps", "mopps", "cdas", "dopr", "greso")
@@ -151,15 +152,17 @@ def simulate(
 
 # ---------------------------------------------------------------------- CLI
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--selectors", nargs="+", default=list(DEFAULT_SELECTORS), help="selectors to compare")
-    parser.add_argument("--num-prompts", type=int, default=2000)
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
+    parser.add_argument("--selectors", nargs="+", default=list(DEFAULT_SELECTORS), choices=sorted(SELECTORS),
+                        metavar="NAME", help=f"selectors to compare, from {', '.join(sorted(SELECTORS))}")
+    parser.add_argument("--num-prompts", type=int, default=2000, help="simulated prompts in the pool")
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per optimizer step (B)")
     parser.add_argument("--k", type=int, default=8, help="rollouts per prompt")
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps per selector")
     parser.add_argument("--target", type=float, default=0.5, help="target mean solve rate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the population, rollouts and selectors")
     parser.add_argument("--ds-oversample", type=float, default=1.0, help="DS generation batch / training batch")
-    parser.add_argument("--ds-max-rounds", type=int, default=10)
+    parser.add_argument("--ds-max-rounds", type=int, default=10, help="DS refill rounds per step")
     for field, default in asdict(Dynamics()).items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=default, help="dynamics (docs/simulator.md)")
     parser.add_argument("--out", default="outputs/simulate", help="folder for simulate.json and simulate.png")
@@ -167,8 +170,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dyn = Dynamics(**{field: getattr(args, field) for field in asdict(Dynamics())})
-    report = simulate(args.selectors, args.num_prompts, args.batch_size, args.k, args.steps, args.target, args.seed,
-                      dyn, args.ds_oversample, args.ds_max_rounds)
+    try:
+        report = simulate(args.selectors, args.num_prompts, args.batch_size, args.k, args.steps, args.target,
+                          args.seed, dyn, args.ds_oversample, args.ds_max_rounds)
+    except ValueError as exc:  # e.g. a batch larger than the pool
+        print(f"mmdps simulate: error: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "simulate.json").write_text(json.dumps(report, indent=1))
