@@ -477,21 +477,31 @@ def _print_summary(summary: dict[str, Any], out: Path, log: Callable[[str], None
 # ---------------------------------------------------------------------- CLI
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     d = DemoSettings()
-    parser.add_argument("--out", default="outputs/demo", help="folder for everything the demo writes")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
-    parser.add_argument("--sft-steps", type=int, default=d.sft_steps, help="SFT optimizer steps (batch 64)")
+    parser.add_argument("--out", default="outputs/demo",
+                        help="folder for everything the demo writes (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help="seeds the model, the SFT and RL prompt sets and sampling; the held-out set is the same "
+                             "for every seed (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default %(default)s)")
+    parser.add_argument("--sft-steps", type=int, default=d.sft_steps,
+                        help=f"SFT optimizer steps, batch {d.sft_batch_size} (default %(default)s)")
     parser.add_argument("--sft-seconds", type=float, default=None,
-                        help="also stop SFT after this many seconds (results then depend on the machine's speed)")
-    parser.add_argument("--rl-steps", type=int, default=d.rl_steps, help="GRPO steps")
-    parser.add_argument("--selector", default=d.selector, help="uniform, ds, mopps or dps")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per GRPO step")
-    parser.add_argument("--num-generations", type=int, default=d.num_generations, help="rollouts per prompt")
-    parser.add_argument("--rl-lr", type=float, default=d.rl_lr)
-    parser.add_argument("--pool-size", type=int, default=d.pool_size, help="RL training prompts")
-    parser.add_argument("--eval-every", type=int, default=d.eval_every, help="evaluate every N GRPO steps (0: "
-                        "only before and after)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                        help="also stop SFT after this many seconds (results then depend on the machine's speed; "
+                             "default: no time limit)")
+    parser.add_argument("--rl-steps", type=int, default=d.rl_steps, help="GRPO steps (default %(default)s)")
+    parser.add_argument("--selector", default=d.selector,
+                        help="prompt selector: uniform, ds, mopps or dps (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="prompts per GRPO step (default %(default)s)")
+    parser.add_argument("--num-generations", type=int, default=d.num_generations,
+                        help="rollouts per prompt (default %(default)s)")
+    parser.add_argument("--rl-lr", type=float, default=d.rl_lr,
+                        help="learning rate of the GRPO phase (default %(default)s)")
+    parser.add_argument("--pool-size", type=int, default=d.pool_size,
+                        help="RL training prompts (default %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every,
+                        help="evaluate every N GRPO steps, 0: only before and after (default %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:

@@ -685,6 +685,12 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
         return HFEngine(model, processor, max_prompt_length=max_prompt_length, **pixels)
     if name == "vllm":
         # vLLM reads the checkpoint itself: no HF copy of the weights to load, and nothing to sync.
+        from mmdps.models.loading import is_lora_adapter
+
+        if is_lora_adapter(model_path):
+            raise ValueError(f"--engine vllm loads full model folders and {model_path} is a LoRA adapter: use "
+                             "--engine hf (which merges the adapter on load), or pass a merged copy written by "
+                             "mmdps.models.loading.save_merged_adapter(adapter_folder, out_folder)")
         from mmdps.rollout.vllm import VLLMEngine
 
         return VLLMEngine(model_path, load_processor(model_path), tp=tensor_parallel_size,
@@ -717,12 +723,14 @@ def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+def fail(message: str) -> int:
+    """Print the one-line ``mmdps eval: error: <message>`` (the format every subcommand uses); exit code 2."""
+    print(f"mmdps eval: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args) -> int:
     """Entry point of ``mmdps eval``."""
-    def fail(message: str) -> int:
-        print(f"mmdps eval: error: {message}", file=sys.stderr)
-        return 2
-
     if args.compare:
         try:
             compare_reports(args.compare, args.output, labels=args.labels)
@@ -747,7 +755,7 @@ def run(args) -> int:
         items = load_eval_items(args.task, args.data, split=args.split, limit=args.limit, seed=args.seed,
                                 num=args.num, columns=columns, template=args.template,
                                 system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # TypeError: an option the pack lacks
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # TypeError: a third-party pack's loader
         return fail(str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error))
     if not items:
         return fail(f"task {args.task!r} loaded no problems from {args.data or 'its generator'} "
@@ -761,7 +769,7 @@ def run(args) -> int:
                               max_images=max(len(item.images) for item in items),
                               gpu_memory_utilization=args.gpu_memory_utilization,
                               tensor_parallel_size=args.tensor_parallel_size)
-    except FileNotFoundError as error:  # a mistyped --model path
+    except (FileNotFoundError, ValueError) as error:  # a mistyped --model path, an adapter for vllm
         return fail(str(error))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, seed=args.seed)

@@ -21,10 +21,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
-def _fail(exc: Exception) -> int:
+def _fail(exc: Exception, code: int = 2) -> int:
+    """Print the one-line ``mmdps train: error: <message>`` (the format every subcommand uses) and
+    return ``code``."""
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
-    print(f"mmdps train: {message}", file=sys.stderr)
-    return 2
+    print(f"mmdps train: error: {message}", file=sys.stderr)
+    return code
+
+
+_OPTIONS_HINT = ("; set load options in task_options (training data) and eval_options (held-out data): a task pack "
+                 "takes different options for its generator (train_source unset) and for files (docs/tasks.md)")
 
 
 def _check_names(config) -> None:
@@ -50,27 +56,28 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from transformers.utils import logging as hf_logging
 
+    from mmdps.tasks import UnknownOptionError
     from mmdps.trainer import GRPOTrainer, TrainingDivergedError
 
     hf_logging.disable_progress_bar()  # weight loading / shard writing bars would interleave with ours
 
     try:
         trainer = GRPOTrainer(config)
+    except UnknownOptionError as exc:  # e.g. the generator option `num` left in task_options with a file source
+        return _fail(ValueError(f"{exc}{_OPTIONS_HINT}"))
     except (ValueError, KeyError, FileNotFoundError) as exc:  # bad data, model path or resume folder
         return _fail(exc)
     except TypeError as exc:
         if "keyword argument" not in str(exc):
             raise
-        # e.g. the generator option `num` left in task_options when train_source points at a file
-        return _fail(ValueError(f"{exc}; check task_options, eval_options and engine_kwargs: a task pack takes "
-                                "different options for its generator and for files (docs/tasks.md)"))
+        # a third-party pack without TaskPack.call_loader, or a wrong engine_kwargs key
+        return _fail(ValueError(f"{exc}{_OPTIONS_HINT}; engine options go in engine_kwargs"))
     try:
         if trainer.resume_from is not None:
             print(f"resuming from {trainer.resume_from} (step {trainer.step} of {config.max_steps})")
         metrics = trainer.train()
     except TrainingDivergedError as exc:
-        print(f"mmdps train: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, code=1)
     if metrics:
         print(f"done: step {config.max_steps}, reward {metrics.get('reward_mean', float('nan')):.3f}, "
               f"acc {metrics.get('acc_mean', float('nan')):.3f}, rollouts {metrics.get('rollouts_total', 0)}; "

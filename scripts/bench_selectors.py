@@ -27,7 +27,16 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ALL = ["dps", "uniform", "ds", "mopps", "cdas", "dopr"]
+
+
+def all_selectors() -> list[str]:
+    """Every selector of the registry once (an alias such as ``dapo`` = ``ds`` is timed under its first name)."""
+    from mmdps.selection import SELECTORS
+
+    names: dict[type, str] = {}
+    for name, cls in SELECTORS.items():
+        names.setdefault(cls, name)
+    return list(names.values())
 
 
 def rss_bytes() -> int:
@@ -71,7 +80,7 @@ def one(name: str, n: int, phase: str, observed: int, batch: int, steps: int, k:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--selectors", nargs="+", default=["dps"], help=f"names or 'all' ({', '.join(ALL)})")
+    parser.add_argument("--selectors", nargs="+", default=["dps"], help="selector names, or 'all' for every registered selector (default dps)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--phases", nargs="+", default=["start", "late"], choices=["start", "late"])
     parser.add_argument("--observed", type=int, default=1_000_000, help="distinct prompts observed before 'late'")
@@ -89,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0
 
-    names = ALL if args.selectors == ["all"] else args.selectors
+    names = all_selectors() if args.selectors == ["all"] else args.selectors
+    from mmdps.selection import SELECTORS
+
+    unknown = [name for name in names if name.lower() not in SELECTORS]
+    if unknown:
+        parser.error(f"unknown selector(s) {unknown}; choose from {sorted(SELECTORS)} or 'all'")
     results = []
     header = f"{'selector':<8} {'prompts':>10} {'phase':<5} {'mean s/step':>11} {'max s/step':>10} {'arrays GiB':>10} {'RSS+ GiB':>9}"
     print(header)

@@ -1,6 +1,7 @@
 """Answers per second of each verifier on correct, wrong and adversarial mixes (table + JSON).
 
     python scripts/bench_verifiers.py                       # main thread (in-process SIGALRM guard)
+                                                            #   -> outputs/bench_verifiers.json
     python scripts/bench_verifiers.py --threads 2           # from worker threads (worker processes)
     python scripts/bench_verifiers.py --golds ../shared/data   # + how many benchmark golds math-verify parses
 """
@@ -93,7 +94,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help=">1: call from a thread pool (worker processes)")
     parser.add_argument("--time-limit", type=float, default=2.0, help="per-answer limit passed to the verifiers")
     parser.add_argument("--golds", type=Path, default=None, help="shared data folder: also check gold parsing")
-    parser.add_argument("--out", type=Path, default=Path("bench_verifiers.json"))
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_verifiers.json"),
+                        help="JSON report (default outputs/bench_verifiers.json; the folder is created)")
     args = parser.parse_args()
 
     rows = []
@@ -112,6 +114,7 @@ def main() -> None:
         print(f"\nmath-verify parses {g['parsed']}/{g['golds']} golds ({g['seconds']} s); by string only:")
         for line in g["unparsed"]:
             print("  " + re.sub(r"\s+", " ", line))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out}")
 

@@ -4,11 +4,22 @@
 # response limit, then put the five reports side by side (table + bar plot).
 #
 #   scripts/eval_math.sh MODEL [TEST_DIR] [OUTPUT] [extra mmdps eval flags...]
-#   scripts/eval_math.sh checkpoints/dps/step_360 ../shared/data/math/test runs/eval/math/dps --engine vllm
+#   scripts/eval_math.sh outputs/math_dps/checkpoints/checkpoint-000360/model ../shared/data/math/test \
+#       runs/eval/math/math_dps --engine vllm
+#
+# MODEL is a model folder or hub id; for a training run, the `model/` folder of one of its checkpoints,
+# <output_dir>/checkpoints/checkpoint-<step, 6 digits>/model (a LoRA run saves only the adapter there:
+# the hf engine merges it into its base on load; for vllm write a merged copy first, see docs/evaluation.md).
 set -euo pipefail
 MODEL=${1:?usage: eval_math.sh MODEL [TEST_DIR] [OUTPUT] [extra flags]}
 TEST_DIR=${2:-data/math/test}
-OUTPUT=${3:-runs/eval/math/$(basename "$MODEL")}
+# A checkpoint's model folder, <run>/checkpoints/checkpoint-N/model, gets the report name <run>-checkpoint-N.
+NAME=$(basename "$MODEL")
+if [[ $NAME == model ]]; then
+  CKPT=$(dirname "$MODEL")
+  NAME="$(basename "$(dirname "$(dirname "$CKPT")")")-$(basename "$CKPT")"
+fi
+OUTPUT=${3:-runs/eval/math/$NAME}
 shift $(( $# < 3 ? $# : 3 ))
 
 reports=()

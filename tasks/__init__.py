@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from mmdps.tasks.base import TaskPack
+from mmdps.tasks.base import TaskPack, UnknownOptionError
 
 # Built-in packs: name -> module that defines (and registers) it. Imported lazily.
 BUILTIN: dict[str, str] = {
@@ -64,4 +64,4 @@ def get(name: str, **options) -> TaskPack:
     return get_class(name)(**options)
 
 
-__all__ = ["TaskPack", "register", "get", "get_class", "available"]
+__all__ = ["TaskPack", "UnknownOptionError", "register", "get", "get_class", "available"]

@@ -11,11 +11,53 @@ objects with chat messages, a ground truth and the name of the verifier that sco
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from mmdps.data.item import Item
+
+T = TypeVar("T")
+# Keywords every pack's ``load`` takes itself; they are never "options".
+LOAD_KEYWORDS = ("split", "limit", "skip_invalid", "seed")
+
+
+class UnknownOptionError(ValueError):
+    """A pack's ``load`` got options its loader does not take. The message names the pack, the bad
+    options with close matches, and the valid ones; ``pack``, ``unknown`` and ``valid`` hold them."""
+
+    def __init__(self, pack: str, unknown: Sequence[str], valid: Sequence[str], mode: str = ""):
+        self.pack, self.unknown, self.valid = pack, list(unknown), list(valid)
+        where = f" ({mode})" if mode else ""
+        plural = "s" if len(self.unknown) > 1 else ""
+        hints = []
+        for name in self.unknown:
+            close = difflib.get_close_matches(name, self.valid, n=2, cutoff=0.6)
+            if close:
+                hints.append(f"{name!r}: did you mean {' or '.join(repr(c) for c in close)}?")
+        message = (f"task pack {pack!r}{where}: unknown load option{plural} "
+                   f"{', '.join(repr(name) for name in self.unknown)}; valid options: "
+                   f"{', '.join(self.valid) or 'none'} (plus {', '.join(LOAD_KEYWORDS)})")
+        super().__init__(message + (". " + " ".join(hints) if hints else ""))
+
+
+def loader_options(loader: Callable[..., Any], exclude: Iterable[str] = ()) -> list[str]:
+    """The keyword parameters of ``loader`` other than ``exclude`` (its positional-only and ``*args`` /
+    ``**kwargs`` parameters are never options)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    skip = set(exclude) | {"self"}
+    return [name for name, param in inspect.signature(loader).parameters.items()
+            if param.kind in kinds and name not in skip]
+
+
+def check_options(pack: str, options: Mapping[str, Any], valid: Iterable[str], *, mode: str = "") -> None:
+    """Raise :class:`UnknownOptionError` when ``options`` has a key outside ``valid``."""
+    valid = sorted(set(valid))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise UnknownOptionError(pack, unknown, valid, mode)
 
 
 class TaskPack(ABC):
@@ -52,8 +94,21 @@ class TaskPack(ABC):
         """Load (``source`` given) or generate (``source=None``, for packs with a generator) items.
 
         A bad row raises ``ValueError`` naming the file and row; with ``skip_invalid=True`` it is
-        skipped and the number skipped is reported in one warning.
+        skipped and the number skipped is reported in one warning. An option the chosen loader does
+        not take raises :class:`UnknownOptionError` (a ``ValueError``): dispatch through
+        :meth:`call_loader` to get that for free.
         """
+
+    def call_loader(self, loader: Callable[..., T], options: Mapping[str, Any], *, mode: str = "",
+                    extra_options: Iterable[str] = (), **arguments: Any) -> T:
+        """Call ``loader(**arguments, **options)`` once ``options`` are known to fit it.
+
+        The valid options are the keyword parameters of ``loader`` not given in ``arguments``, plus
+        ``extra_options`` (names a ``**kwargs`` loader accepts). ``mode`` says which loader it is in the
+        error (e.g. ``"generator, source=None"``), since a pack takes different options for each.
+        """
+        check_options(self.name, options, [*loader_options(loader, exclude=arguments), *extra_options], mode=mode)
+        return loader(**arguments, **options)
 
     # ------------------------------------------------------------------ prompts
     def format_prompt(self, question: str) -> str:

@@ -209,9 +209,12 @@ class CountdownPack(TaskPack):
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
              skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
-        if source is None:
-            return self._generate(split=split, limit=limit, seed=seed, **options)
-        return self._load_file(source, split=split, limit=limit, skip_invalid=skip_invalid, **options)
+        if source is None:  # **ranges takes the CountdownConfig fields
+            return self.call_loader(self._generate, options, mode="generator, source=None",
+                                    extra_options=CountdownConfig.__dataclass_fields__, split=split, limit=limit,
+                                    seed=seed)
+        return self.call_loader(self._load_file, options, mode="files", source=source, split=split, limit=limit,
+                                skip_invalid=skip_invalid)
 
     def _generate(self, *, split: str, limit: int | None, seed: int, num: int = 1000, levels: Any = None,
                   **ranges: Any) -> list[Item]:
@@ -226,11 +229,6 @@ class CountdownPack(TaskPack):
                 raise ValueError(f"countdown split {split!r} has levels 0..{len(configs) - 1}, got {levels!r}")
         else:
             chosen = list(range(len(configs)))
-        fields = set(CountdownConfig.__dataclass_fields__)
-        unknown = sorted(set(ranges) - fields)
-        if unknown:
-            raise TypeError(f"countdown: unknown option(s) {unknown}; generator options are num, levels and "
-                            f"{sorted(fields)}")
         overrides = {k: (str(v) if k == "ops" else int(v)) for k, v in ranges.items()}
         picked = tuple(replace(configs[level], **overrides) for level in chosen)
         count = num if limit is None else min(num, limit)

@@ -117,12 +117,15 @@ class GeometryPack(TaskPack):
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
              skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
         if source is None:
-            return self._generate(split=split, limit=limit, seed=seed, **options)
+            return self.call_loader(self._generate, options, mode="generator, source=None", split=split,
+                                    limit=limit, seed=seed)
         path = Path(source)
         original = find_geometry3k_dir(path, split) if path.is_dir() else None
         if original is not None:
-            return self._load_geometry3k(original, limit=limit, skip_invalid=skip_invalid, **options)
-        return self._load_rows(path, split=split, limit=limit, skip_invalid=skip_invalid, **options)
+            return self.call_loader(self._load_geometry3k, options, mode=f"Geometry3K folder {original}",
+                                    root=original, limit=limit, skip_invalid=skip_invalid)
+        return self.call_loader(self._load_rows, options, mode="row files", source=path, split=split, limit=limit,
+                                skip_invalid=skip_invalid)
 
     # ------------------------------------------------------------------ procedural
     def _generate(self, *, split: str, limit: int | None, seed: int, num: int = 500, levels: Any = None,

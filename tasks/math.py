@@ -206,8 +206,10 @@ class MathPack(TaskPack):
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
              skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
         if source is None:
-            return self._generate(split=split, limit=limit, seed=seed, **options)
-        return self._load_file(source, split=split, limit=limit, skip_invalid=skip_invalid, **options)
+            return self.call_loader(self._generate, options, mode="generator, source=None", split=split,
+                                    limit=limit, seed=seed)
+        return self.call_loader(self._load_file, options, mode="files", source=source, split=split, limit=limit,
+                                skip_invalid=skip_invalid)
 
     def _generate(self, *, split: str, limit: int | None, seed: int, num: int = 1000, levels: Any = None) -> list[Item]:
         count = num if limit is None else min(num, limit)

@@ -153,5 +153,5 @@ def test_generated_items(pack):
     assert len(pack.load(None, num=50, limit=7)) == 7
     with pytest.raises(ValueError, match="levels must be"):
         pack.load(None, num=5, levels=[9])
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="'math' .*unknown load option 'colour'"):
         pack.load(None, num=5, colour="red")

@@ -1,13 +1,17 @@
 """Loading policies and processors (text or vision-language), and LoRA through peft.
 
 ``load_policy`` picks ``AutoModelForImageTextToText`` for configs with a vision tower and
-``AutoModelForCausalLM`` otherwise. ``load_processor`` never trusts ``AutoProcessor`` alone: on a
-folder it cannot read fully (no torchvision, or a custom processor class) it silently returns just
-the tokenizer, so the result is checked and an image-only Qwen2-VL processor is built instead.
+``AutoModelForCausalLM`` otherwise. Given a LoRA adapter folder (what a LoRA run's checkpoint saves:
+``adapter_config.json`` + ``adapter_model.safetensors``) it loads the base model the adapter names and
+merges the adapter into it, so an adapter evaluates like a full model. ``load_processor`` never trusts
+``AutoProcessor`` alone: on a folder it cannot read fully (no torchvision, or a custom processor
+class) it silently returns just the tokenizer, so the result is checked and an image-only Qwen2-VL
+processor is built instead.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Sequence
 
@@ -57,12 +61,27 @@ def vision_token_ids(tokenizer: Any) -> list[int]:
     return sorted({vocab[t] for t in VISION_TOKENS if t in vocab})
 
 
-def load_processor(path: str | os.PathLike) -> Any:
-    """The processor of a VL model folder, or the tokenizer of a text model folder (offline-safe)."""
+ADAPTER_CONFIG = "adapter_config.json"
+# Files of which any one means a folder carries its own tokenizer (an adapter saved with its processor).
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def is_lora_adapter(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder holding a peft adapter (``adapter_config.json``) rather than a model."""
+    return os.path.isfile(os.path.join(os.fspath(path), ADAPTER_CONFIG))
+
+
+def load_processor(path: str | os.PathLike, config: Any = None) -> Any:
+    """The processor of a VL model folder, or the tokenizer of a text model folder (offline-safe).
+
+    Args:
+        config: the model config, for a folder that holds a processor but no ``config.json``
+            (a LoRA adapter saved with its processor); read from ``path`` when None.
+    """
     from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     path = os.fspath(path)
-    if not is_vision_language(AutoConfig.from_pretrained(path)):
+    if not is_vision_language(config if config is not None else AutoConfig.from_pretrained(path)):
         return AutoTokenizer.from_pretrained(path)
     try:
         processor = AutoProcessor.from_pretrained(path)
@@ -91,6 +110,11 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
                 device: str | torch.device | None = None) -> tuple[nn.Module, Any]:
     """Load a policy model and its processor (VL) or tokenizer (text) from a local folder or hub id.
 
+    A LoRA adapter folder (``adapter_config.json``, as a LoRA run's checkpoint ``model/`` folder holds)
+    loads its base model (``base_model_name_or_path``, which must be available locally when offline),
+    applies the adapter and merges it (``merge_and_unload``); the processor comes from the adapter
+    folder when it has a tokenizer, else from the base.
+
     Args:
         dtype: "auto" (bfloat16 on a CUDA device, float32 otherwise), "float32", "bfloat16", "float16".
         attn_implementation: passed to ``from_pretrained`` ("sdpa", "flash_attention_2", "eager", ...).
@@ -99,12 +123,15 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     path = os.fspath(path)
+    if is_lora_adapter(path):
+        return _load_merged_adapter(path, dtype=dtype, attn_implementation=attn_implementation, device=device)
     target = torch.device(device) if device is not None else torch.device("cpu")
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         inner = os.path.join(path, "model")
-        hint = (f"; this looks like an mmdps checkpoint, pass its model folder {inner}"
-                if os.path.isfile(os.path.join(inner, "config.json")) else "")
-        raise FileNotFoundError(f"{path} has no config.json, so it is not a Hugging Face model folder{hint}")
+        is_model = any(os.path.isfile(os.path.join(inner, name)) for name in ("config.json", ADAPTER_CONFIG))
+        hint = f"; this looks like an mmdps checkpoint, pass its model folder {inner}" if is_model else ""
+        raise FileNotFoundError(f"{path} has no config.json (nor {ADAPTER_CONFIG}), so it is neither a Hugging Face "
+                                f"model folder nor a LoRA adapter{hint}")
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as exc:
@@ -120,15 +147,82 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
         kwargs["attn_implementation"] = attn_implementation
     model = model_cls.from_pretrained(path, **kwargs)
     processor = load_processor(path)
+    _fill_generation_tokens(model, processor)
+    if device is not None:
+        model.to(target)
+    return model, processor
+
+
+def _fill_generation_tokens(model: nn.Module, processor: Any) -> None:
     tokenizer = get_tokenizer(processor)
     generation_config = model.generation_config
     if generation_config.pad_token_id is None:
         generation_config.pad_token_id = tokenizer.pad_token_id
     if generation_config.eos_token_id is None:
         generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def adapter_base_model(path: str | os.PathLike) -> str:
+    """The base model (folder or hub id) a LoRA adapter folder was trained on (``base_model_name_or_path``)."""
+    config_file = os.path.join(os.fspath(path), ADAPTER_CONFIG)
+    try:
+        with open(config_file, encoding="utf-8") as fh:
+            base = json.load(fh).get("base_model_name_or_path")
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{config_file} is not a readable peft adapter config ({exc})") from exc
+    if not base:
+        raise ValueError(f"{config_file} names no base model (base_model_name_or_path is empty); set it to the "
+                         "folder or hub id of the model the adapter was trained on")
+    return str(base)
+
+
+def _load_merged_adapter(path: str, *, dtype: str | torch.dtype, attn_implementation: str | None,
+                         device: str | torch.device | None) -> tuple[nn.Module, Any]:
+    """Load the adapter's base model, apply the adapter and merge it (plain weights: fast inference, and
+    every engine and ``save_pretrained`` see an ordinary model)."""
+    from peft import PeftModel
+
+    base = adapter_base_model(path)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    try:  # "auto" is resolved for the final device (bfloat16 on a GPU), not the CPU where the merge happens
+        model, base_processor = load_policy(base, dtype=_resolve_dtype(dtype, target),
+                                            attn_implementation=attn_implementation)
+    except OSError as exc:  # FileNotFoundError included: a moved folder, or a hub id not cached offline
+        raise FileNotFoundError(
+            f"LoRA adapter {path} was trained on base model {base!r}, which cannot be loaded here ({exc}). Make the "
+            f"base available (the same folder, or a hub id in the local cache when offline), or edit "
+            f"base_model_name_or_path in {os.path.join(path, ADAPTER_CONFIG)} to point at a copy of it") from exc
+    model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    has_tokenizer = any(os.path.isfile(os.path.join(path, name)) for name in _TOKENIZER_FILES)
+    # The trainer saves the processor beside the adapter (it may carry added tokens or a new chat template).
+    processor = load_processor(path, config=model.config) if has_tokenizer else base_processor
+    _fill_generation_tokens(model, processor)
     if device is not None:
         model.to(target)
     return model, processor
+
+
+def save_merged_adapter(path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                        dtype: str | torch.dtype | None = None) -> str:
+    """Write the LoRA adapter folder ``path`` merged into its base model as a full model folder ``out_dir``
+    (with the processor), e.g. for vLLM, which loads full model folders. Returns ``out_dir``.
+
+    Args:
+        dtype: precision of the written weights; None keeps the base model's saved dtype (float32 if it
+            names none), so a bfloat16 base gives a bfloat16 folder of the same size.
+    """
+    if not is_lora_adapter(path):
+        raise ValueError(f"{path} is not a LoRA adapter folder (no {ADAPTER_CONFIG})")
+    if dtype is None:
+        from transformers import AutoConfig
+
+        saved = getattr(AutoConfig.from_pretrained(adapter_base_model(path)), "dtype", None)
+        dtype = saved if isinstance(saved, torch.dtype) else str(saved or "float32").removeprefix("torch.")
+    model, processor = load_policy(path, dtype=dtype)
+    out_dir = os.fspath(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+    return out_dir
 
 
 def _is_vision_module(name: str) -> bool:

@@ -1,0 +1,70 @@
+"""Small user-facing details: help texts, benchmark defaults and the evaluation scripts' arguments."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmdps import demo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_demo_option_has_a_help_text_with_its_default():
+    parser = argparse.ArgumentParser(prog="mmdps demo")
+    demo.configure_parser(parser)
+    options = [action for action in parser._actions if action.option_strings and action.dest != "help"]
+    assert {action.dest for action in options} >= {"seed", "rl_lr", "out", "no_progress"}
+    for action in options:
+        assert action.help, f"{action.option_strings[0]} has no help text"
+        assert "default" in action.help, f"{action.option_strings[0]}: help does not give the default"
+    text = parser.format_help()
+    assert "(default 0.0001)" in text and "(default 0)" in text  # --rl-lr and --seed, formatted
+
+
+def test_bench_selectors_all_covers_every_registered_selector(tmp_path):
+    from mmdps.selection import SELECTORS
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_selectors.py"), "--selectors", "all",
+                           "--sizes", "1000", "--phases", "start", "--steps", "1", "--out", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    timed = [row["selector"] for row in json.loads(out.read_text())["results"]]
+    assert "greso" in timed
+    assert sorted({SELECTORS[name] for name in timed}, key=str) == sorted(set(SELECTORS.values()), key=str)
+    assert len(timed) == len(set(SELECTORS.values()))  # an alias (dapo = ds) is timed once
+
+
+def test_bench_verifiers_writes_into_outputs_by_default():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_verifiers.py"), "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "default outputs/bench_verifiers.json" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("script, report_root", [("eval_geometry.sh", "runs/eval/geometry3k"),
+                                                 ("eval_math.sh", "runs/eval/math")])
+def test_eval_scripts_name_a_checkpoint_report_after_its_run_and_step(tmp_path, script, report_root):
+    # a stand-in `mmdps` that records its arguments, so the script runs without a model
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    fake = bin_dir / "mmdps"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    fake.chmod(0o755)
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "aime.json").write_text("[]")
+    model = "outputs/geometry_dps/checkpoints/checkpoint-000120/model"
+    data = str(tests) if script == "eval_math.sh" else "data/geometry3k"
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / script), model, data], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    first_call = log.read_text().splitlines()[0]
+    assert f"--model {model} " in first_call
+    assert f"--output {report_root}/geometry_dps-checkpoint-000120" in first_call
