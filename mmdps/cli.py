@@ -21,6 +21,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def fail(command: str, error: object, code: int = 2) -> int:
+    """Print the one-line ``mmdps <command>: error: <message>`` every subcommand uses for bad input,
+    to stderr, and return ``code`` (the exit status)."""
+    if isinstance(error, KeyError) and error.args:  # str(KeyError) adds quotes
+        error = error.args[0]
+    print(f"mmdps {command}: error: {error}", file=sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmdps", description="Active RL finetuning (GRPO) with Dynamics-Predictive Sampling.",

@@ -335,7 +335,6 @@ def run_grpo(config, data: DemoData, settings: DemoSettings, *, rollout_budget: 
     steps' worth) and at the end. Returns the curve (accuracy vs rollouts and vs training seconds,
     evaluation excluded) and per-step statistics.
     """
-    import torch
 
     from mmdps.logging_utils import MetricsLogger, ProgressBar
     from mmdps.trainer import GRPOTrainer
@@ -522,7 +521,8 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         settings.validate()
     except ValueError as error:
-        print(f"mmdps demo: {error}")
-        return 2
+        from mmdps.cli import fail
+
+        return fail("demo", error)
     run_demo(settings, Path(args.out))
     return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from collections import defaultdict
@@ -724,9 +723,9 @@ def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None
 
 
 def fail(message: str) -> int:
-    """Print the one-line ``mmdps eval: error: <message>`` (the format every subcommand uses); exit code 2."""
-    print(f"mmdps eval: error: {message}", file=sys.stderr)
-    return 2
+    from mmdps.cli import fail as cli_fail
+
+    return cli_fail("eval", message)
 
 
 def run(args) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +21,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(exc: Exception, code: int = 2) -> int:
-    """Print the one-line ``mmdps train: error: <message>`` (the format every subcommand uses) and
-    return ``code``."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
-    print(f"mmdps train: error: {message}", file=sys.stderr)
-    return code
+    from mmdps.cli import fail
+
+    return fail("train", exc, code)
 
 
 _OPTIONS_HINT = ("; set load options in task_options (training data) and eval_options (held-out data): a task pack "

@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         items = pack.load(args.source, split=args.split, limit=args.n, skip_invalid=args.skip_invalid,
                           seed=args.seed, **parse_options(args.option))
     except (KeyError, ValueError, TypeError, OSError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}")
-        return 2
+        from mmdps.cli import fail
+
+        return fail("tasks", exc)
     for item in items:
         print(format_item(item))
     print(f"({len(items)} item(s) shown)")

@@ -89,4 +89,5 @@ def test_cli_parses_and_reports_bad_input(capsys):
     demo.configure_parser(parser)
     args = parser.parse_args(["--rl-steps", "5", "--selector", "uniform", "--num-generations", "1"])
     assert demo.run(args) == 2
-    assert "num-generations" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("mmdps demo: error:") and "num-generations" in err

@@ -65,9 +65,11 @@ def test_cli_show_generated_and_file_items(capsys, shared_data):
 
 def test_cli_show_reports_errors(capsys, tmp_path):
     assert main(["tasks", "show", "math", "--source", str(tmp_path / "missing.json")]) == 2
-    assert "local files only" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("mmdps tasks: error:") and "local files only" in err
     assert main(["tasks", "show", "nope"]) == 2
-    assert "unknown task pack" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("mmdps tasks: error:") and "unknown task pack" in err
 
 
 def test_parse_options():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmdps.selection import SELECTORS, make_selector
-from mmdps.selection.base import STATE_NAMES, observed_states
+from mmdps.selection.base import STATE_NAMES
 
 DEFAULT_SELECTORS = ("uniform", "ds", "dps", "mopps", "cdas", "dopr", "greso")
 
@@ -174,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
         report = simulate(args.selectors, args.num_prompts, args.batch_size, args.k, args.steps, args.target,
                           args.seed, dyn, args.ds_oversample, args.ds_max_rounds)
     except ValueError as exc:  # e.g. a batch larger than the pool
-        print(f"mmdps simulate: error: {exc}", file=sys.stderr)
-        return 2
+        from mmdps.cli import fail
+
+        return fail("simulate", exc)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "simulate.json").write_text(json.dumps(report, indent=1))
