@@ -53,7 +53,7 @@ class DemoSettings:
     num_heads: int = 4
     intermediate_size: int = 512
     # data
-    pool_size: int = 1000  # RL training prompts (small enough that DPS sees prompts again)
+    pool_size: int = 4000  # RL training prompts (the measured recipe's pool size)
     heldout_per_level: int = 100
     # SFT
     sft_steps: int = 900

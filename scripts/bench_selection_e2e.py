@@ -155,9 +155,9 @@ def markdown(table: dict[str, dict], target: float, claim: dict, args) -> str:
         lines.append("")
         if "ds_final_greedy" in claim:
             need = claim["dps_rollouts_to_ds_final"]
-            reached = ", ".join("did not reach it within the budget" if n is None else f"reached it after {n:,.0f} rollouts" for n in need)
-            lines.append(f"- DS's final greedy accuracy {claim['ds_final_greedy']:.3f}: DPS {reached} "
-                         f"(share of DS's rollouts: {fmt(claim['dps_share_of_ds_rollouts'], '.2f')}).")
+            per_seed = ", ".join("not within the budget" if n is None else f"after {n:,.0f} rollouts" for n in need)
+            lines.append(f"- DS's final greedy accuracy {claim['ds_final_greedy']:.3f}: DPS reached it, per seed: "
+                         f"{per_seed} (share of DS's rollouts: {fmt(claim['dps_share_of_ds_rollouts'], '.2f')}).")
         if "dps_minus_uniform_greedy_at_equal_rollouts" in claim:
             lines.append(f"- DPS minus uniform at equal rollouts: greedy "
                          f"{claim['dps_minus_uniform_greedy_at_equal_rollouts']:+.3f}, sampled "

@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-skip-zero-advantage", action="store_true",
+                        help="train mmdps on every group, as TRL does (skip_zero_advantage_groups=False)")
     return parser.parse_args(argv)
 
 
@@ -73,6 +75,7 @@ def mmdps_block_timer(args, model_dir: Path, data, out: Path):
                             progress=False)
     config = grpo_config(settings, model_dir, out / "mmdps", max_steps=10**6)
     config.log_completions_steps = 0
+    config.skip_zero_advantage_groups = not args.no_skip_zero_advantage
     trainer = GRPOTrainer(config, items=data.pool)
 
     def block() -> list[float]:
