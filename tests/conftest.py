@@ -52,3 +52,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "vllm" in item.keywords and not (has_vllm and has_cuda):
             item.add_marker(pytest.mark.skip(reason="needs vLLM on a GPU"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state; a test that builds a TRL / HF Trainer (which may pick
+    bf16) must not decide the mixed precision of the next test's Accelerator."""
+    yield
+    import sys
+
+    if "accelerate.state" in sys.modules:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
