@@ -271,7 +271,11 @@ def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:
     """Turn on gradient checkpointing (non-reentrant), also under a peft wrapper with frozen embeddings."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # newer transformers 5.x renamed it activation checkpointing; older 5.x only has the old name
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
     if hasattr(model, "config"):
