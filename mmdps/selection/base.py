@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mmdps.selection.epoch_sampler import SAMPLER_KEYS, EpochSampler, load_sampler_state, sampler_state
+
 STATE_NAMES = ("unsolved", "partial", "solved")
 
 
@@ -156,14 +158,28 @@ class Selector(ABC):
     @abstractmethod
     def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None: ...
 
+    # A selector's arrays are its ``_state_arrays`` plus, when it draws candidates from an
+    # ``EpochSampler`` held in ``self.sampler``, the sampler's position in the current epoch.
+    def _epoch_sampler(self) -> EpochSampler | None:
+        sampler = getattr(self, "sampler", None)
+        return sampler if isinstance(sampler, EpochSampler) else None
+
     def _array_keys(self) -> tuple[str, ...]:
-        return self._state_arrays
+        return self._state_arrays + (SAMPLER_KEYS if self._epoch_sampler() is not None else ())
 
     def _export_arrays(self) -> dict[str, np.ndarray]:
-        return {key: getattr(self, key) for key in self._state_arrays}
+        arrays = {key: getattr(self, key) for key in self._state_arrays}
+        sampler = self._epoch_sampler()
+        if sampler is not None:
+            arrays.update(sampler_state(sampler))
+        return arrays
 
     def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        for key, value in arrays.items():
+        sampler = self._epoch_sampler()
+        if sampler is not None:
+            load_sampler_state(sampler, arrays)
+        for key in self._state_arrays:
+            value = arrays[key]
             current = getattr(self, key)
             if value.shape != current.shape:
                 raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, expected {current.shape}")

@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
-from mmdps.selection.uniform import EpochSampler, load_sampler_state, sampler_state
+from mmdps.selection.epoch_sampler import EpochSampler
 
 
 class CDASSelector(Selector):
@@ -79,13 +79,3 @@ class CDASSelector(Selector):
         out["competence"] = self.competence
         out["visited"] = float(np.count_nonzero(self.visits))
         return out
-
-    def _array_keys(self) -> tuple[str, ...]:
-        return self._state_arrays + ("epoch_order", "epoch_position", "epoch")
-
-    def _export_arrays(self) -> dict[str, np.ndarray]:
-        return {"difficulty": self.difficulty, "visits": self.visits, **sampler_state(self.sampler)}
-
-    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        load_sampler_state(self.sampler, arrays)
-        super()._import_arrays({k: arrays[k] for k in self._state_arrays})

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
-from mmdps.selection.uniform import EpochSampler, load_sampler_state, sampler_state
+from mmdps.selection.epoch_sampler import EpochSampler
 
 
 class DoPRSelector(Selector):
@@ -81,13 +81,3 @@ class DoPRSelector(Selector):
         out = super().diagnostics()
         out["visited"] = float(np.count_nonzero(self.visits))
         return out
-
-    def _array_keys(self) -> tuple[str, ...]:
-        return self._state_arrays + ("epoch_order", "epoch_position", "epoch")
-
-    def _export_arrays(self) -> dict[str, np.ndarray]:
-        return {**{k: getattr(self, k) for k in self._state_arrays}, **sampler_state(self.sampler)}
-
-    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        load_sampler_state(self.sampler, arrays)
-        super()._import_arrays({k: arrays[k] for k in self._state_arrays})

@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
-from mmdps.selection.uniform import EpochSampler, load_sampler_state, sampler_state
+from mmdps.selection.epoch_sampler import EpochSampler
 
 
 class DynamicSamplingSelector(Selector):
@@ -90,12 +90,3 @@ class DynamicSamplingSelector(Selector):
         out["admitted"] = float(self.admitted)
         out["admit_ratio"] = self.admitted / self.prompts_rolled_out if self.prompts_rolled_out else float("nan")
         return out
-
-    def _array_keys(self) -> tuple[str, ...]:
-        return ("epoch_order", "epoch_position", "epoch")
-
-    def _export_arrays(self) -> dict[str, np.ndarray]:
-        return sampler_state(self.sampler)
-
-    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        load_sampler_state(self.sampler, arrays)

@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
-from mmdps.selection.uniform import EpochSampler, load_sampler_state, sampler_state
+from mmdps.selection.epoch_sampler import EpochSampler
 
 
 def keep_probabilities(easy_streak: np.ndarray, hard_streak: np.ndarray, p_easy: float, p_hard: float,
@@ -245,15 +245,11 @@ class GRESOSelector(Selector):
         return out
 
     def _array_keys(self) -> tuple[str, ...]:
-        return self._state_arrays + ("epoch_order", "epoch_position", "epoch", "last_shares")
+        return super()._array_keys() + ("last_shares",)
 
     def _export_arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "easy_streak": self.easy_streak, "hard_streak": self.hard_streak, "visits": self.visits,
-            "last_shares": np.array([self._last_easy_share, self._last_hard_share]), **sampler_state(self.sampler),
-        }
+        return {**super()._export_arrays(), "last_shares": np.array([self._last_easy_share, self._last_hard_share])}
 
     def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        load_sampler_state(self.sampler, arrays)
         self._last_easy_share, self._last_hard_share = (float(x) for x in np.asarray(arrays["last_shares"]))
-        super()._import_arrays({k: arrays[k] for k in self._state_arrays})
+        super()._import_arrays(arrays)

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
-from mmdps.selection.uniform import EpochSampler, load_sampler_state, sampler_state
+from mmdps.selection.epoch_sampler import EpochSampler
 
 STRATEGIES = ("topk", "threshold")
 
@@ -104,13 +104,3 @@ class MoPPSSelector(Selector):
         out = super().diagnostics()
         out["posterior_mean_abs_error"] = self._last_abs_error
         return out
-
-    def _array_keys(self) -> tuple[str, ...]:
-        return self._state_arrays + ("epoch_order", "epoch_position", "epoch")
-
-    def _export_arrays(self) -> dict[str, np.ndarray]:
-        return {"alpha": self.alpha, "beta": self.beta, **sampler_state(self.sampler)}
-
-    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        load_sampler_state(self.sampler, arrays)
-        super()._import_arrays({k: arrays[k] for k in self._state_arrays})
