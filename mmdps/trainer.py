@@ -463,8 +463,9 @@ class GRPOTrainer:
         num_mini = self._num_mini_batches(len(groups))
         dropped_count = 0.0
         if self._can_skip_zero_advantage(num_mini):
-            local, completions, advantages, weight, dropped_count = _drop_zero_advantage_groups(
-                local, completions, advantages, weight, k, config.loss_agg_mode, config.mask_truncated_completions)
+            local, advantages, weight, dropped_count = _drop_zero_advantage_groups(
+                local, advantages, weight, k, config.loss_agg_mode, config.mask_truncated_completions)
+            completions = [c for group in local for c in group.completions]
         prompts = self.encoder.encode([self.items[group.position] for group in local])
         batch = build_policy_batch([p for p in prompts for _ in range(k)], [c.token_ids for c in completions],
                                    pad_token_id=self.pad_token_id)
@@ -691,27 +692,25 @@ def _mini_batch_spans(num_groups: int, num_mini: int) -> list[tuple[int, int]]:
     return [(min(i * size, num_groups), min((i + 1) * size, num_groups)) for i in range(num_mini)]
 
 
-def _drop_zero_advantage_groups(local, completions, advantages: torch.Tensor, weight: float, k: int,
-                                loss_agg_mode: str, mask_truncated: bool):
-    """Remove the groups whose k advantages are all exactly 0. Returns the kept groups, completions,
+def _drop_zero_advantage_groups(local, advantages: torch.Tensor, weight: float, k: int, loss_agg_mode: str,
+                                mask_truncated: bool):
+    """Remove the groups whose k advantages are all exactly 0. Returns the kept groups, their
     advantages and weight, and the normaliser count of what was removed (tokens for ``token-mean``,
     sequences otherwise). When nothing is kept, the first group stays at weight 0 so that the optimizer
     still sees zero gradients (AdamW's momentum and weight decay act as without the skip)."""
-    keep = (advantages.view(-1, k) != 0).any(dim=1).tolist()
+    keep = (advantages.view(-1, k) != 0).any(dim=1)
     dropped = 0.0
-    for group, kept in zip(local, keep):
+    for group, kept in zip(local, keep.tolist()):
         if kept:
             continue
         for completion in group.completions:
             valid = len(completion.token_ids) if not (mask_truncated and completion.truncated) else 0
             dropped += valid if loss_agg_mode == "token-mean" else float(valid > 0)
     dropped *= weight
-    if not any(keep):
-        return local[:1], completions[:k], advantages[:k], 0.0, dropped
-    kept_groups = [group for group, kept in zip(local, keep) if kept]
-    kept_completions = [c for group in kept_groups for c in group.completions]
-    kept_rows = torch.tensor([g * k + j for g, kept in enumerate(keep) if kept for j in range(k)])
-    return kept_groups, kept_completions, advantages[kept_rows], weight, dropped
+    if not keep.any():
+        return local[:1], advantages[:k], 0.0, dropped
+    kept_groups = [group for group, kept in zip(local, keep.tolist()) if kept]
+    return kept_groups, advantages[keep.repeat_interleave(k)], weight, dropped
 
 
 def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
