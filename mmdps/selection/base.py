@@ -26,7 +26,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmdps.selection.epoch_sampler import SAMPLER_KEYS, EpochSampler, load_sampler_state, sampler_state
+from mmdps.selection.epoch_sampler import (
+    SAMPLER_KEYS,
+    EpochSampler,
+    load_sampler_state,
+    sampler_state,
+)
 
 STATE_NAMES = ("unsolved", "partial", "solved")
 

@@ -27,6 +27,16 @@ from mmdps.selection.base import Selector
 from mmdps.selection.epoch_sampler import EpochSampler
 
 
+def check_refill_settings(oversample: float, max_rounds: int, rollouts_per_prompt: int) -> None:
+    """Validate the settings shared by the selectors that over-sample and refill (DS, GRESO)."""
+    if not np.isfinite(oversample) or oversample < 1.0:
+        raise ValueError(f"oversample must be >= 1 (prompts rolled out per round / training batch), got {oversample!r}")
+    if int(max_rounds) < 1:
+        raise ValueError(f"max_rounds must be >= 1, got {max_rounds!r}")
+    if int(rollouts_per_prompt) < 1:
+        raise ValueError(f"rollouts_per_prompt must be >= 1, got {rollouts_per_prompt!r}")
+
+
 class DynamicSamplingSelector(Selector):
     """DAPO Dynamic Sampling with rollout accounting.
 
@@ -46,12 +56,7 @@ class DynamicSamplingSelector(Selector):
         seed: int = 0,
     ) -> None:
         super().__init__(num_prompts, seed)
-        if not np.isfinite(oversample) or oversample < 1.0:
-            raise ValueError(f"oversample must be >= 1 (generation batch / training batch), got {oversample!r}")
-        if int(max_rounds) < 1:
-            raise ValueError(f"max_rounds must be >= 1, got {max_rounds!r}")
-        if int(rollouts_per_prompt) < 1:
-            raise ValueError(f"rollouts_per_prompt must be >= 1, got {rollouts_per_prompt!r}")
+        check_refill_settings(oversample, max_rounds, rollouts_per_prompt)
         self.oversample = float(oversample)
         self.max_rounds = int(max_rounds)
         self.rollouts_per_prompt = int(rollouts_per_prompt)

@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
+from mmdps.selection.dynamic_sampling import check_refill_settings
 from mmdps.selection.epoch_sampler import EpochSampler
 
 
@@ -79,12 +80,7 @@ class GRESOSelector(Selector):
         seed: int = 0,
     ) -> None:
         super().__init__(num_prompts, seed)
-        if not np.isfinite(oversample) or oversample < 1.0:
-            raise ValueError(f"oversample must be >= 1 (sampling batch / training batch), got {oversample!r}")
-        if int(max_rounds) < 1:
-            raise ValueError(f"max_rounds must be >= 1, got {max_rounds!r}")
-        if int(rollouts_per_prompt) < 1:
-            raise ValueError(f"rollouts_per_prompt must be >= 1, got {rollouts_per_prompt!r}")
+        check_refill_settings(oversample, max_rounds, rollouts_per_prompt)
         if not 0.0 < target_zero_variance < 1.0:
             raise ValueError(f"target_zero_variance must be in (0, 1), got {target_zero_variance!r}")
         if not 0.0 < p_min <= p_max <= 1.0:
