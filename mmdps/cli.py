@@ -1,7 +1,10 @@
-"""The ``mmdps`` command. Each subcommand lives in its own module and is imported only when used,
-so ``mmdps --help`` stays fast and a broken optional dependency never breaks unrelated commands.
+"""The ``mmdps`` command. Each subcommand lives in its own module of :mod:`mmdps.commands` and is
+imported only when used, so ``mmdps --help`` stays fast and a broken optional dependency never breaks
+unrelated commands.
 
-A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``.
+A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``; the library code it
+calls lives in the library modules (the simulator engine in :mod:`mmdps.selection.simulator`, the
+evaluation in :mod:`mmdps.eval`, ...).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("mmdps.selection.simulator", "compare prompt selectors on a simulated prompt population"),
-    "tasks": ("mmdps.tasks.cli", "list and inspect task packs"),
-    "train": ("mmdps.train_cli", "GRPO training from a YAML config"),
-    "tiny-model": ("mmdps.models.tiny", "write a tiny random-weight model (offline) for tests and demos"),
-    "eval": ("mmdps.eval", "evaluate a model on a benchmark, or compare reports"),
-    "demo": ("mmdps.demo", "the CPU demo: SFT warm-up then GRPO with DPS on Countdown"),
+    "simulate": ("mmdps.commands.simulate", "compare prompt selectors on a simulated prompt population"),
+    "tasks": ("mmdps.commands.tasks", "list and inspect task packs"),
+    "train": ("mmdps.commands.train", "GRPO training from a YAML config"),
+    "tiny-model": ("mmdps.commands.tiny_model", "write a tiny random-weight model (offline) for tests and demos"),
+    "eval": ("mmdps.commands.eval", "evaluate a model on a benchmark, or compare reports"),
+    "demo": ("mmdps.commands.demo", "the CPU demo: SFT warm-up then GRPO with DPS on Countdown"),
 }
 
 

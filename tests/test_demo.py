@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mmdps import demo
+from mmdps.commands import demo as demo_command
 
 
 def tiny_settings(**overrides) -> demo.DemoSettings:
@@ -86,8 +87,8 @@ def test_cli_parses_and_reports_bad_input(capsys):
     import argparse
 
     parser = argparse.ArgumentParser()
-    demo.configure_parser(parser)
+    demo_command.configure_parser(parser)
     args = parser.parse_args(["--rl-steps", "5", "--selector", "uniform", "--num-generations", "1"])
-    assert demo.run(args) == 2
+    assert demo_command.run(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("mmdps demo: error:") and "num-generations" in err

@@ -280,7 +280,7 @@ def test_cli_requires_model_task_and_output(capsys):
 # ---------------------------------------------------------------------------------------------- real packs
 def test_math_test_set_with_the_real_pack_and_verifier(shared_data, tmp_path, monkeypatch):
     """The CLI path on AIME (3 problems) with canned completions instead of a model."""
-    import mmdps.eval as eval_module
+    import mmdps.commands.eval as eval_module
 
     answers = {0: ["\\boxed{204}", "\\boxed{7}"], 1: ["no box", "\\boxed{25}"], 2: ["\\boxed{809}", "\\boxed{809}"]}
     built = {}
@@ -306,7 +306,7 @@ def test_math_test_set_with_the_real_pack_and_verifier(shared_data, tmp_path, mo
 
 
 def test_bad_data_fails_before_the_model_is_loaded(tmp_path, monkeypatch, capsys):
-    import mmdps.eval as eval_module
+    import mmdps.commands.eval as eval_module
 
     monkeypatch.setattr(eval_module, "build_engine", lambda *a, **k: pytest.fail("engine built for bad data"))
     bad = tmp_path / "bad.jsonl"

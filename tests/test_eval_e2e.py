@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-import mmdps.eval as eval_module
+import mmdps.commands.eval as eval_module
 from mmdps.cli import main as cli_main
 from mmdps.rollout.base import Completion, RolloutEngine
 

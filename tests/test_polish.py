@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdps import demo
+from mmdps.commands import demo
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The vLLM engine against the CPU stand-in (mmdps.rollout.fake_vllm); vLLM itself is never needed."""
+"""The vLLM engine against the CPU stand-in (tests/fake_vllm.py); vLLM itself is never needed."""
 
 import sys
 import types
@@ -10,7 +10,7 @@ from tiny_models import build, image_item, text_item
 from mmdps.models.loading import apply_lora, load_policy, vision_token_ids
 from mmdps.rollout import make_engine
 from mmdps.rollout.base import SamplingParams
-from mmdps.rollout.fake_vllm import FakeLLM, FakeSamplingParams
+from fake_vllm import FakeLLM, FakeSamplingParams
 from mmdps.rollout.vllm import VLLMEngine, VLLMUnavailableError, clean_parameter_name, import_vllm
 
 FAKE = dict(llm_factory=FakeLLM, sampling_cls=FakeSamplingParams)

@@ -6,7 +6,7 @@ import pytest
 
 import mmdps.tasks as tasks
 from mmdps.cli import main
-from mmdps.tasks.cli import parse_options
+from mmdps.commands.tasks import parse_options
 from mmdps.tasks.countdown import CountdownPack
 from mmdps.tasks.geometry import GeometryPack
 from mmdps.tasks.math import MathPack

@@ -249,8 +249,8 @@ def test_lora_kl_reference_ppo_epochs_and_eval(tmp_path, text_model):
 
 def test_vllm_engine_path_with_the_cpu_stand_in(tmp_path, text_model):
     # The trainer builds the vLLM engine (model_path, completion budget, seed) and syncs weights after
-    # each optimizer step; vLLM itself is replaced by mmdps.rollout.fake_vllm.
-    from mmdps.rollout.fake_vllm import FakeLLM, FakeSamplingParams
+    # each optimizer step; vLLM itself is replaced by tests/fake_vllm.py.
+    from fake_vllm import FakeLLM, FakeSamplingParams
 
     config = make_config(tmp_path, text_model, engine="vllm", batch_size=2, num_generations=2, max_steps=2,
                          log_completions_steps=0,

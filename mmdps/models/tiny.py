@@ -7,12 +7,11 @@ byte-level BPE trained on synthetic text with ``tokenizers`` (~0.2 s) or a bare 
 carries the Qwen2-VL special tokens and the Qwen2-VL chat template. Same seed -> same weights and
 the same tokenizer.
 
-    mmdps tiny-model --arch qwen2.5-vl --out /tmp/tiny-vl
+The command line is ``mmdps tiny-model`` (:mod:`mmdps.commands.tiny_model`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -196,27 +195,3 @@ def build_tiny_model(arch: str, out_dir: str | os.PathLike, *, hidden_size: int 
     else:
         build_processor(tokenizer, min_pixels=min_pixels, max_pixels=max_pixels).save_pretrained(out)
     return out
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", required=True, choices=ARCHS, help="model class (qwen2 is text-only)")
-    parser.add_argument("--out", required=True, help="folder to write the model to")
-    parser.add_argument("--hidden-size", type=int, default=64, help="language model width (default 64)")
-    parser.add_argument("--num-layers", type=int, default=2, help="language model layers (default 2)")
-    parser.add_argument("--num-heads", type=int, default=4, help="attention heads (default 4)")
-    parser.add_argument("--vocab", choices=("bpe", "byte"), default="bpe",
-                        help="tokenizer: BPE trained offline (default) or 270 byte-level tokens")
-    parser.add_argument("--vocab-size", type=int, default=4000, help="BPE vocabulary size (default 4000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the tokenizer (default 0)")
-    parser.add_argument("--min-pixels", type=int, default=TINY_MIN_PIXELS,
-                        help=f"image processor lower bound (default {TINY_MIN_PIXELS} = 56*56)")
-    parser.add_argument("--max-pixels", type=int, default=TINY_MAX_PIXELS,
-                        help=f"image processor upper bound (default {TINY_MAX_PIXELS} = 112*112)")
-
-
-def run(args: argparse.Namespace) -> int:
-    out = build_tiny_model(args.arch, args.out, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                           num_heads=args.num_heads, vocab=args.vocab, vocab_size=args.vocab_size, seed=args.seed,
-                           min_pixels=args.min_pixels, max_pixels=args.max_pixels)
-    print(f"wrote a tiny {args.arch} model to {out}")
-    return 0

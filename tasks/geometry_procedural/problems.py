@@ -1,24 +1,6 @@
-"""Procedural geometry problems with labelled diagrams, exact answers and difficulty levels.
-
-Every problem is a Pillow image plus an English question that refers to the labels drawn in the
-figure (point names, side lengths, angle measures), an exact answer, and four multiple-choice
-options. Nothing is downloaded: vision-language training and evaluation can run fully offline::
-
-    from mmdps.tasks.geometry_procedural import generate_problems
-    problems = generate_problems(100, seed=0, levels=[0, 1], kinds=["triangle_angle", "circle_arc"])
-    problems[0]["image"].save("p0.png"); print(problems[0]["question"], problems[0]["answer"])
-
-How it works: a builder per kind constructs the figure in world coordinates (drawn to scale where the
-numbers allow) and records labels with an anchor and a preferred direction (outward from the figure
-for point names, along the outward normal for side lengths, along the bisector for angles). The
-renderer fits the figure into the canvas, then places each label at the nearest candidate position
-whose text box clears the canvas border, the other labels and every stroke, and draws at 3x with a
-LANCZOS downsample for anti-aliasing. Only Pillow and the standard library are used.
-
-Difficulty: level 0 states the given values in the text as well as in the figure (one step);
-levels 1-3 give them only in the figure and need two or more steps (exterior angles, cyclic
-quadrilaterals, algebraic angle labels, intersecting chords, shared altitudes, composite shapes).
-"""
+"""The procedural geometry problem families: one builder per kind (triangle angles, parallel lines, circle
+arcs and chords, right triangles, area, perimeter) constructing the figure, question, exact answer and
+distractors at each difficulty level, and the choice of the multiple-choice options."""
 
 from __future__ import annotations
 
@@ -26,412 +8,26 @@ import math
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
-
-__all__ = ["KINDS", "LEVELS", "generate_problems", "generate_problem", "Exact"]
+from mmdps.tasks.geometry_procedural.drawing import (
+    Point,
+    _add,
+    _centroid,
+    _Figure,
+    _Label,
+    _mid,
+    _mul,
+    _polar,
+    _sub,
+    _unit,
+)
+from mmdps.tasks.geometry_procedural.exact import Exact, _fmt
 
 KINDS: tuple[str, ...] = ("triangle_angle", "parallel_lines", "circle_arc", "circle_chord", "right_triangle",
                           "area", "perimeter")
-LEVELS: tuple[int, ...] = (0, 1, 2, 3)
-LETTERS = "ABCD"
 
-_SUPERSAMPLE = 3
-_INK = (20, 20, 20)
-_MARK_INK = (60, 60, 60)
 
-Point = tuple[float, float]
-
-
-# ----------------------------------------------------------------------------------------- exact values
-def _split_square(n: int) -> tuple[int, int]:
-    """``n = outside**2 * inside`` with ``inside`` square-free."""
-    outside, inside, factor = 1, n, 2
-    while factor * factor <= inside:
-        while inside % (factor * factor) == 0:
-            inside //= factor * factor
-            outside *= factor
-        factor += 1
-    return outside, inside
-
-
-def _plain_number(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    if 100 % value.denominator == 0:  # terminates within two decimals: 3.5, 12.25
-        return f"{float(value):.2f}".rstrip("0").rstrip(".")
-    return f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
-
-
-@dataclass(frozen=True)
-class Exact:
-    """An exact answer ``coef * sqrt(radicand) * (pi if pi)``; ``latex()`` is its answer string."""
-
-    coef: Fraction
-    radicand: int = 1
-    pi: bool = False
-
-    @classmethod
-    def of(cls, value: int | Fraction | "Exact") -> "Exact":
-        return value if isinstance(value, Exact) else cls(Fraction(value))
-
-    @classmethod
-    def surd(cls, coef: int | Fraction, radicand: int) -> "Exact":
-        """``coef * sqrt(radicand)``, simplified (``2*sqrt(20)`` -> ``4*sqrt(5)``)."""
-        outside, inside = _split_square(radicand)
-        return cls(Fraction(coef) * outside, inside)
-
-    @property
-    def value(self) -> float:
-        return float(self.coef) * math.sqrt(self.radicand) * (math.pi if self.pi else 1.0)
-
-    def scaled(self, factor: int | Fraction) -> "Exact":
-        return Exact(self.coef * Fraction(factor), self.radicand, self.pi)
-
-    def shifted(self, delta: int | Fraction) -> "Exact":
-        return Exact(self.coef + Fraction(delta), self.radicand, self.pi)
-
-    def latex(self) -> str:
-        symbol = (f"\\sqrt{{{self.radicand}}}" if self.radicand != 1 else "") + ("\\pi" if self.pi else "")
-        if not symbol:
-            return _plain_number(self.coef)
-        coef = self.coef
-        if coef.denominator == 1:
-            return symbol if coef == 1 else f"{coef.numerator}{symbol}"
-        top = symbol if coef.numerator == 1 else f"{coef.numerator}{symbol}"
-        return f"\\frac{{{top}}}{{{coef.denominator}}}"
-
-
-def _fmt(value: int | Fraction) -> str:
-    """A number as printed in the figure and the question (no LaTeX)."""
-    return _plain_number(Fraction(value)).replace("\\frac", "")
-
-
-# ------------------------------------------------------------------------------------ vector helpers
-def _add(p: Point, q: Point) -> Point:
-    return (p[0] + q[0], p[1] + q[1])
-
-
-def _sub(p: Point, q: Point) -> Point:
-    return (p[0] - q[0], p[1] - q[1])
-
-
-def _mul(p: Point, k: float) -> Point:
-    return (p[0] * k, p[1] * k)
-
-
-def _unit(p: Point) -> Point:
-    length = math.hypot(*p)
-    return (p[0] / length, p[1] / length) if length > 1e-12 else (0.0, -1.0)
-
-
-def _polar(radius: float, degrees: float, center: Point = (0.0, 0.0)) -> Point:
-    return (center[0] + radius * math.cos(math.radians(degrees)), center[1] + radius * math.sin(math.radians(degrees)))
-
-
-def _mid(p: Point, q: Point) -> Point:
-    return ((p[0] + q[0]) / 2, (p[1] + q[1]) / 2)
-
-
-def _centroid(points: Sequence[Point]) -> Point:
-    return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
-
-
-def _rotate(p: Point, degrees: float) -> Point:
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    return (p[0] * c - p[1] * s, p[0] * s + p[1] * c)
-
-
-# ---------------------------------------------------------------------------------------- the figure
-@dataclass
-class _Label:
-    text: str
-    anchor: Point            # world coordinates
-    direction: Point         # world coordinates, preferred placement direction
-    gap: float = 3.0         # pixels between the anchor and the nearest edge of the text box
-    spread: float = 50.0     # how far (degrees) the placement may swing away from ``direction``
-    angle_mark: int = -1     # index into ``marks`` when the label belongs to an angle mark
-
-
-@dataclass
-class _Figure:
-    """World-space drawing: strokes, pixel-sized marks (angles, ticks, arrows) and labels."""
-
-    strokes: list[tuple[list[Point], float, bool]] = field(default_factory=list)  # points, width, dashed
-    circles: list[tuple[Point, float]] = field(default_factory=list)
-    dots: list[Point] = field(default_factory=list)
-    marks: list[tuple[str, tuple]] = field(default_factory=list)
-    labels: list[_Label] = field(default_factory=list)
-    rotation: float = 0.0
-    mirror: bool = False
-
-    # strokes ---------------------------------------------------------------------------------
-    def segment(self, p: Point, q: Point, dashed: bool = False, width: float = 2.0) -> None:
-        self.strokes.append(([p, q], width, dashed))
-
-    def polygon(self, points: Sequence[Point]) -> None:
-        self.strokes.append((list(points) + [points[0]], 2.0, False))
-
-    def circle(self, center: Point, radius: float) -> None:
-        self.circles.append((center, radius))
-
-    def dot(self, p: Point) -> None:
-        self.dots.append(p)
-
-    # marks (sized in pixels, built after the figure is fitted) -------------------------------
-    def angle(self, vertex: Point, p: Point, q: Point, text: str | None = None, arcs: int = 1) -> None:
-        """Arc mark for the angle between rays vertex->p and vertex->q, optional label on its bisector."""
-        self.marks.append(("angle", (vertex, p, q, arcs)))
-        if text is not None:
-            bisector = _add(_unit(_sub(p, vertex)), _unit(_sub(q, vertex)))
-            self.labels.append(_Label(text, vertex, bisector, spread=12.0, angle_mark=len(self.marks) - 1))
-
-    def right_angle(self, vertex: Point, p: Point, q: Point) -> None:
-        self.marks.append(("right", (vertex, p, q)))
-
-    def ticks(self, p: Point, q: Point, count: int = 1) -> None:
-        self.marks.append(("ticks", (p, q, count)))
-
-    def arrows(self, p: Point, q: Point, count: int = 1) -> None:
-        self.marks.append(("arrows", (p, q, count)))
-
-    # labels ----------------------------------------------------------------------------------
-    def point_label(self, name: str, p: Point, away_from: Point, gap: float = 4.0) -> None:
-        self.labels.append(_Label(name, p, _sub(p, away_from), gap=gap, spread=70.0))
-
-    def side_label(self, text: str, p: Point, q: Point, away_from: Point) -> None:
-        """Label the segment pq at its midpoint, on the side of the line away from ``away_from``."""
-        mid = _mid(p, q)
-        normal = _unit((-(q[1] - p[1]), q[0] - p[0]))
-        if (normal[0] * (away_from[0] - mid[0]) + normal[1] * (away_from[1] - mid[1])) > 0:
-            normal = _mul(normal, -1)
-        self.labels.append(_Label(text, mid, normal, gap=3.0, spread=25.0))
-
-    def free_label(self, text: str, p: Point, direction: Point, gap: float = 3.0, spread: float = 60.0) -> None:
-        self.labels.append(_Label(text, p, direction, gap=gap, spread=spread))
-
-    def world_points(self) -> list[Point]:
-        points = [p for stroke in self.strokes for p in stroke[0]] + list(self.dots)
-        for (cx, cy), r in self.circles:
-            points += [(cx - r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx + r, cy - r)]
-        return points
-
-
-# ------------------------------------------------------------------------------------------ rendering
-@lru_cache(maxsize=16)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
-
-
-def _segment_hits_box(p: Point, q: Point, box: tuple[float, float, float, float]) -> bool:
-    """Liang-Barsky clip: does segment pq touch the axis-aligned box (x0, y0, x1, y1)?"""
-    x0, y0, x1, y1 = box
-    dx, dy = q[0] - p[0], q[1] - p[1]
-    t0, t1 = 0.0, 1.0
-    for edge_p, edge_q in ((-dx, p[0] - x0), (dx, x1 - p[0]), (-dy, p[1] - y0), (dy, y1 - p[1])):
-        if edge_p == 0:
-            if edge_q < 0:
-                return False
-            continue
-        t = edge_q / edge_p
-        if edge_p < 0:
-            t0 = max(t0, t)
-        else:
-            t1 = min(t1, t)
-        if t0 > t1:
-            return False
-    return True
-
-
-def _boxes_overlap(a: Sequence[float], b: Sequence[float], pad: float = 0.0) -> bool:
-    return a[0] - pad < b[2] and b[0] - pad < a[2] and a[1] - pad < b[3] and b[1] - pad < a[3]
-
-
-def _arc_points(center: Point, radius: float, start: float, sweep: float, steps: int) -> list[Point]:
-    return [_polar(radius, start + sweep * i / steps, center) for i in range(steps + 1)]
-
-
-@dataclass
-class _Layout:
-    polylines: list[tuple[list[Point], float, bool]]   # pixel space: points, width, dashed
-    dots: list[Point]
-    labels: list[tuple[str, tuple[float, float, float, float]]]  # text, box in output pixels
-    collisions: int
-
-
-def _transform(fig: _Figure, size: tuple[int, int], margin: float) -> Callable[[Point], Point]:
-    def world(p: Point) -> Point:
-        x, y = _rotate(p, fig.rotation)
-        return (-x if fig.mirror else x, -y)  # pixel y grows downwards
-
-    points = [world(p) for p in fig.world_points()]
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    width, height = size
-    span_x, span_y = max(max(xs) - min(xs), 1e-9), max(max(ys) - min(ys), 1e-9)
-    scale = min((width - 2 * margin) / span_x, (height - 2 * margin) / span_y)
-    off_x = (width - scale * (max(xs) + min(xs))) / 2
-    off_y = (height - scale * (max(ys) + min(ys))) / 2
-    return lambda p: (off_x + scale * world(p)[0], off_y + scale * world(p)[1])
-
-
-def _mark_polylines(kind: str, args: tuple, to_px: Callable[[Point], Point], unit: float
-                    ) -> tuple[list[list[Point]], float]:
-    """Pixel polylines of one mark, and for angle marks the radius used (labels sit beyond it)."""
-    if kind == "angle":
-        vertex, p, q, arcs = args
-        v, a, b = to_px(vertex), to_px(p), to_px(q)
-        start = math.degrees(math.atan2(a[1] - v[1], a[0] - v[0]))
-        end = math.degrees(math.atan2(b[1] - v[1], b[0] - v[0]))
-        sweep = (end - start + 540) % 360 - 180  # the non-reflex way round
-        radius = unit * (1.1 + max(0.0, 60 - abs(sweep)) / 45)  # narrow angles get a wider arc
-        lines = [_arc_points(v, radius + i * unit * 0.28, start, sweep, 16) for i in range(arcs)]
-        return lines, radius + (arcs - 1) * unit * 0.28
-    if kind == "right":
-        vertex, p, q = args
-        v = to_px(vertex)
-        ua, ub = _unit(_sub(to_px(p), v)), _unit(_sub(to_px(q), v))
-        s = unit * 0.7
-        corner = _add(v, _add(_mul(ua, s), _mul(ub, s)))
-        return [[_add(v, _mul(ua, s)), corner, _add(v, _mul(ub, s))]], s * 1.5
-    p, q, count = args
-    a, b = to_px(p), to_px(q)
-    along = _unit(_sub(b, a))
-    normal = (-along[1], along[0])
-    mid = _mid(a, b)
-    lines = []
-    for i in range(count):
-        center = _add(mid, _mul(along, (i - (count - 1) / 2) * unit * 0.32))
-        if kind == "ticks":
-            half = _mul(normal, unit * 0.38)
-            lines.append([_sub(center, half), _add(center, half)])
-        else:  # parallel arrows: a small chevron pointing along the line
-            back = _sub(center, _mul(along, unit * 0.35))
-            wing = _mul(normal, unit * 0.3)
-            lines.append([_add(back, wing), center, _sub(back, wing)])
-    return lines, 0.0
-
-
-def _layout(fig: _Figure, size: tuple[int, int], margin: float, font: ImageFont.FreeTypeFont) -> _Layout:
-    to_px = _transform(fig, size, margin)
-    width, height = size
-    unit = min(size) / 22.0  # mark size in pixels
-    polylines: list[tuple[list[Point], float, bool]] = [([to_px(p) for p in pts], w, d) for pts, w, d in fig.strokes]
-    for center, radius in fig.circles:
-        edge = to_px(_add(center, (radius, 0.0)))
-        c = to_px(center)
-        polylines.append((_arc_points(c, math.dist(c, edge), 0.0, 360.0, 96), 2.0, False))
-    mark_radius: dict[int, float] = {}
-    for index, (kind, args) in enumerate(fig.marks):
-        lines, radius = _mark_polylines(kind, args, to_px, unit)
-        mark_radius[index] = radius
-        polylines += [(line, 1.5, False) for line in lines]
-    segments = [(pts[i], pts[i + 1], w) for pts, w, _ in polylines for i in range(len(pts) - 1)]
-    dots = [to_px(p) for p in fig.dots]
-
-    placed: list[tuple[str, tuple[float, float, float, float]]] = []
-    collisions = 0
-    for label in fig.labels:
-        anchor = to_px(label.anchor)
-        d = _unit(_sub(to_px(_add(label.anchor, _mul(_unit(label.direction), 1e-3))), anchor))
-        x0, y0, x1, y1 = (v / _SUPERSAMPLE for v in _font_big(font).getbbox(label.text, anchor="mm"))
-        half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
-        gap = label.gap + mark_radius.get(label.angle_mark, 0.0)
-        best, best_cost = None, math.inf
-        for step in range(24):
-            for swing in _swings(label.spread):
-                direction = _rotate(d, swing)
-                reach = gap + step * 2.5 + abs(direction[0]) * half_w + abs(direction[1]) * half_h
-                cx, cy = anchor[0] + direction[0] * reach, anchor[1] + direction[1] * reach
-                box = (cx + x0, cy + y0, cx + x1, cy + y1)
-                cost = _placement_cost(box, size, placed, segments, dots)
-                if cost < best_cost:
-                    best, best_cost = box, cost + step * 1e-3
-                if cost == 0:
-                    break
-            if best_cost < 1:
-                break
-        if best_cost >= 1:
-            collisions += 1
-        placed.append((label.text, best))
-    return _Layout(polylines, dots, placed, collisions)
-
-
-def _swings(spread: float) -> Iterable[float]:
-    yield 0.0
-    step = max(6.0, spread / 4)
-    angle = step
-    while angle <= spread + 1e-9:
-        yield angle
-        yield -angle
-        angle += step
-
-
-def _placement_cost(box, size, placed, segments, dots) -> float:
-    width, height = size
-    cost = 0.0
-    if box[0] < 2 or box[1] < 2 or box[2] > width - 2 or box[3] > height - 2:
-        cost += 100
-    cost += 10 * sum(_boxes_overlap(box, other, pad=3) for _, other in placed)
-    for p, q, w in segments:
-        pad = w / 2 + 3.0
-        if _segment_hits_box(p, q, (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)):
-            cost += 1
-    for x, y in dots:
-        if box[0] - 4 < x < box[2] + 4 and box[1] - 4 < y < box[3] + 4:
-            cost += 1
-    return cost
-
-
-@lru_cache(maxsize=16)
-def _font_big(font: ImageFont.FreeTypeFont) -> ImageFont.FreeTypeFont:
-    return _font(int(font.size) * _SUPERSAMPLE)
-
-
-def _dash(points: list[Point], on: float, off: float) -> list[list[Point]]:
-    pieces: list[list[Point]] = []
-    for a, b in zip(points, points[1:]):
-        length = math.dist(a, b)
-        along = _unit(_sub(b, a))
-        t = 0.0
-        while t < length:
-            pieces.append([_add(a, _mul(along, t)), _add(a, _mul(along, min(t + on, length)))])
-            t += on + off
-    return pieces
-
-
-def _render(fig: _Figure, size: tuple[int, int]) -> tuple[Image.Image, _Layout]:
-    width, height = size
-    font = _font(max(10, round(min(size) * 0.05)))
-    base = font.size * 1.3 + min(size) * 0.03
-    layout = None
-    # A label that cannot be placed cleanly gets a bigger figure (room inside angles) or more margin.
-    for grow in (1.0, 0.75, 1.35, 1.75):
-        attempt = _layout(fig, size, base * grow, font)
-        if layout is None or attempt.collisions < layout.collisions:
-            layout = attempt
-        if layout.collisions == 0:
-            break
-    s = _SUPERSAMPLE
-    image = Image.new("RGB", (width * s, height * s), "white")
-    draw = ImageDraw.Draw(image)
-    for points, stroke_width, dashed in layout.polylines:
-        ink = _INK if stroke_width >= 2 else _MARK_INK
-        pieces = _dash(points, 6.0, 4.0) if dashed else [points]
-        for piece in pieces:
-            draw.line([(x * s, y * s) for x, y in piece], fill=ink, width=round(stroke_width * s), joint="curve")
-    for x, y in layout.dots:
-        r = 2.6 * s
-        draw.ellipse((x * s - r, y * s - r, x * s + r, y * s + r), fill=_INK)
-    big = _font_big(font)
-    for text, box in layout.labels:
-        center = ((box[0] + box[2]) / 2 * s, (box[1] + box[3]) / 2 * s)
-        draw.text(center, text, font=big, fill=(0, 0, 0), anchor="mm")
-    return image.resize(size, Image.Resampling.LANCZOS), layout
-
-
-# ------------------------------------------------------------------------------------------- problems
 @dataclass
 class _Problem:
     figure: _Figure
@@ -444,6 +40,8 @@ class _Problem:
 
 
 _NAMES3 = ("ABC", "PQR", "DEF", "XYZ", "KLM", "RST")
+
+
 _NAMES4 = ("ABCD", "PQRS", "EFGH", "KLMN", "WXYZ")
 
 
@@ -589,6 +187,8 @@ def _build_triangle_angle(rng: random.Random, level: int) -> _Problem:
 
 # -- parallel lines ----------------------------------------------------------------------------
 _QUADRANTS = {"EU": ("E", "U"), "UW": ("U", "W"), "WD": ("W", "D"), "DE": ("D", "E")}
+
+
 # (quadrant at the lower line, quadrant at the upper line, relation)
 _PAIRS = {
     "corresponding": [("EU", "EU"), ("UW", "UW"), ("WD", "WD"), ("DE", "DE")],
@@ -1271,7 +871,6 @@ _BUILDERS: dict[str, Callable[[random.Random, int], _Problem]] = {
 }
 
 
-# --------------------------------------------------------------------------------------- choices
 def _choices(rng: random.Random, answer: Exact, distractors: Sequence[Any], upper: float | None) -> list[Exact]:
     """Three distinct plausible wrong options (builder's first, then nearby values of the same form)."""
     chosen: list[Exact] = []
@@ -1290,76 +889,3 @@ def _choices(rng: random.Random, answer: Exact, distractors: Sequence[Any], uppe
         if len(chosen) == 3:
             return chosen
     raise AssertionError(f"could not find three distractors for {answer.latex()}")  # nearby always suffices
-
-
-# ----------------------------------------------------------------------------------------- public API
-def generate_problem(kind: str, level: int, seed: int, image_size: tuple[int, int] = (336, 336)) -> dict[str, Any]:
-    """One problem of ``kind`` at ``level``; the same arguments give the same image and text."""
-    if kind not in _BUILDERS:
-        raise ValueError(f"unknown geometry kind {kind!r}; choose from {list(KINDS)}")
-    if level not in LEVELS:
-        raise ValueError(f"unknown geometry level {level!r}; choose from {list(LEVELS)}")
-    width, height = (int(v) for v in image_size)
-    if width < 64 or height < 64:
-        raise ValueError(f"image_size {tuple(image_size)} is too small for legible labels; use at least 64x64")
-    rng = random.Random(seed)
-    problem = _BUILDERS[kind](rng, level)
-    image, layout = _render(problem.figure, (width, height))
-    options = [problem.answer] + _choices(rng, problem.answer, problem.distractors, problem.upper)
-    rng.shuffle(options)
-    letter = LETTERS[options.index(problem.answer)]
-    meta = dict(problem.meta)
-    meta.update(variant=problem.variant,
-                label_boxes=[{"text": text, "box": tuple(round(v, 2) for v in box)} for text, box in layout.labels],
-                label_collisions=layout.collisions)
-    return {
-        "image": image,
-        "question": problem.question,
-        "answer": problem.answer.latex(),
-        "answer_value": problem.answer.value,
-        "choices": [option.latex() for option in options],
-        "answer_letter": letter,
-        "problem_type": kind,
-        "kind": kind,
-        "variant": problem.variant,
-        "difficulty": level,
-        "seed": seed,
-        "meta": meta,
-    }
-
-
-def generate_problems(n: int, seed: int = 0, levels: Sequence[int] | None = None,
-                      image_size: tuple[int, int] = (336, 336), kinds: Sequence[str] | None = None
-                      ) -> list[dict[str, Any]]:
-    """``n`` problems cycling through every (kind, level) pair in a seeded order.
-
-    Each dict has ``image`` (RGB PIL image of ``image_size``), ``question``, ``answer`` (exact string:
-    ``55``, ``17.5``, ``5\\sqrt{3}``, ``49\\pi``), ``answer_value`` (float), ``choices`` (4 distinct
-    strings), ``answer_letter``, ``problem_type``/``kind``, ``variant``, ``difficulty`` (level),
-    ``seed`` (rebuild one item with :func:`generate_problem`), ``index`` and ``meta`` (builder
-    metadata plus ``label_boxes``: every label's text and pixel box, and ``label_collisions``).
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    kinds = list(KINDS) if kinds is None else list(kinds)
-    levels = list(LEVELS) if levels is None else list(levels)
-    for kind in kinds:
-        if kind not in _BUILDERS:
-            raise ValueError(f"unknown geometry kind {kind!r}; choose from {list(KINDS)}")
-    for level in levels:
-        if level not in LEVELS:
-            raise ValueError(f"unknown geometry level {level!r}; choose from {list(LEVELS)}")
-    if not kinds or not levels:
-        raise ValueError("kinds and levels must not be empty")
-    combos = [(kind, level) for level in levels for kind in kinds]
-    problems = []
-    order: list[tuple[str, int]] = []
-    for index in range(n):
-        if index % len(combos) == 0:  # a fresh seeded permutation every cycle keeps the mix balanced
-            order = list(combos)
-            random.Random(seed * 7919 + index // len(combos)).shuffle(order)
-        kind, level = order[index % len(combos)]
-        item = generate_problem(kind, level, seed * 1_000_003 + index, image_size)
-        item["index"] = index
-        problems.append(item)
-    return problems

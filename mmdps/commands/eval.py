@@ -1,0 +1,225 @@
+"""``mmdps eval``: evaluate a model on a benchmark, or compare reports (docs/evaluation.md).
+
+    mmdps eval --model PATH --task geometry3k --data DIR --output out/base
+    mmdps eval --compare out/base out/dps --output out/compare
+
+The library side is :mod:`mmdps.eval`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from mmdps.eval.compare import COMPARISON_PLOT_FILE, COMPARISON_TABLE_FILE, compare_reports
+from mmdps.eval.report import percent, print_rich_table, write_report
+from mmdps.eval.runner import evaluate_items, load_eval_items
+from mmdps.rollout.base import SamplingParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmdps.rollout.base import RolloutEngine
+
+
+def configure_parser(parser) -> None:
+    """Arguments of ``mmdps eval``."""
+    parser.description = ("Evaluate a model on a benchmark (mean@n, pass@k, accuracy by type), "
+                          "or put several reports side by side with --compare.")
+    what = parser.add_argument_group("what to evaluate")
+    what.add_argument("--model", help="model folder (HF layout; for a training checkpoint its model/ folder) "
+                                      "or hub id available offline")
+    what.add_argument("--task", help="task pack: geometry3k, geometry, math, gsm8k, countdown, ...")
+    what.add_argument("--data", help="data file or folder for the task pack; omit or 'procedural' for "
+                                     "a generated test set (packs with a generator)")
+    what.add_argument("--split", default="test", help="split name passed to the pack (default: test)")
+    what.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    what.add_argument("--num", type=int, default=None, help="procedural sets: how many problems to generate")
+    what.add_argument("--columns", default=None,
+                      help="column mapping for generic files, e.g. question=query,answer=label,image=img_path")
+    what.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="extra keyword for the pack's loader (repeatable; values parsed as JSON when possible)")
+    what.add_argument("--template", default=None, help="prompt template name or format string with {question}")
+    what.add_argument("--system-prompt", default=None, help="system message put before every prompt")
+    what.add_argument("--skip-invalid", action="store_true", help="skip bad rows instead of failing")
+
+    gen = parser.add_argument_group("sampling (defaults: the paper's validation setting)")
+    gen.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
+    gen.add_argument("--ks", type=_int_list, default=None,
+                     help="comma-separated k for pass@k (default: powers of two <= n, and n)")
+    gen.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6; 0 = greedy)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
+    gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (default 0: off)")
+    gen.add_argument("--max-new-tokens", type=int, default=1024, help="completion length limit (default 1024)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of data generation and sampling")
+
+    eng = parser.add_argument_group("engine")
+    eng.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="rollout engine (default hf)")
+    eng.add_argument("--batch-size", type=int, default=None,
+                     help="prompts per generate call (default: 8 for hf, all at once for vllm)")
+    eng.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                     help="model dtype (default auto: bfloat16 on a GPU, float32 on the CPU)")
+    eng.add_argument("--device", default=None, help="torch device for the hf engine (default: cuda if available)")
+    eng.add_argument("--max-prompt-length", type=int, default=1024, help="prompt token limit (default 1024)")
+    eng.add_argument("--min-pixels", type=int, default=None, help="VL models: lower bound of image pixels")
+    eng.add_argument("--max-pixels", type=int, default=None, help="VL models: upper bound of image pixels")
+    eng.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm only (default 0.85)")
+    eng.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm only (default 1)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", help="folder for report.json, summary.md, samples.jsonl (or the comparison)")
+    out.add_argument("--label", default=None, help="name of this run in summaries and comparisons")
+    out.add_argument("--compare", nargs="+", metavar="REPORT", default=None,
+                     help="compare report.json files (or their folders) instead of evaluating")
+    out.add_argument("--labels", nargs="+", default=None, help="names of the compared reports, in order")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _int_list(text: str) -> list[int]:
+    """``"1,4,16"`` -> ``[1, 4, 16]`` (argparse names this function in its error message)."""
+    return [int(k) for k in text.split(",") if k.strip()]
+
+
+def _parse_mapping(text: str, what: str) -> dict[str, str]:
+    mapping = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{what}: {part!r} is not KEY=VALUE (e.g. question=query,answer=label)")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--option {text!r} is not KEY=VALUE")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str | None = None,
+                 max_prompt_length: int = 1024, max_new_tokens: int = 1024, min_pixels: int | None = None,
+                 max_pixels: int | None = None, seed: int = 0, max_images: int = 1,
+                 gpu_memory_utilization: float = 0.85, tensor_parallel_size: int = 1) -> "RolloutEngine":
+    """Load ``model_path`` into the ``hf`` or ``vllm`` rollout engine."""
+    from mmdps.models.loading import load_policy, load_processor
+
+    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    if name == "hf":
+        from mmdps.rollout.hf import HFEngine
+
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else None  # None: stay on the CPU
+        model, processor = load_policy(model_path, dtype=dtype, device=device)
+        model.eval()
+        return HFEngine(model, processor, max_prompt_length=max_prompt_length, **pixels)
+    if name == "vllm":
+        # vLLM reads the checkpoint itself: no HF copy of the weights to load, and nothing to sync.
+        from mmdps.models.loading import is_lora_adapter
+
+        if is_lora_adapter(model_path):
+            raise ValueError(f"--engine vllm loads full model folders and {model_path} is a LoRA adapter: use "
+                             "--engine hf (which merges the adapter on load), or pass a merged copy written by "
+                             "mmdps.models.loading.save_merged_adapter(adapter_folder, out_folder)")
+        from mmdps.rollout.vllm import VLLMEngine
+
+        return VLLMEngine(model_path, load_processor(model_path), tp=tensor_parallel_size,
+                          mem_util=gpu_memory_utilization, max_prompt_length=max_prompt_length,
+                          max_completion_length=max_new_tokens, seed=seed, max_images=max(1, max_images),
+                          dtype=dtype, return_logprobs=False, **pixels)
+    raise ValueError(f"unknown engine {name!r}; use 'hf' or 'vllm'")
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None:
+    n = report["n"]
+    rows = [["problems", str(report["num_problems"])],
+            [f"mean@{n} %", f"{percent(report['mean_at_n'])} ± {percent(report['mean_at_n_stderr'])}"],
+            *[[f"pass@{k} %", percent(v)] for k, v in report["pass_at_k"].items()],
+            ["format errors %", percent(report["format_error_rate"])],
+            ["truncated %", percent(report["truncation_rate"])],
+            ["mean completion tokens", f"{report['mean_completion_tokens']:.1f}"],
+            ["seconds", f"{report['timing']['total_seconds']:.1f}"]]
+    print_rich_table(f"{report['config'].get('label') or 'evaluation'}", ["metric", "value"], rows)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def fail(message: str) -> int:
+    from mmdps.cli import fail as cli_fail
+
+    return cli_fail("eval", message)
+
+
+def run(args) -> int:
+    """Entry point of ``mmdps eval``."""
+    if args.compare:
+        try:
+            compare_reports(args.compare, args.output, labels=args.labels)
+        except (FileNotFoundError, ValueError) as error:
+            return fail(str(error))
+        if args.output:
+            print(f"wrote {Path(args.output) / COMPARISON_TABLE_FILE} and {Path(args.output) / COMPARISON_PLOT_FILE}")
+        return 0
+    missing = [flag for flag, value in (("--model", args.model), ("--task", args.task), ("--output", args.output))
+               if not value]
+    if missing:
+        return fail(f"{', '.join(missing)} required (or use --compare REPORT ...)")
+    if args.n < 1 or args.max_new_tokens < 1:
+        return fail("--n and --max-new-tokens must be >= 1")
+    if args.ks and not all(1 <= k <= args.n for k in args.ks):
+        return fail(f"every k of --ks must lie in [1, --n={args.n}], got {args.ks}")
+    try:
+        options = dict(_parse_option(o) for o in args.option)
+        columns = _parse_mapping(args.columns, "--columns") if args.columns else None
+        if columns and "image" in columns and "images" not in columns:  # the loaders' key is "images"
+            columns["images"] = columns.pop("image")
+        items = load_eval_items(args.task, args.data, split=args.split, limit=args.limit, seed=args.seed,
+                                num=args.num, columns=columns, template=args.template,
+                                system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # TypeError: a third-party pack's loader
+        return fail(str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error))
+    if not items:
+        return fail(f"task {args.task!r} loaded no problems from {args.data or 'its generator'} "
+                    f"(split {args.split!r}, limit {args.limit})")
+    _seed_everything(args.seed)
+    batch_size = args.batch_size or (8 if args.engine == "hf" else len(items))
+    try:
+        engine = build_engine(args.engine, args.model, dtype=args.dtype, device=args.device,
+                              max_prompt_length=args.max_prompt_length, min_pixels=args.min_pixels,
+                              max_pixels=args.max_pixels, seed=args.seed, max_new_tokens=args.max_new_tokens,
+                              max_images=max(len(item.images) for item in items),
+                              gpu_memory_utilization=args.gpu_memory_utilization,
+                              tensor_parallel_size=args.tensor_parallel_size)
+    except (FileNotFoundError, ValueError) as error:  # a mistyped --model path, an adapter for vllm
+        return fail(str(error))
+    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                              top_k=args.top_k, seed=args.seed)
+    config = {"label": args.label or Path(args.output).name, "model": args.model, "task": args.task,
+              "data": args.data or "procedural", "split": args.split, "limit": args.limit, "engine": args.engine,
+              "batch_size": batch_size, "dtype": args.dtype, "template": args.template, "seed": args.seed,
+              "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns, "options": options}
+    try:
+        result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,
+                                progress=not args.no_progress, config=config)
+    except ValueError as error:
+        return fail(str(error))
+    finally:
+        engine.close()
+    paths = write_report(result, args.output)
+    _print_summary(result.report, paths)
+    return 0

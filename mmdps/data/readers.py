@@ -1,0 +1,163 @@
+"""Reading the rows of a local dataset source, with row numbers for error messages.
+
+:func:`read_rows` reads a local source into :class:`Row` objects (the row dict, its position, and a
+``where`` string such as ``"train.jsonl line 4"`` for error messages). Sources: a JSON list, JSONL,
+parquet, a folder written by ``datasets``' ``save_to_disk``, a folder of split files
+(``train.jsonl``, ``data/test-00000-of-00001.parquet``, ...), or any other file ``datasets.load_dataset``
+reads (csv, arrow, ...). Nothing is downloaded: sources must be local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+_READERS_VIA_DATASETS = {".csv": "csv", ".tsv": "csv", ".arrow": "arrow", ".txt": "text"}
+_SPLIT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
+
+
+@dataclass
+class Row:
+    """One raw row of a source.
+
+    Attributes:
+        data: the row as a dict.
+        index: 0-based position of the row in its source (used as the default item id).
+        where: the file and the row, for error messages: ``"data.jsonl line 4"`` (1-based line numbers
+            for JSONL, as editors show them) or ``"data.parquet row 3"`` (0-based, as pandas shows them).
+    """
+
+    data: dict[str, Any]
+    index: int
+    where: str
+
+
+def read_rows(source: str | os.PathLike, *, split: str = "train") -> Iterator[Row]:
+    """Yield the rows of a local file or folder (see the module docstring for what is accepted).
+
+    ``split`` picks the split of a ``save_to_disk`` ``DatasetDict`` or of a folder of split files; a
+    single file is one split and ignores it.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"data source not found: {path} (mmdps reads local files only; "
+                                "download the dataset first and pass its path)")
+    if path.is_dir():
+        yield from _read_dir(path, split)
+        return
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        yield from _read_jsonl(path)
+    elif suffix == ".json":
+        yield from _read_json(path)
+    elif suffix == ".parquet":
+        yield from _read_parquet(path)
+    elif suffix in _READERS_VIA_DATASETS:
+        yield from _read_with_datasets(path, _READERS_VIA_DATASETS[suffix])
+    else:
+        raise ValueError(f"{path}: unknown data file type {suffix!r}; use .json, .jsonl, .parquet, .csv, "
+                         ".arrow or a folder written by datasets' save_to_disk")
+
+
+def _as_row_dict(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a JSON object (a dict of fields), got {type(value).__name__}")
+    return value
+
+
+def _read_jsonl(path: Path) -> Iterator[Row]:
+    index = 0
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {line_number}"
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+            yield Row(_as_row_dict(value, where), index, where)
+            index += 1
+
+
+def _read_json(path: Path) -> Iterator[Row]:
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        # Many ".json" files are really JSON lines (one object per line).
+        yield from _read_jsonl(path)
+        return
+    if isinstance(value, dict):
+        # {"data": [...]} / {"train": [...], "test": [...]} wrappers, or one column-oriented table.
+        lists = {k: v for k, v in value.items() if isinstance(v, list)}
+        if len(lists) == 1 and all(isinstance(r, dict) for r in next(iter(lists.values()))):
+            value = next(iter(lists.values()))
+        elif lists and len(lists) == len(value) and len({len(v) for v in lists.values()}) == 1:
+            value = [dict(zip(lists, values)) for values in zip(*lists.values())]
+        else:
+            raise ValueError(f"{path}: a JSON object at the top level must hold one list of rows; "
+                             "write a JSON list of objects or JSON lines instead")
+    if not isinstance(value, list):
+        raise ValueError(f"{path}: expected a JSON list of objects, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        where = f"{path} row {index}"
+        yield Row(_as_row_dict(item, where), index, where)
+
+
+def _read_parquet(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+        for data in batch.to_pylist():
+            yield Row(data, index, f"{path} row {index}")
+            index += 1
+
+
+def _read_with_datasets(path: Path, builder: str) -> Iterator[Row]:
+    import datasets
+
+    dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
+    for index, data in enumerate(dataset):
+        yield Row(dict(data), index, f"{path} row {index}")
+
+
+def _read_dir(path: Path, split: str) -> Iterator[Row]:
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        yield from _read_saved_dataset(path, split)
+        return
+    files = _split_files(path, split)
+    if not files:
+        raise ValueError(f"{path}: folder has no data for split {split!r}; expected a datasets save_to_disk "
+                         f"folder or files named like '{split}.jsonl' / 'data/{split}-00000-of-00001.parquet'")
+    for file in files:
+        yield from read_rows(file, split=split)
+
+
+def _split_files(path: Path, split: str) -> list[Path]:
+    """Files of ``split`` inside ``path`` (``train.jsonl``, ``data/train-00000-of-00002.parquet``, ...)."""
+    pattern = re.compile(rf"^{re.escape(split)}([-_.].*)?$")
+    found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SPLIT_FILE_SUFFIXES
+             and pattern.match(p.name) and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    return sorted(found)
+
+
+def _read_saved_dataset(path: Path, split: str) -> Iterator[Row]:
+    import datasets
+
+    dataset = datasets.load_from_disk(str(path))
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            raise ValueError(f"{path}: no split {split!r}; the dataset has splits {sorted(dataset)}")
+        dataset = dataset[split]
+        where_prefix = f"{path} [{split}]"
+    else:
+        where_prefix = str(path)
+    for index, data in enumerate(dataset):
+        yield Row(dict(data), index, f"{where_prefix} row {index}")

@@ -1,0 +1,216 @@
+"""Sampling and scoring a test set: :func:`evaluate_items` (also the trainer's eval-every-N-steps) and
+:func:`load_eval_items` (a test set through its task pack)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from mmdps.eval.metrics import (
+    metrics_by_group,
+    default_ks,
+    pass_at_k_per_problem,
+    problem_difficulty,
+    problem_types,
+)
+from mmdps.rollout.base import SamplingParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmdps.data.item import Item
+    from mmdps.rollout.base import RolloutEngine
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate_items` returns.
+
+    Attributes:
+        report: the aggregate metrics (JSON-serialisable except that ``pass_at_k`` keys are ints).
+        samples: one dict per sample: ``item_id``, ``sample``, ``completion``, ``score``, ``acc``,
+            ``format``, ``correct``, ``tokens``, ``truncated``, ``finish_reason``, ``ground_truth``.
+        problems: one dict per problem: ``item_id``, ``n``, ``num_correct``, ``success_rate``,
+            ``mean_score``, ``types``, ``difficulty`` (e.g. to initialise a prompt selector).
+    """
+
+    report: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_items(engine: "RolloutEngine", items: Sequence["Item"], *, n: int = 16,
+                   sampling: SamplingParams | None = None, ks: Sequence[int] | None = None, batch_size: int = 8,
+                   progress: bool = True, config: Mapping[str, Any] | None = None) -> EvalResult:
+    """Sample ``n`` completions per item with ``engine``, score them with each item's verifier and
+    aggregate the metrics.
+
+    Args:
+        engine: any :class:`~mmdps.rollout.base.RolloutEngine` (HF or vLLM; the trainer's own engine).
+        items: the problems. Ids should be unique (reports and samples refer to them).
+        n: samples per problem.
+        sampling: how to sample; defaults to the paper's validation setting (T=0.6, top-p 1.0).
+            When ``sampling.seed`` is set, the batch starting at item ``i`` uses ``seed + i``, so
+            results are reproducible for a given ``batch_size``.
+        ks: the k of pass@k (each ``1 <= k <= n``); default :func:`default_ks`.
+        batch_size: prompts per ``engine.generate`` call (each call makes ``batch_size * n`` samples).
+        progress: show a progress bar over samples.
+        config: free-form settings (model path, task, data, ...) copied into ``report["config"]``.
+
+    A completion counts as correct when its verifier's ``acc`` is >= 1, and as a format error when
+    its ``format`` is < 1.
+    """
+    if not items:
+        raise ValueError("evaluate_items: no items to evaluate (check the data path, split and --limit)")
+    if n < 1:
+        raise ValueError(f"evaluate_items: n must be >= 1, got {n}")
+    if batch_size < 1:
+        raise ValueError(f"evaluate_items: batch_size must be >= 1, got {batch_size}")
+    sampling = sampling or SamplingParams(max_new_tokens=1024, temperature=0.6, top_p=1.0)
+    ks = sorted(set(int(k) for k in ks)) if ks else default_ks(n)
+    if ks[0] < 1 or ks[-1] > n:
+        raise ValueError(f"evaluate_items: every k of pass@k must lie in [1, n={n}], got {ks}")
+    for item in items:
+        if not item.verifier:
+            raise ValueError(f"item {item.id} (task {item.task!r}) names no verifier; set Item.verifier")
+    if len({item.id for item in items}) < len(items):
+        warnings.warn("evaluate_items: item ids are not unique, so samples.jsonl cannot tell those problems "
+                      "apart; the metrics are unaffected", stacklevel=2)
+
+    from tqdm import tqdm
+
+    from mmdps import verifiers
+
+    # Resolve every verifier before generating, so an unknown name fails in seconds, not after sampling.
+    verifier_of = {name: verifiers.get(name) for name in {item.verifier for item in items}}
+    samples: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    generation_seconds = scoring_seconds = 0.0
+    started = time.perf_counter()
+    bar = tqdm(total=len(items) * n, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = list(items[start:start + batch_size])
+            batch_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + start)
+            t0 = time.perf_counter()
+            outputs = engine.generate(batch, n, batch_sampling)
+            generation_seconds += time.perf_counter() - t0
+            if len(outputs) != len(batch) or any(len(row) != n for row in outputs):
+                shape = [len(row) for row in outputs]
+                raise RuntimeError(f"{type(engine).__name__}.generate returned {shape} completions for "
+                                   f"{len(batch)} items x k={n}; expected a {len(batch)} x {n} nested list")
+            t0 = time.perf_counter()
+            for item, completions in zip(batch, outputs):
+                problems.append(_score_item(item, completions, verifier_of[item.verifier], samples))
+            scoring_seconds += time.perf_counter() - t0
+            bar.update(len(batch) * n)
+            if progress:
+                done = np.array([p["num_correct"] for p in problems])
+                bar.set_postfix(mean_at_n=f"{done.mean() / n:.3f}")
+    finally:
+        bar.close()
+    total_seconds = time.perf_counter() - started
+    report = _build_report(problems, samples, n=n, ks=ks, sampling=sampling, config=config)
+    tokens = report["tokens_generated"]
+    report["timing"] = {
+        "total_seconds": total_seconds,
+        "generation_seconds": generation_seconds,
+        "scoring_seconds": scoring_seconds,
+        "samples_per_second": len(samples) / total_seconds if total_seconds > 0 else float("nan"),
+        "tokens_per_second": tokens / generation_seconds if generation_seconds > 0 else float("nan"),
+    }
+    return EvalResult(report=report, samples=samples, problems=problems)
+
+
+def _score_item(item: "Item", completions: Sequence[Any], verify: Callable[..., dict],
+                samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score the completions of one item, append its sample records and return its problem record."""
+    num_correct = 0
+    scores: list[float] = []
+    for index, completion in enumerate(completions):
+        try:
+            verdict = verify(completion.text, item.ground_truth, **item.metadata)
+        except Exception as error:  # verifiers never raise on model output: a bad ground truth or a bug
+            kind = ValueError if isinstance(error, ValueError) else RuntimeError
+            raise kind(f"verifier {item.verifier!r} failed on item {item.id} (task {item.task!r}): {error}") from error
+        acc, score, fmt = float(verdict["acc"]), float(verdict["score"]), float(verdict["format"])
+        correct = acc >= 1.0
+        num_correct += correct
+        scores.append(score)
+        samples.append({
+            "item_id": item.id,
+            "sample": index,
+            "completion": completion.text,
+            "score": score,
+            "acc": acc,
+            "format": fmt,
+            "correct": correct,
+            "tokens": len(completion.token_ids),
+            "truncated": bool(completion.truncated),
+            "finish_reason": completion.finish_reason,
+            "ground_truth": item.ground_truth,
+        })
+    return {
+        "item_id": item.id,
+        "n": len(completions),
+        "num_correct": num_correct,
+        "success_rate": num_correct / len(completions),
+        "mean_score": float(np.mean(scores)),
+        "types": problem_types(item.metadata),
+        "difficulty": problem_difficulty(item.metadata),
+        "task": item.task,
+    }
+
+
+def _build_report(problems: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], *, n: int,
+                  ks: Sequence[int], sampling: SamplingParams, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    from mmdps import __version__
+
+    correct = np.array([p["num_correct"] for p in problems], dtype=np.int64)
+    rates = correct / n
+    tokens = np.array([s["tokens"] for s in samples], dtype=np.int64)
+    report: dict[str, Any] = {
+        "task": ",".join(sorted({p["task"] for p in problems if p["task"]})),
+        "n": n,
+        "num_problems": len(problems),
+        "num_samples": len(samples),
+        "mean_at_n": float(rates.mean()),
+        # standard error of mean@n across problems: the noise floor when comparing checkpoints
+        "mean_at_n_stderr": float(rates.std(ddof=1) / math.sqrt(len(rates))) if len(rates) > 1 else 0.0,
+        "pass_at_k": {k: float(pass_at_k_per_problem(n, correct, k).mean()) for k in ks},
+        "mean_score": float(np.mean([s["score"] for s in samples])),
+        "format_error_rate": float(np.mean([s["format"] < 1.0 for s in samples])),
+        "tokens_generated": int(tokens.sum()),
+        "mean_completion_tokens": float(tokens.mean()),
+        "max_completion_tokens": int(tokens.max()),
+        "truncation_rate": float(np.mean([s["truncated"] for s in samples])),
+        "solved_fraction": float(np.mean(correct > 0)),
+        "unsolved_fraction": float(np.mean(correct == 0)),
+        "by_type": metrics_by_group(problems, lambda p: p["types"], n, ks),
+        "by_difficulty": metrics_by_group(problems, lambda p: [p["difficulty"]] if p["difficulty"] else [], n, ks),
+        "sampling": asdict(sampling),
+        "config": dict(config or {}),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mmdps_version": __version__,
+    }
+    return report
+
+
+def load_eval_items(task: str, data: str | None, *, split: str = "test", limit: int | None = None, seed: int = 0,
+                    num: int | None = None, columns: Mapping[str, str] | None = None, template: str | None = None,
+                    system_prompt: str | None = None, skip_invalid: bool = False, **options: Any) -> list["Item"]:
+    """Load a test set through its task pack (``data`` None or ``"procedural"``: generated)."""
+    from mmdps import tasks
+
+    pack_options = {k: v for k, v in (("template", template), ("system_prompt", system_prompt)) if v is not None}
+    pack = tasks.get(task, **pack_options)
+    source = None if data in (None, "", "procedural") else data
+    if num is not None:
+        options["num"] = num
+    if columns:
+        options["columns"] = dict(columns)
+    return pack.load(source, split=split, limit=limit, seed=seed, skip_invalid=skip_invalid, **options)
