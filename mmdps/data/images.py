@@ -1,7 +1,9 @@
 """Image loading and the one resize rule shared by rollout and the training forward pass.
 
 ``load_image`` turns whatever a dataset row holds (a path, bytes, an HF ``{"bytes", "path"}`` dict, a
-PIL image) into an RGB PIL image, or raises :class:`ImageError` saying what was wrong and where.
+PIL image) into an RGB PIL image, or raises :class:`ImageError` saying what was wrong and where. Images
+larger than :data:`MAX_IMAGE_PIXELS` (a decompression bomb: a few KB of PNG can claim 20000x20000
+pixels) are refused from the file header, before any pixel is decoded.
 ``resize_for_model`` applies Qwen2-VL's ``smart_resize`` (both sides multiples of ``factor``, pixel
 count inside [min_pixels, max_pixels]); qwen-vl-utils' version is used when it imports, and the
 equivalent rule below otherwise (qwen-vl-utils imports torchvision, which some CPU setups lack).
@@ -12,21 +14,77 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 IMAGE_FACTOR = 28  # patch 14 x spatial merge 2
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 16384 * 28 * 28
 MAX_RATIO = 200
+#: Most pixels an image file may hold (width x height, read from its header before decoding). Far above
+#: any benchmark image (Geometry3K diagrams are under 1 MP, MathVista's largest about 12 MP), far below
+#: a decompression bomb. Override per call (``max_image_pixels=``) or per process with the
+#: ``MMDPS_MAX_IMAGE_PIXELS`` environment variable.
+MAX_IMAGE_PIXELS = 64_000_000
+PIXEL_LIMIT_ENV = "MMDPS_MAX_IMAGE_PIXELS"
 
 
 class ImageError(ValueError):
     """A dataset image is missing, unreadable or of an unknown kind."""
 
 
-def load_image(source: Any, *, base_dir: str | os.PathLike | None = None, where: str = "") -> Image.Image:
+def default_max_image_pixels() -> int:
+    """The pixel limit of :func:`load_image`: ``MMDPS_MAX_IMAGE_PIXELS`` when set, else :data:`MAX_IMAGE_PIXELS`."""
+    value = os.environ.get(PIXEL_LIMIT_ENV)
+    if value is None or not value.strip():
+        return MAX_IMAGE_PIXELS
+    try:
+        limit = int(value.replace("_", ""))
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ValueError(f"{PIXEL_LIMIT_ENV}={value!r} must be a positive whole number of pixels "
+                         f"(default {MAX_IMAGE_PIXELS})")
+    return limit
+
+
+def _too_large(prefix: str, what: str, pixels: int, size: str, limit: int) -> ImageError:
+    return ImageError(f"{prefix}{what} has {pixels:,} pixels{size}, above the limit of {limit:,} (a decompression "
+                      f"bomb, or a scan far larger than a model can use); shrink the image, or raise the limit "
+                      f"with {PIXEL_LIMIT_ENV} if it is genuine")
+
+
+def _check_pixels(image: Image.Image, limit: int, prefix: str, what: str) -> None:
+    width, height = image.size
+    if width * height > limit:
+        raise _too_large(prefix, what, width * height, f" ({width}x{height})", limit)
+
+
+def _decode(opener: Any, limit: int, prefix: str, what: str) -> Image.Image:
+    """Open (header only), check the pixel count, then decode; any decoder failure becomes ImageError."""
+    try:
+        with Image.open(opener) as image:
+            _check_pixels(image, limit, prefix, what)
+            image.load()
+            return image.convert("RGB")
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        # PIL's own limit (2 x Image.MAX_IMAGE_PIXELS) fires inside Image.open, before our check can.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else 0
+        pil_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise _too_large(prefix, what, pixels, "", min(limit, pil_limit) if pil_limit else limit) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL plugins raise SyntaxError, struct.error, EOFError, ...
+        raise ImageError(f"{prefix}{what} is corrupt or not an image ({type(exc).__name__}: {exc})") from exc
+
+
+def load_image(source: Any, *, base_dir: str | os.PathLike | None = None, where: str = "",
+               max_image_pixels: int | None = None) -> Image.Image:
     """Load ``source`` as an RGB PIL image.
 
     Args:
@@ -34,23 +92,25 @@ def load_image(source: Any, *, base_dir: str | os.PathLike | None = None, where:
             dict with ``bytes`` and/or ``path`` (the HF ``datasets`` Image layout).
         base_dir: folder that relative paths are resolved against.
         where: a description of the item (file and row) used in error messages.
+        max_image_pixels: most pixels (width x height) accepted, checked from the header before
+            decoding; default :func:`default_max_image_pixels`.
+
+    Raises:
+        ImageError: (a ``ValueError``, so ``skip_invalid`` skips the row) naming ``where`` and the file.
     """
     prefix = f"{where}: " if where else ""
+    limit = default_max_image_pixels() if max_image_pixels is None else max_image_pixels
     if isinstance(source, Image.Image):
+        _check_pixels(source, limit, prefix, "image")
         return source.convert("RGB") if source.mode != "RGB" else source
     if isinstance(source, dict):
         if source.get("bytes"):
-            return load_image(source["bytes"], base_dir=base_dir, where=where)
+            return load_image(source["bytes"], base_dir=base_dir, where=where, max_image_pixels=limit)
         if source.get("path"):
-            return load_image(source["path"], base_dir=base_dir, where=where)
+            return load_image(source["path"], base_dir=base_dir, where=where, max_image_pixels=limit)
         raise ImageError(f"{prefix}image dict has neither 'bytes' nor 'path' (keys: {sorted(source)})")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        try:
-            image = Image.open(io.BytesIO(bytes(source)))
-            image.load()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ImageError(f"{prefix}image bytes are not a readable image ({exc})") from exc
-        return image.convert("RGB")
+        return _decode(io.BytesIO(bytes(source)), limit, prefix, "image bytes")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if path.startswith(("http://", "https://")):
@@ -61,12 +121,7 @@ def load_image(source: Any, *, base_dir: str | os.PathLike | None = None, where:
             path = os.path.join(os.fspath(base_dir), path)
         if not os.path.exists(path):
             raise ImageError(f"{prefix}image file not found: {path} (fix the path or pass the right image_dir)")
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ImageError(f"{prefix}image file is corrupt or not an image: {path} ({exc})") from exc
+        return _decode(path, limit, prefix, f"image file {path}")
     raise ImageError(f"{prefix}cannot load an image from {type(source).__name__}")
 
 
