@@ -9,23 +9,34 @@ A checkpoint is a folder ``<output_dir>/checkpoints/checkpoint-<step>`` holding
 | ``rng_state_<rank>.pt`` | python, numpy, torch and CUDA RNG states of each process |
 | ``selector.json`` + ``selector_arrays.npz`` | the selector's ``state_dict()`` (no pickle) |
 | ``data.json`` | the stable ids of the training items, to refuse resuming onto another dataset |
-| ``trainer_state.json`` | step, counters, the config; written last |
+| ``trainer_state.json`` | step, counters, the config |
+| ``manifest.json`` | every other file's size and SHA-256; written last |
 
 Everything is written into a hidden temporary folder that is renamed into place at the end, so a
 folder named ``checkpoint-*`` is always complete; a crash mid-save leaves only a ``.tmp-*`` folder,
-which the next save removes.
+which the next save removes. A file damaged later (a full disk, a bad copy) fails the manifest check:
+``resume=auto`` then falls back to the newest intact checkpoint with a warning, and an explicit
+``resume=PATH`` stops with :class:`CheckpointError` naming the file.
+
+:func:`lock_output_dir` keeps two runs out of one ``output_dir`` (a save of one would delete the
+other's checkpoint in progress).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import random
 import re
 import shutil
+import socket
+import threading
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -33,7 +44,18 @@ import torch
 CHECKPOINTS_DIR = "checkpoints"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".mmdps-run.lock"
 _ARRAY_TAG = "__ndarray__"
+T = TypeVar("T")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is damaged or unreadable; the message names the file and what to do."""
+
+
+class OutputDirInUseError(ValueError):
+    """Another live run holds the ``output_dir`` lock; the message names its pid and host."""
 
 
 def checkpoint_root(output_dir: str | os.PathLike) -> Path:
@@ -60,17 +82,190 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | None:
-    """Turn the ``resume`` setting into a checkpoint path: ``"auto"`` -> newest in ``output_dir`` (or None
-    for a fresh run), a path -> that checkpoint (which must exist), None -> None."""
+    """Turn the ``resume`` setting into a verified checkpoint path.
+
+    ``"auto"``: the newest intact checkpoint in ``output_dir`` (None for a fresh run); damaged newer
+    ones are skipped with a warning naming what was wrong. A path: that checkpoint, which must exist
+    and be intact (:class:`CheckpointError` names the damaged file). None: None.
+    """
     if resume is None:
         return None
     if resume == "auto":
-        return find_latest_checkpoint(output_dir)
+        damaged: list[str] = []
+        for _, path in reversed(list_checkpoints(output_dir)):
+            problems = verify_checkpoint(path)
+            if not problems:
+                if damaged:
+                    warnings.warn(f"resume=auto: skipped damaged checkpoint(s): {'; '.join(damaged)}; resuming "
+                                  f"from {path}", stacklevel=2)
+                return path
+            damaged.append(f"{path}: {_summary(problems)}")
+        if damaged:
+            raise CheckpointError(f"resume=auto: every checkpoint in {checkpoint_root(output_dir)} is damaged "
+                                  f"({'; '.join(damaged)}); restore them, or start fresh with resume=none or "
+                                  "another output_dir")
+        return None
     path = Path(resume)
     if not (path / _STATE_FILE).is_file():
         raise FileNotFoundError(f"resume={resume!r} is not a complete checkpoint folder (no {_STATE_FILE}); "
                                 f"use resume=auto or one of {[str(p) for _, p in list_checkpoints(output_dir)]}")
+    problems = verify_checkpoint(path)
+    if problems:
+        raise CheckpointError(f"resume={resume}: the checkpoint is damaged: {_summary(problems)}; resume from "
+                              "another checkpoint (resume=auto picks the newest intact one)")
     return path
+
+
+def _summary(problems: Sequence[str]) -> str:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
+# ---------------------------------------------------------------------- integrity
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record every file of ``folder`` (size and SHA-256) in ``manifest.json``."""
+    files = {}
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
+        files[file.relative_to(folder).as_posix()] = {"size": file.stat().st_size, "sha256": _sha256(file)}
+    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
+
+
+def verify_checkpoint(folder: str | os.PathLike) -> list[str]:
+    """What is wrong with checkpoint ``folder`` per its manifest, one line per file (empty: intact).
+
+    A checkpoint without a manifest (written before manifests existed) is not checked here; reading
+    it later still names any file that fails to load.
+    """
+    folder = Path(folder)
+    manifest = folder / MANIFEST_FILE
+    if not manifest.is_file():
+        return []
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        entries = [(name, int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return [f"{manifest} is unreadable ({exc})"]
+    problems = []
+    for name, size, checksum in entries:
+        file = folder / name
+        if not file.is_file():
+            problems.append(f"{file} is missing")
+        elif file.stat().st_size != size:
+            problems.append(f"{file} is {file.stat().st_size:,} bytes, the manifest says {size:,} (truncated?)")
+        elif _sha256(file) != checksum:
+            problems.append(f"{file} does not match its checksum (corrupted)")
+    return problems
+
+
+def _read(path: Path, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, with any failure turned into a one-line :class:`CheckpointError` naming ``path``."""
+    try:
+        return reader(path)
+    except Exception as exc:  # noqa: BLE001 - torch / numpy / safetensors raise many kinds on bad files
+        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint "
+                              "is damaged: resume from another one (resume=auto picks the newest intact "
+                              "one)") from exc
+
+
+# ---------------------------------------------------------------------- output_dir lock
+class RunLock:
+    """An exclusive ``flock`` on ``<output_dir>/.mmdps-run.lock`` holding the owner's pid and host.
+
+    The kernel drops the lock when its process dies (kill -9 included), so a lock left by a dead run
+    is taken over with a warning. Held per process: a second trainer of the same process on the same
+    folder (a resume test, a notebook) shares it. :meth:`release` lets it go.
+    """
+
+    _held: dict[str, list[Any]] = {}  # resolved lock path -> [fd, holders]
+    _guard = threading.Lock()
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._released = False
+
+    def release(self) -> None:
+        with self._guard:
+            if self._released:
+                return
+            self._released = True
+            key = str(self.path.resolve())
+            entry = self._held.get(key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            del self._held[key]
+            fd = entry[0]
+            # Empty the file but keep it: unlinking a locked file lets two runs lock two different files.
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def prepare_output_dir(output_dir: str | os.PathLike) -> Path:
+    """Create ``output_dir`` (a clear error when it or a parent is a file)."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output_dir={os.fspath(output_dir)} is a file, not a folder; choose another output_dir "
+                         "or move the file away")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ValueError(f"output_dir={os.fspath(output_dir)} cannot be created: a parent path is a file "
+                         f"({exc.filename}); choose another output_dir") from exc
+    return path
+
+
+def lock_output_dir(output_dir: str | os.PathLike) -> RunLock:
+    """Create ``output_dir`` and lock it for this run; :class:`OutputDirInUseError` when a live run holds it."""
+    folder = prepare_output_dir(output_dir)
+    path = folder / LOCK_FILE
+    key = str(path.resolve())
+    with RunLock._guard:
+        entry = RunLock._held.get(key)
+        if entry is not None:
+            entry[1] += 1
+            return RunLock(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise OutputDirInUseError(
+                f"output_dir {folder} is in use by another run ({holder}); wait for it to finish or choose another "
+                f"output_dir (two runs in one folder delete each other's checkpoints)") from None
+        previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        if previous:
+            warnings.warn(f"{path}: taking over a stale lock ({_describe(previous)}; that run ended without "
+                          "releasing it)", stacklevel=2)
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode(), 0)
+        RunLock._held[key] = [fd, 1]
+        return RunLock(path)
+
+
+def _lock_holder(fd: int) -> str:
+    return _describe(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+
+
+def _describe(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "owner unknown"
 
 
 # ---------------------------------------------------------------------- dataset identity
@@ -83,7 +278,7 @@ def dataset_record(item_ids: Sequence[int]) -> dict[str, Any]:
 def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int]) -> None:
     """Raise ValueError when the checkpoint was written for a different training set (selector ids are
     positions in the training list, so resuming onto other data would silently mix up prompt states)."""
-    saved = json.loads((Path(checkpoint) / "data.json").read_text())
+    saved = _read(Path(checkpoint) / "data.json", lambda p: json.loads(p.read_text()))
     current = dataset_record(item_ids)
     if saved["fingerprint"] == current["fingerprint"]:
         return
@@ -142,9 +337,13 @@ def save_selector_state(state: dict[str, Any], folder: Path) -> None:
 
 
 def load_selector_state(folder: Path) -> dict[str, Any]:
-    document = json.loads((folder / "selector.json").read_text())
-    with np.load(folder / "selector_arrays.npz", allow_pickle=False) as arrays:
-        arrays = {key: arrays[key] for key in arrays.files}
+    document = _read(folder / "selector.json", lambda p: json.loads(p.read_text()))
+
+    def read_arrays(path: Path) -> dict[str, np.ndarray]:
+        with np.load(path, allow_pickle=False) as loaded:
+            return {key: loaded[key] for key in loaded.files}
+
+    arrays = _read(folder / "selector_arrays.npz", read_arrays)
 
     def decode(value: Any) -> Any:
         if isinstance(value, dict):
@@ -204,6 +403,9 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimize
         (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids)))
         state = dict(trainer_state, step=int(step))
         (tmp / _STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
+    _barrier(accelerator)  # every process's files are in before the manifest lists them
+    if is_main:
+        write_manifest(tmp)
         _commit(tmp, final)
         if keep_last is not None:
             for _, old in list_checkpoints(output_dir)[:-keep_last]:
@@ -230,21 +432,26 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, 
     """Restore optimizer, scheduler, selector and RNG states from ``path``; return the trainer state.
 
     Model weights are restored separately (:func:`load_model_weights`), before the model is wrapped.
-    Raises ValueError when the checkpoint belongs to another training set.
+    Raises ValueError when the checkpoint belongs to another training set, :class:`CheckpointError`
+    naming the file when one cannot be read.
     """
     path = Path(path)
     check_dataset(path, item_ids)
     if _is_sharded(accelerator):
         accelerator.load_state(path / "accelerate_state")
     else:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
-        scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(_read(path / "optimizer.pt", _torch_load))
+        scheduler.load_state_dict(_read(path / "scheduler.pt", _torch_load))
     selector.load_state_dict(load_selector_state(path))
     rank = 0 if accelerator is None else accelerator.process_index
     rng_file = path / f"rng_state_{rank}.pt"
     if rng_file.is_file():  # absent when resuming on more processes than saved: keep the fresh seeds
-        set_rng_state(torch.load(rng_file, weights_only=True))
-    return json.loads((path / _STATE_FILE).read_text())
+        set_rng_state(_read(rng_file, _torch_load))
+    return _read(path / _STATE_FILE, lambda p: json.loads(p.read_text()))
+
+
+def _torch_load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_model_weights(path: str | os.PathLike, model) -> None:
@@ -257,7 +464,7 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
     if adapter.is_file():
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, load_file(adapter))
+        result = set_peft_model_state_dict(model, _read(adapter, load_file))
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise ValueError(f"{adapter}: adapter weights do not fit the model (unexpected keys {unexpected[:5]})")
@@ -267,7 +474,7 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
         raise FileNotFoundError(f"{folder}: no model weights (*.safetensors)")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(load_file(file))
+        state.update(_read(file, load_file))
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied weights (lm_head = embed_tokens) are saved once; anything else missing is a real mismatch.
     tied = set(getattr(model, "_tied_weights_keys", None) or [])

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,7 @@ class GRPOTrainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        from mmdps.checkpoint import resolve_resume
+        from mmdps.checkpoint import lock_output_dir, resolve_resume
 
         self.config = config
         self.output_dir = Path(config.output_dir)
@@ -111,8 +112,9 @@ class GRPOTrainer:
         self.accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no",
                                        cpu=not torch.cuda.is_available())
         set_seed(config.seed)
-        if self.accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.accelerator.is_main_process:  # one run per output_dir: a save prunes the folder's checkpoints
+            self._output_lock = lock_output_dir(self.output_dir)
+            weakref.finalize(self, self._output_lock.release)
 
         self.items = list(items) if items is not None else self._load_items(
             config.train_source, config.train_split, config.train_limit, config.task_options)

@@ -126,3 +126,93 @@ def test_lora_checkpoint_saves_only_the_adapter(tmp_path, model_path):
     ckpt.load_model_weights(path, fresh)
     lora_b = [p for n, p in fresh.named_parameters() if "lora_B" in n]
     assert lora_b and all(torch.all(p == 0.5) for p in lora_b)
+
+
+# ---------------------------------------------------------------------- damaged checkpoints
+def _two_checkpoints(tmp_path, model_path):
+    model, processor, optimizer, scheduler, selector = _training_state(model_path)
+    save = dict(model=model, optimizer=optimizer, scheduler=scheduler, selector=selector, item_ids=list(range(10)),
+                trainer_state={}, processor=processor)
+    older = ckpt.save_checkpoint(tmp_path, 1, **save)
+    newer = ckpt.save_checkpoint(tmp_path, 2, **save)
+    return older, newer, (optimizer, scheduler, selector)
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("name", ["model/model.safetensors", "selector_arrays.npz", "optimizer.pt",
+                                  "rng_state_0.pt"])
+def test_a_truncated_file_makes_auto_resume_fall_back_and_an_explicit_resume_fail_naming_it(tmp_path, model_path,
+                                                                                              name):
+    older, newer, _ = _two_checkpoints(tmp_path, model_path)
+    assert (newer / "manifest.json").is_file() and ckpt.verify_checkpoint(newer) == []
+    _truncate(newer / name)
+    assert ckpt.verify_checkpoint(older) == []
+    with pytest.warns(UserWarning, match=rf"skipped damaged checkpoint\(s\): .*checkpoint-000002: .*{name} is "
+                                         rf"[\d,]+ bytes, the manifest says [\d,]+ .*resuming from .*checkpoint-000001"):
+        assert ckpt.resolve_resume("auto", tmp_path) == older
+    with pytest.raises(ckpt.CheckpointError, match=rf"^resume=.*checkpoint-000002: the checkpoint is damaged: "
+                                                   rf".*{name} is [\d,]+ bytes"):
+        ckpt.resolve_resume(str(newer), tmp_path)
+
+
+def test_same_size_corruption_fails_the_checksum_and_all_damaged_is_an_error(tmp_path, model_path):
+    older, newer, _ = _two_checkpoints(tmp_path, model_path)
+    for path in (older, newer):
+        data = bytearray((path / "optimizer.pt").read_bytes())
+        data[-40] ^= 0xFF
+        (path / "optimizer.pt").write_bytes(bytes(data))
+    assert ckpt.verify_checkpoint(newer) == [f"{newer / 'optimizer.pt'} does not match its checksum (corrupted)"]
+    with pytest.raises(ckpt.CheckpointError, match=r"resume=auto: every checkpoint in .* is damaged .*resume=none"):
+        ckpt.resolve_resume("auto", tmp_path)
+
+
+def test_a_checkpoint_without_manifest_still_names_the_file_that_fails_to_load(tmp_path, model_path):
+    _, newer, (optimizer, scheduler, selector) = _two_checkpoints(tmp_path, model_path)
+    (newer / "manifest.json").unlink()  # as written by an older mmdps
+    _truncate(newer / "selector_arrays.npz")
+    assert ckpt.resolve_resume("auto", tmp_path) == newer
+    with pytest.raises(ckpt.CheckpointError, match=r"selector_arrays\.npz cannot be read .*resume from another"):
+        ckpt.load_checkpoint(newer, optimizer=optimizer, scheduler=scheduler, selector=selector,
+                             item_ids=list(range(10)))
+    model, *_ = _training_state(model_path)
+    _truncate(newer / "model" / "model.safetensors")
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.safetensors cannot be read"):
+        ckpt.load_model_weights(newer, model)
+
+
+# ---------------------------------------------------------------------- one run per output_dir
+def test_a_second_run_on_a_locked_output_dir_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    import fcntl
+    import json
+    import os
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock_file = folder / ckpt.LOCK_FILE
+    other = os.open(lock_file, os.O_RDWR | os.O_CREAT)  # another process's lock (flock is per open file)
+    os.write(other, json.dumps({"pid": 4242, "host": "node-7", "started": "2026-01-01 10:00:00"}).encode())
+    fcntl.flock(other, fcntl.LOCK_EX)
+    with pytest.raises(ckpt.OutputDirInUseError, match=r"output_dir .*run is in use by another run \(pid 4242 on "
+                                                      r"host node-7, started 2026-01-01 10:00:00\)"):
+        ckpt.lock_output_dir(folder)
+    os.close(other)  # that run is killed: the kernel drops its flock, its record stays
+    with pytest.warns(UserWarning, match=r"taking over a stale lock \(pid 4242 on host node-7"):
+        lock = ckpt.lock_output_dir(folder)
+    assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    again = ckpt.lock_output_dir(folder)  # the same process may open the folder twice (resume in a notebook)
+    again.release()
+    lock.release()
+    assert lock_file.read_text() == ""  # released cleanly: the next run sees no stale lock
+    ckpt.lock_output_dir(folder).release()
+
+
+def test_an_output_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(ValueError, match=r"output_dir=.*out is a file, not a folder"):
+        ckpt.lock_output_dir(tmp_path / "out")
+    with pytest.raises(ValueError, match=r"output_dir=.*out/sub cannot be created: a parent path is a file"):
+        ckpt.lock_output_dir(tmp_path / "out" / "sub")
