@@ -72,7 +72,13 @@ class GRPOConfig:
     - ``selector`` (str, ``"dps"``): ``uniform``, ``ds`` (DAPO Dynamic Sampling), ``mopps``, ``dps``, or any name
       ``mmdps.selection.make_selector`` knows.
     - ``selector_kwargs`` (dict, {}): selector options, e.g. ``decay`` (DPS lambda 0.7 MATH / 0.5 Countdown,
-      Geo3K), ``candidate_ratio``, ``max_rounds`` for DS (4 MATH / 10 otherwise, DAPO).
+      Geo3K), ``strategy``, ``max_rounds`` for DS (4 MATH / 10 otherwise, DAPO).
+    - ``candidate_ratio`` (float | None, None): for selectors that rank candidates (``dps``, ``mopps``): None
+      ranks the whole pool every step (the DPS paper's rule; its released scripts' ratio x B covers the
+      pool); a number r >= 1 ranks only the next ceil(r x B) prompts of a seeded shuffled pass over the
+      pool (the official trainers' dataloader batch) and trains on the best B of them. The candidate
+      order is checkpointed, so a resumed run draws the same candidates. None leaves MoPPS at its own
+      default (16).
     - ``batch_size`` (int, 256): prompts per step, B (paper: 256 MATH / Countdown, 512 Geo3K).
     - ``num_generations`` (int, 8): rollouts per prompt, k (paper: 8).
 
@@ -171,6 +177,7 @@ class GRPOConfig:
     # selection
     selector: str = "dps"
     selector_kwargs: dict = field(default_factory=dict)
+    candidate_ratio: Optional[float] = None
     batch_size: int = 256
     num_generations: int = 8
     # rollout
@@ -285,6 +292,12 @@ class GRPOConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.candidate_ratio is not None:
+            from mmdps.selection.base import check_candidate_ratio
+
+            check_candidate_ratio(self.candidate_ratio)
+            if "candidate_ratio" in self.selector_kwargs:
+                raise ValueError("candidate_ratio is set both at the top level and in selector_kwargs; keep one")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ValueError(f"save_total_limit must be >= 1 or None, got {self.save_total_limit}")
         if isinstance(self.resume, str) and self.resume.lower() in ("none", "null", "false", "no", ""):

@@ -62,6 +62,7 @@ class DemoSettings:
     # GRPO
     selector: str = "dps"
     selector_kwargs: dict = field(default_factory=lambda: {"decay": 0.5})
+    candidate_ratio: float | None = None  # GRPOConfig.candidate_ratio: None ranks the whole pool
     rl_steps: int = 200
     batch_size: int = 32
     num_generations: int = 8
@@ -314,6 +315,7 @@ def grpo_config(settings: DemoSettings, model_dir: Path, output_dir: Path, *, se
         model_name_or_path=str(model_dir), dtype="float32", task="countdown", task_template="compact",
         selector=selector or settings.selector,
         selector_kwargs=dict(settings.selector_kwargs if selector_kwargs is None else selector_kwargs),
+        candidate_ratio=settings.candidate_ratio,
         batch_size=settings.batch_size, num_generations=settings.num_generations,
         max_prompt_length=64, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
         learning_rate=settings.rl_lr, weight_decay=0.0, adam_beta2=0.99, max_grad_norm=1.0,

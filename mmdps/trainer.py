@@ -133,8 +133,11 @@ class GRPOTrainer:
 
         from mmdps.selection import make_selector
 
+        selector_kwargs = dict(config.selector_kwargs)
+        if config.candidate_ratio is not None:
+            selector_kwargs["candidate_ratio"] = config.candidate_ratio
         self.selector = make_selector(config.selector, len(self.items), seed=config.seed,
-                                      rollouts_per_prompt=config.num_generations, **config.selector_kwargs)
+                                      rollouts_per_prompt=config.num_generations, **selector_kwargs)
         self.step = 0
         self.rollouts_total = 0
         self.tokens_total = 0
@@ -320,6 +323,7 @@ class GRPOTrainer:
         """One full step at ``self.step`` (already incremented); returns its metrics."""
         t_start = time.perf_counter()
         groups, stats = self._rollout_phase()
+        self.selector.record_trained(np.array([group.position for group in groups], dtype=np.int64))
         t_train = time.perf_counter()
         train_metrics = self._train_phase(groups)
         self.engine.sync_weights(self.unwrapped_model)
@@ -459,6 +463,12 @@ class GRPOTrainer:
             scores = scores + soft_overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer_len,
                                                     config.overlong_penalty_factor)
         advantages = group_advantages(scores, k, scale_std=config.scale_rewards)
+        # What the loss normaliser sees: all completion tokens, of which only the informative groups'
+        # (some non-zero advantage) carry policy gradient.
+        group_tokens = lengths.view(-1, k).sum(dim=1).float()
+        informative = (advantages.view(-1, k) != 0).any(dim=1)
+        token_stats = {"informative_token_share": float(group_tokens[informative].sum() / group_tokens.sum().clamp(min=1)),
+                       "completion_tokens": float(group_tokens.sum())}
         # The number of updates comes from the global group count: under DDP every process must make
         # the same number of optimizer steps, whatever its share (a process with an empty mini-batch
         # replays its first group at weight 0).
@@ -496,6 +506,7 @@ class GRPOTrainer:
         result = {key: value / updates for key, value in totals.items()}
         result["nan_updates"] = totals.get("nan_updates", 0.0)
         result["lr"] = self.scheduler.get_last_lr()[0]
+        result.update(token_stats)
         if result["nan_updates"] > 0:
             self.nan_steps += 1
             self.consecutive_nan += 1
@@ -663,6 +674,7 @@ class GRPOTrainer:
             "effective_ratio": 1.0 - trained_zero_var / len(groups) if groups else 0.0,
         }
         metrics.update({f"selector/{key}": value for key, value in self.selector.diagnostics().items()})
+        metrics.update(self.selector.training_diagnostics())
         return metrics
 
     def _write_samples(self, groups: list[Group]) -> None:

@@ -105,7 +105,8 @@ def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation)
         seed=0, dataloader_num_workers=0, temperature=1.0,
     )
     trainer = mtrl.DPSGRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[accuracy], args=args,
-                                  train_dataset=dataset, selector="dps")
+                                  train_dataset=dataset, selector="dps",
+                                  candidate_ratio=1.5 if steps_per_generation == 2 else None)
     calls = spy_updates(trainer.selector)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainer.train()
@@ -122,6 +123,9 @@ def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation)
     # the dataloader fetched the 2nd generation batch before the 1st one's rewards: it was chosen late
     assert trainer.selector_sampler.deferred_blocks == 1
     assert any("selector/prediction_accuracy" in log for log in trainer.state.log_history)
+    assert any("prompts/repeat_share" in log for log in trainer.state.log_history)
+    if steps_per_generation == 2:  # 6 candidates per generation batch of 4 prompts, from shuffled passes of 8
+        assert trainer.selector.candidate_ratio == 1.5 and trainer.selector.candidate_sampler.epoch == 2
     assert any(not torch.equal(before[k], v) for k, v in model.named_parameters())  # it trained
 
 

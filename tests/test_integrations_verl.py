@@ -145,3 +145,18 @@ def test_omegaconf_config_like_verl_passes_it():
 def test_subclasses_torch_sampler_when_verl_is_missing():
     torch = pytest.importorskip("torch")
     assert issubclass(mverl.SelectorCurriculumSampler, torch.utils.data.Sampler)
+
+
+def test_candidate_ratio_and_data_diagnostics():
+    sampler = mverl.SelectorCurriculumSampler(FakeRLHFDataset(16), config(selector="dps", candidate_ratio=2))
+    assert sampler.selector.candidate_ratio == 2.0
+    it = iter(sampler)
+    first = [next(it) for _ in range(4)]
+    window = sampler.selector.candidate_sampler.order[:8].tolist()
+    assert set(first) <= set(window)  # the best 4 of the first 8 candidates of the shuffled pass
+    sampler.update(step_batch(first, np.array([1, 0, 0, 0] * 4)))
+    diag = sampler.diagnostics()
+    assert diag["prompts/distinct_total"] == 4 and diag["prompts/repeat_share"] == 0.0
+    with pytest.raises(ValueError, match="keep one"):
+        mverl.SelectorCurriculumSampler(FakeRLHFDataset(16), config(selector="dps", candidate_ratio=2,
+                                                                    selector_kwargs={"candidate_ratio": 4}))

@@ -140,7 +140,7 @@ def test_make_selector_errors():
     with pytest.raises(ValueError, match="unknown selector"):
         make_selector("greedy", 10)
     with pytest.raises(ValueError, match="bad arguments"):
-        make_selector("dps", 10, temperature=1.0)
+        make_selector("dps", 10, bogus_option=1.0)
     with pytest.raises(ValueError, match="decay"):
         make_selector("dps", 10, decay=0.0)
     with pytest.raises(ValueError, match="prior_alpha"):

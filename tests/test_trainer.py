@@ -29,6 +29,7 @@ REQUIRED_METRICS = {
     "step", "prompts_selected", "prompts_generated", "rollouts", "rollouts_total", "tokens_generated",
     "reward_mean", "acc_mean", "zero_variance_share", "effective_ratio", "loss", "pg_loss", "grad_norm", "lr",
     "clip_frac", "entropy", "time/select", "time/rollout", "time/reward", "time/train", "selector/steps",
+    "prompts/distinct_total", "prompts/repeat_share", "prompts/mean_visits", "informative_token_share",
 }
 
 
@@ -156,8 +157,10 @@ class _Crash(RuntimeError):
 
 
 def test_resume_after_crash_continues_like_the_uninterrupted_run(tmp_path, text_model, monkeypatch):
+    # candidate_ratio 1.5: 3 candidates per step from 6 prompts, so the candidate pass restarts across the
+    # checkpoint and a resumed run must continue the same shuffled order.
     settings = dict(batch_size=2, num_generations=2, max_steps=4, save_steps=2, log_completions_steps=0,
-                    selector="dps")
+                    selector="dps", candidate_ratio=1.5)
     items = parity_items(6)
     full = GRPOTrainer(make_config(tmp_path / "a", text_model, **settings), items=items)
     full.train()
@@ -260,3 +263,33 @@ def test_vllm_engine_path_with_the_cpu_stand_in(tmp_path, text_model):
     llm = trainer.engine.llm
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2]
     assert llm.model.weight_version >= 3  # initial sync + one per step
+
+
+def test_data_diagnostics_and_candidate_batches(tmp_path, text_model):
+    """prompts/* count what entered the training batches; with candidate_ratio the batch comes from the
+    candidate pass, and the config's ratio reaches the selector."""
+    config = make_config(tmp_path, text_model, batch_size=2, num_generations=2, max_steps=3, log_completions_steps=0,
+                         candidate_ratio=2.0)
+    trainer = GRPOTrainer(config, items=parity_items(8))
+    assert trainer.selector.candidate_ratio == 2.0
+    batches = []
+    real = trainer.selector.record_trained
+    trainer.selector.record_trained = lambda ids: (batches.append(ids.copy()), real(ids))
+    trainer.train()
+    records = read_metrics(tmp_path / "run")
+    seen: set[int] = set()
+    for step, (record, ids) in enumerate(zip(records, batches), start=1):
+        earlier = {int(i) for b in batches[: step - 1] for i in b}
+        assert record["prompts/repeat_share"] == np.mean([int(i) in earlier for i in ids])
+        seen |= {int(i) for i in ids}
+        assert record["prompts/distinct_total"] == len(seen)
+        assert record["prompts/mean_visits"] == pytest.approx(2 * step / len(seen))
+    # 4 candidates per step from shuffled passes of 8: steps 1 and 2 split the first pass (disjoint
+    # batches), step 3 starts the second pass and picks from its first 4 prompts.
+    order = trainer.selector.candidate_sampler
+    assert (order.epoch, order.position) == (2, 4)
+    assert not set(batches[0].tolist()) & set(batches[1].tolist())
+    assert set(batches[2].tolist()) <= set(order.order[:4].tolist())
+    with pytest.raises(ValueError, match="does not rank candidates"):
+        GRPOTrainer(make_config(tmp_path / "u", text_model, selector="uniform", candidate_ratio=2.0),
+                    items=parity_items(8))

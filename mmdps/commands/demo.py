@@ -23,6 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rl-steps", type=int, default=d.rl_steps, help="GRPO steps (default %(default)s)")
     parser.add_argument("--selector", default=d.selector,
                         help="prompt selector: uniform, ds, mopps or dps (default %(default)s)")
+    parser.add_argument("--candidate-ratio", type=float, default=d.candidate_ratio,
+                        help="dps/mopps: rank only ratio x batch-size candidates from a shuffled pass over the pool "
+                             "(default: the whole pool)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="prompts per GRPO step (default %(default)s)")
     parser.add_argument("--num-generations", type=int, default=d.num_generations,
@@ -38,7 +41,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(seed=args.seed, threads=args.threads, sft_steps=args.sft_steps, sft_seconds=args.sft_seconds,
-                        rl_steps=args.rl_steps, selector=args.selector, batch_size=args.batch_size,
+                        rl_steps=args.rl_steps, selector=args.selector, candidate_ratio=args.candidate_ratio,
+                        batch_size=args.batch_size,
                         num_generations=args.num_generations, rl_lr=args.rl_lr, pool_size=args.pool_size,
                         eval_every=args.eval_every, progress=not args.no_progress,
                         selector_kwargs={"decay": 0.5} if args.selector == "dps" else {})

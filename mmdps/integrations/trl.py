@@ -153,6 +153,7 @@ class SelectorSamplerCore:
         if rates.size != block.ids.size:
             raise ValueError(f"got rewards for {rates.size} prompts, the generation batch has {block.ids.size}")
         self.selector.update(block.ids, rates)
+        self.selector.record_trained(block.ids)
         self._blocks.popleft()
         self._generated -= 1
         self.trained_ids.append(block.ids.copy())
@@ -187,16 +188,24 @@ def _build_trainer_class() -> type:
         * ``selector``: a selector name (``mmdps.selection.SELECTORS``) or a ``Selector`` built for
           ``len(train_dataset)`` prompts; one-round selectors only (not ``ds``/``greso``).
         * ``selector_kwargs``: keyword arguments for ``make_selector`` (``seed`` defaults to ``args.seed``).
+        * ``candidate_ratio``: rank only ``ceil(ratio x prompts per generation batch)`` candidates from a
+          seeded shuffled pass (``dps``/``mopps``; None ranks the whole pool, see ``GRPOConfig``).
         * ``accuracy_reward``: index or name of the reward function whose values are correctness in [0, 1].
         * ``success_threshold``: binarise that reward (``>= threshold`` is correct) when it is shaped.
 
-        The selector's diagnostics are logged as ``selector/<name>``; ``trainer.selector`` exposes it,
+        The selector's diagnostics are logged as ``selector/<name>``, its data diagnostics as
+        ``prompts/*``; ``trainer.selector`` exposes it,
         ``trainer.selector_sampler.trained_ids`` the prompt ids of every generation batch so far.
         """
 
         def __init__(self, *args: Any, selector: str | Selector = "dps", selector_kwargs: dict | None = None,
-                     accuracy_reward: int | str = 0, success_threshold: float | None = None, **kwargs: Any) -> None:
+                     candidate_ratio: float | None = None, accuracy_reward: int | str = 0,
+                     success_threshold: float | None = None, **kwargs: Any) -> None:
             self._selector_spec = (selector, dict(selector_kwargs or {}))
+            if candidate_ratio is not None:
+                if isinstance(selector, Selector) or "candidate_ratio" in self._selector_spec[1]:
+                    raise ValueError("give candidate_ratio once: not with a built Selector or inside selector_kwargs")
+                self._selector_spec[1]["candidate_ratio"] = candidate_ratio
             self.selector: Selector | None = None
             self.selector_sampler: SelectorSamplerCore | None = None
             self.success_threshold = success_threshold
@@ -261,6 +270,9 @@ def _build_trainer_class() -> type:
                 for key, value in self.selector.diagnostics().items():
                     if np.isfinite(value):
                         self._metrics["train"][f"selector/{key}"].append(float(value))
+                for key, value in self.selector.training_diagnostics().items():
+                    if np.isfinite(value):
+                        self._metrics["train"][key].append(float(value))
             return output
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:

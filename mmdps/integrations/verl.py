@@ -130,7 +130,9 @@ class SelectorSamplerLogic:
 
     Config (``data_config``): ``train_batch_size`` (prompts per step; ``gen_batch_size`` wins when set,
     as in verl's dataloader), ``seed``; under ``sampler``: ``selector`` (name, default ``"dps"``),
-    ``selector_kwargs`` (dict), ``success_threshold`` (0.5), ``index_key`` (``"index"``).
+    ``selector_kwargs`` (dict), ``candidate_ratio`` (None: rank the whole pool; r >= 1: rank the next
+    ceil(r x batch) prompts of a seeded shuffled pass, ``dps``/``mopps`` only), ``success_threshold`` (0.5),
+    ``index_key`` (``"index"``).
     """
 
     def __init__(self, data_source: Any, data_config: Any) -> None:
@@ -143,6 +145,11 @@ class SelectorSamplerLogic:
             raise ValueError(f"data.train_batch_size={self.batch_size} exceeds the dataset ({self.num_prompts} rows)")
         name = str(_get(sampler_cfg, "selector", "dps"))
         kwargs = dict(_plain(_get(sampler_cfg, "selector_kwargs", {})))
+        ratio = _get(sampler_cfg, "candidate_ratio", None)
+        if ratio is not None:
+            if "candidate_ratio" in kwargs:
+                raise ValueError("data.sampler.candidate_ratio is also set in selector_kwargs; keep one")
+            kwargs["candidate_ratio"] = float(ratio)
         if "seed" not in kwargs and _get(data_config, "seed") is not None:
             kwargs["seed"] = int(_get(data_config, "seed"))
         self.selector: Selector = make_selector(name, self.num_prompts, **kwargs)
@@ -197,11 +204,13 @@ class SelectorSamplerLogic:
                 "with a .dataframe holding extra_info"
             )
         self.selector.update(ids, rates)
+        self.selector.record_trained(ids)
         self._awaiting_update = False
 
     def diagnostics(self) -> dict[str, float]:
-        """The selector's diagnostics plus ``stale_batches``."""
-        return {**self.selector.diagnostics(), "stale_batches": float(self.stale_batches)}
+        """The selector's diagnostics, its ``prompts/*`` data diagnostics and ``stale_batches``."""
+        return {**self.selector.diagnostics(), **self.selector.training_diagnostics(),
+                "stale_batches": float(self.stale_batches)}
 
     def state_dict(self) -> dict[str, Any]:
         """Selector state and the position in the epoch (for verl's dataloader checkpoint ``data.pt``)."""

@@ -30,7 +30,9 @@ SELECTORS: dict[str, type[Selector]] = {
 def make_selector(name: str, num_prompts: int, **kwargs) -> Selector:
     """Build the selector called ``name`` (see ``SELECTORS``) for a pool of ``num_prompts`` prompts.
 
-    ``rollouts_per_prompt`` is dropped for selectors that do not use it, so a trainer can always pass it.
+    ``rollouts_per_prompt`` is dropped for selectors that do not use it, so a trainer can always pass it;
+    so is ``candidate_ratio=None``. A ``candidate_ratio`` for a selector that does not rank candidates
+    (everything but ``dps`` and ``mopps``) is an error.
     """
     key = name.lower()
     if key not in SELECTORS:
@@ -38,6 +40,10 @@ def make_selector(name: str, num_prompts: int, **kwargs) -> Selector:
     cls = SELECTORS[key]
     if cls in (DPSSelector, UniformSelector, CDASSelector):
         kwargs.pop("rollouts_per_prompt", None)
+    if "candidate_ratio" in kwargs and not cls.takes_candidates:
+        if kwargs.pop("candidate_ratio") is not None:
+            raise ValueError(f"selector {name!r} does not rank candidates, so candidate_ratio does not apply; "
+                             "leave it None (selectors that rank candidates: dps, mopps)")
     try:
         return cls(num_prompts, **kwargs)
     except TypeError as err:  # unknown keyword: say which selector and what it accepts

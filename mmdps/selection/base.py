@@ -16,11 +16,21 @@ One trainer step uses it like this::
 
 ``select`` may return more ids than asked (Dynamic Sampling over-samples) or fewer (DoPR rolls out one
 prompt per step); the trainer must use the length of the returned array.
+
+Selectors that rank candidates (DPS, MoPPS) take ``candidate_ratio``: ``None`` ranks the whole pool
+every step; a number r >= 1 ranks only the next ``ceil(r * B)`` prompts of a seeded shuffled pass over
+the pool, as the official DPS/MoPPS trainers rank their dataloader batch. The candidate stream has its
+own random generator and is part of ``state_dict()``, so a resumed run draws the same candidates.
+
+``record_trained(ids)`` (called by the trainer with the prompts that entered each training batch) keeps
+the data diagnostics of ``training_diagnostics()``: distinct prompts trained so far, the share of a
+step's prompts trained in the previous few steps, mean visits per trained prompt.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -32,8 +42,22 @@ from mmdps.selection.epoch_sampler import (
     load_sampler_state,
     sampler_state,
 )
+from mmdps.selection.history import HISTORY_KEYS, TrainingHistory
 
 STATE_NAMES = ("unsolved", "partial", "solved")
+# The candidate stream draws from its own generator, seeded from (seed, CANDIDATE_STREAM), so that every
+# selector with the same seed and ratio sees the same candidates (as with one shared dataloader).
+CANDIDATE_STREAM = 0x43414E44
+
+
+def check_candidate_ratio(candidate_ratio: float | None) -> float | None:
+    """``None`` (the whole pool) or a finite number >= 1, as a float."""
+    if candidate_ratio is None:
+        return None
+    if isinstance(candidate_ratio, bool) or not isinstance(candidate_ratio, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(candidate_ratio) or candidate_ratio < 1.0:
+        raise ValueError(f"candidate_ratio must be None (rank the whole pool) or a number >= 1, got {candidate_ratio!r}")
+    return float(candidate_ratio)
 
 
 def observed_states(success_rates: np.ndarray) -> np.ndarray:
@@ -54,10 +78,11 @@ class Selector(ABC):
 
     name: ClassVar[str] = "base"
     max_rounds: int = 1
+    takes_candidates: ClassVar[bool] = False  # True: ranks candidates, so candidate_ratio applies
     _state_arrays: ClassVar[tuple[str, ...]] = ()
     _state_scalars: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, num_prompts: int, seed: int = 0) -> None:
+    def __init__(self, num_prompts: int, seed: int = 0, candidate_ratio: float | None = None) -> None:
         if isinstance(num_prompts, bool) or not isinstance(num_prompts, (int, np.integer)) or num_prompts < 1:
             raise ValueError(f"num_prompts must be a positive integer, got {num_prompts!r}")
         self.num_prompts = int(num_prompts)
@@ -65,6 +90,13 @@ class Selector(ABC):
         self.rng = np.random.default_rng(self.seed)
         self.steps = 0  # number of update() calls
         self.prompts_updated = 0  # total ids passed to update()
+        self.candidate_ratio = check_candidate_ratio(candidate_ratio)
+        if self.candidate_ratio is not None and not self.takes_candidates:
+            raise ValueError(f"selector {self.name!r} does not rank candidates, so candidate_ratio does not apply; "
+                             "leave it None (selectors that rank candidates: dps, mopps)")
+        self.candidate_sampler = EpochSampler(self.num_prompts)
+        self.candidate_rng = np.random.default_rng([self.seed, CANDIDATE_STREAM])
+        self.history = TrainingHistory(self.num_prompts)
 
     # ------------------------------------------------------------------ public API
     def select(self, batch_size: int, candidates: np.ndarray | None = None) -> np.ndarray:
@@ -77,12 +109,29 @@ class Selector(ABC):
         pool = self.num_prompts if cand is None else len(cand)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if cand is None and self.candidate_ratio is not None and batch_size <= pool:
+            size = min(self.num_prompts, math.ceil(self.candidate_ratio * batch_size))
+            if size < self.num_prompts:
+                cand = self.next_candidates(size)
+                pool = size
         if batch_size > pool:
             raise ValueError(
                 f"batch_size {batch_size} is larger than the {'candidate set' if cand is not None else 'pool'} "
                 f"({pool} prompts); lower the batch size or pass more candidates"
             )
         return np.asarray(self._select(int(batch_size), cand), dtype=np.int64)
+
+    def next_candidates(self, size: int) -> np.ndarray:
+        """The next ``size`` prompts of the seeded shuffled pass (a new pass when too few remain)."""
+        return self.candidate_sampler.next(self.candidate_rng, int(size))
+
+    def record_trained(self, ids: np.ndarray) -> None:
+        """Note the prompts that entered this step's training batch (for ``training_diagnostics``)."""
+        self.history.record(self._check_ids(ids, "ids"))
+
+    def training_diagnostics(self) -> dict[str, float]:
+        """``prompts/distinct_total``, ``prompts/repeat_share``, ``prompts/mean_visits`` (see TrainingHistory)."""
+        return self.history.diagnostics()
 
     def update(self, ids: np.ndarray, success_rates: np.ndarray, rewards: np.ndarray | None = None) -> None:
         """Learn from the rollouts of ``ids``: ``success_rates[i]`` is the mean binary correctness of
@@ -136,6 +185,12 @@ class Selector(ABC):
             state[key] = getattr(self, key)
         for key, value in self._export_arrays().items():
             state[key] = np.array(value, copy=True)
+        state["candidate_ratio"] = -1.0 if self.candidate_ratio is None else self.candidate_ratio
+        state["candidate_rng_state"] = json.dumps(self.candidate_rng.bit_generator.state)
+        for key, value in sampler_state(self.candidate_sampler).items():
+            state["candidate_" + key] = np.array(value, copy=True)
+        for key, value in self.history.state().items():
+            state["history_" + key] = np.array(value, copy=True)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -151,10 +206,21 @@ class Selector(ABC):
         self.steps = int(_scalar(state["steps"]))
         self.prompts_updated = int(_scalar(state["prompts_updated"]))
         self.rng.bit_generator.state = json.loads(str(_scalar(state["rng_state"])))
-        for key in self._state_scalars:
+        for key in self._state_scalars:  # a scalar missing from an older state_dict keeps its constructor value
             current = getattr(self, key)
-            setattr(self, key, type(current)(_scalar(state[key])))
-        self._import_arrays({key: np.asarray(state[key]) for key in self._array_keys()})
+            setattr(self, key, type(current)(_scalar(state.get(key, current))))
+        self._import_arrays({key: np.asarray(state[key]) for key in self._array_keys() if key in state})
+        if "candidate_rng_state" in state:  # absent in checkpoints written before candidate streams existed
+            ratio = float(_scalar(state["candidate_ratio"]))
+            saved = None if ratio < 0 else ratio
+            if saved != self.candidate_ratio:
+                raise ValueError(f"state_dict has candidate_ratio={saved}, this selector has {self.candidate_ratio}; "
+                                 "resume with the same candidate_ratio")
+            self.candidate_rng.bit_generator.state = json.loads(str(_scalar(state["candidate_rng_state"])))
+            load_sampler_state(self.candidate_sampler,
+                               {key: np.asarray(state["candidate_" + key]) for key in SAMPLER_KEYS})
+        if "history_visits" in state:
+            self.history.load({key: np.asarray(state["history_" + key]) for key in HISTORY_KEYS})
 
     # ------------------------------------------------------------------ subclass hooks
     @abstractmethod

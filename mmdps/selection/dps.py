@@ -10,8 +10,12 @@ step, for every prompt (``docs/selection.md`` and the shared spec, section 1.5):
 * ``alpha <- decay * alpha + (1 - decay) * alpha0 + xi``;
 * next prior ``= normalise(Phibar_new @ posterior)``, ``lastpost <- posterior``.
 
-Selection: the B prompts with the largest predicted P(partial) (``strategy="topk"``), ties broken
-uniformly at random (the official code breaks them by shuffled candidate order).
+Selection: the B prompts with the largest predicted P(partial) (``strategy="topk"``, the paper's rule),
+ties broken uniformly at random (the official code breaks them by shuffled candidate order), over the
+whole pool or over a candidate batch (``candidate_ratio``, see ``base.py``). Options that are not in the
+paper, to trade selectivity for diversity (``docs/selection.md``): ``strategy="sample"`` draws B prompts
+without replacement with probability proportional to P(partial) ** (1 / temperature); ``max_consecutive``
+keeps a prompt out of the next batch after it was chosen that many steps in a row.
 
 Storage: prompts that were never observed all follow one deterministic trajectory (same alpha0, same
 initial belief, never any soft counts), so they share ONE state; per-prompt arrays exist only for prompts
@@ -33,7 +37,8 @@ PRIOR_ALPHAS: dict[str, np.ndarray] = {
 }
 # The official config's names '1', '2', '3' (1-based states) are accepted as aliases.
 ONE_HOT_PRIORS = {"unsolved": 0, "partial": 1, "solved": 2, "1": 0, "2": 1, "3": 2}
-STRATEGIES = ("topk", "uniform", "topk+entropy")
+STRATEGIES = ("topk", "uniform", "topk+entropy", "sample")
+BLOCKED_PENALTY = 1e6  # subtracted from the score (or log-weight) of capped prompts: chosen only to fill up
 
 
 def prior_alpha_matrix(prior_alpha: float | str | np.ndarray) -> np.ndarray:
@@ -78,7 +83,9 @@ class DPSSelector(Selector):
     """DPS: per-prompt Bayesian HMM over solving states; selects the prompts most likely partially solved."""
 
     name: ClassVar[str] = "dps"
-    _state_scalars: ClassVar[tuple[str, ...]] = ("decay", "strategy", "entropy_weight")
+    takes_candidates: ClassVar[bool] = True
+    _state_scalars: ClassVar[tuple[str, ...]] = ("decay", "strategy", "entropy_weight", "temperature",
+                                                 "max_consecutive")
 
     def __init__(
         self,
@@ -89,14 +96,24 @@ class DPSSelector(Selector):
         strategy: str = "topk",
         entropy_weight: float = 0.0,
         seed: int = 0,
+        candidate_ratio: float | None = None,
+        temperature: float = 1.0,
+        max_consecutive: int | None = None,
     ) -> None:
-        super().__init__(num_prompts, seed)
+        super().__init__(num_prompts, seed, candidate_ratio)
         if not 0.0 < float(decay) <= 1.0:
             raise ValueError(f"decay (lambda) must be in (0, 1], got {decay!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if not np.isfinite(entropy_weight) or entropy_weight < 0:
             raise ValueError(f"entropy_weight must be a finite number >= 0, got {entropy_weight!r}")
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature (of strategy='sample') must be a finite number > 0, got {temperature!r}")
+        if max_consecutive is not None and (isinstance(max_consecutive, bool) or int(max_consecutive) != max_consecutive
+                                            or max_consecutive < 1):
+            raise ValueError(f"max_consecutive must be None (no cap) or an integer >= 1, got {max_consecutive!r}")
+        self.temperature = float(temperature)
+        self.max_consecutive = int(max_consecutive or 0)  # 0: no cap
         self.decay = float(decay)
         self.strategy = strategy
         self.entropy_weight = float(entropy_weight)
@@ -121,13 +138,16 @@ class DPSSelector(Selector):
         prior, last, buf = np.empty((3, capacity)), np.empty((3, capacity)), np.empty((3, capacity))
         gid = np.empty(capacity, dtype=np.int64)
         count = np.zeros(capacity, dtype=np.int64)
+        streak = np.zeros(capacity, dtype=np.int32)  # steps in a row each prompt was chosen (max_consecutive)
         if old is not None and size:
             alpha[:, :, :size] = self._alpha[:, :, :size]
             prior[:, :size] = self._prior[:, :size]
             last[:, :size] = self._last[:, :size]
             gid[:size] = self._gid[:size]
             count[:size] = self._count[:size]
+            streak[:size] = self._streak[:size]
         self._alpha, self._prior, self._last, self._buf, self._gid, self._count = alpha, prior, last, buf, gid, count
+        self._streak = streak
 
     def _materialize(self, ids: np.ndarray) -> None:
         """Give never-observed ``ids`` their own slots, initialised from the shared state."""
@@ -140,6 +160,7 @@ class DPSSelector(Selector):
         self._last[:, sl] = self._shared_last[:, None]
         self._gid[sl] = ids
         self._count[sl] = 0
+        self._streak[sl] = 0
         self._slot[ids] = np.arange(self._size, self._size + n, dtype=self._slot.dtype)
         self._size += n
 
@@ -174,17 +195,34 @@ class DPSSelector(Selector):
                 return self._random_subset(self.num_prompts, batch_size)
             return candidates[self._random_subset(candidates.size, batch_size)]
         shared_score = float(belief_scores(self._shared_prior[:, None], self.strategy, self.entropy_weight)[0])
+        if self.strategy == "sample":
+            ids = np.arange(self.num_prompts, dtype=np.int64) if candidates is None else candidates
+            slots = self._slot[ids]
+            seen = slots >= 0
+            scores = np.full(ids.size, shared_score)
+            scores[seen] = self._prior[1, slots[seen]]
+            with np.errstate(divide="ignore"):
+                keys = np.log(scores) / self.temperature  # Gumbel top-k: sampling without replacement
+            keys += self.rng.gumbel(size=ids.size)
+            if self.max_consecutive:
+                keys[seen] -= BLOCKED_PENALTY * (self._streak[slots[seen]] >= self.max_consecutive)
+            keys[~np.isfinite(keys)] = -np.inf
+            return ids[self._top_with_random_ties(keys, batch_size)]
         if candidates is not None:
             slots = self._slot[candidates]
             seen = slots >= 0
             scores = np.full(candidates.size, shared_score)
             scores[seen] = belief_scores(self._prior[:, slots[seen]], self.strategy, self.entropy_weight)
+            if self.max_consecutive:
+                scores[seen] -= BLOCKED_PENALTY * (self._streak[slots[seen]] >= self.max_consecutive)
             return candidates[self._top_with_random_ties(scores, batch_size)]
         m = self._size
-        if self.strategy == "topk":
+        if self.strategy == "topk" and not self.max_consecutive:
             seen_scores = self._prior[1, :m]  # a view: no copy
         else:
             seen_scores = belief_scores(self._prior[:, :m], self.strategy, self.entropy_weight)
+            if self.max_consecutive:
+                seen_scores -= BLOCKED_PENALTY * (self._streak[:m] >= self.max_consecutive)
         return self._top_over_pool(seen_scores, shared_score, batch_size)
 
     def _top_over_pool(self, seen_scores: np.ndarray, shared_score: float, k: int) -> np.ndarray:
@@ -262,6 +300,10 @@ class DPSSelector(Selector):
         self._last[:, slots] = 0.0
         self._last[states, slots] = 1.0
         self._count[slots] += 1
+        if self.max_consecutive:
+            chosen = np.zeros(self._size, dtype=bool)
+            chosen[slots] = True
+            self._streak[: self._size] = np.where(chosen, self._streak[: self._size] + 1, 0)
 
         # The shared state of never-observed prompts takes the same unobserved step.
         if self.decay != 1.0:
@@ -314,7 +356,7 @@ class DPSSelector(Selector):
 
     def _array_keys(self) -> tuple[str, ...]:
         return ("ids", "alpha", "prior", "lastpost", "count", "shared_alpha", "shared_prior", "shared_last",
-                "alpha0", "pi0", "last_confusion", "total_confusion")
+                "alpha0", "pi0", "last_confusion", "total_confusion", "streak")
 
     def _export_arrays(self) -> dict[str, np.ndarray]:
         m = self._size
@@ -323,15 +365,17 @@ class DPSSelector(Selector):
             "lastpost": self._last[:, :m], "count": self._count[:m], "shared_alpha": self._shared_alpha,
             "shared_prior": self._shared_prior, "shared_last": self._shared_last, "alpha0": self.alpha0,
             "pi0": self.pi0, "last_confusion": self._last_confusion, "total_confusion": self._total_confusion,
+            "streak": self._streak[:m],
         }
 
     def _import_arrays(self, arrays: dict[str, Any]) -> None:
         ids = np.asarray(arrays["ids"], dtype=np.int64)
         m = ids.size
+        arrays.setdefault("streak", np.zeros(m, dtype=np.int32))  # absent before max_consecutive existed
         if m and (ids.min() < 0 or ids.max() >= self.num_prompts or np.unique(ids).size != m):
             raise ValueError("state_dict['ids'] must be unique prompt ids inside the pool")
         shapes = {"alpha": (3, 3, m), "prior": (3, m), "lastpost": (3, m), "count": (m,), "shared_alpha": (3, 3),
-                  "shared_prior": (3,), "shared_last": (3,), "alpha0": (3, 3), "pi0": (3,)}
+                  "shared_prior": (3,), "shared_last": (3,), "alpha0": (3, 3), "pi0": (3,), "streak": (m,)}
         for key, shape in shapes.items():
             if np.shape(arrays[key]) != shape:
                 raise ValueError(f"state_dict[{key!r}] has shape {np.shape(arrays[key])}, expected {shape}")
@@ -346,6 +390,7 @@ class DPSSelector(Selector):
         self._prior[:, :m] = arrays["prior"]
         self._last[:, :m] = arrays["lastpost"]
         self._count[:m] = arrays["count"]
+        self._streak[:m] = arrays["streak"]
         self._shared_alpha = np.array(arrays["shared_alpha"], dtype=np.float64)
         self._shared_prior = np.array(arrays["shared_prior"], dtype=np.float64)
         self._shared_last = np.array(arrays["shared_last"], dtype=np.float64)
@@ -356,5 +401,5 @@ class DPSSelector(Selector):
 
     def memory_bytes(self) -> int:
         """Bytes held by the selector's arrays (allocated capacity included)."""
-        arrays = (self._slot, self._alpha, self._prior, self._last, self._buf, self._gid, self._count)
+        arrays = (self._slot, self._alpha, self._prior, self._last, self._buf, self._gid, self._count, self._streak)
         return int(sum(a.nbytes for a in arrays))

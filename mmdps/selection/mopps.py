@@ -8,13 +8,11 @@ or B random ones inside [lower, upper] ('threshold', topped up by distance to th
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
 
 from mmdps.selection.base import Selector
-from mmdps.selection.epoch_sampler import EpochSampler
 
 STRATEGIES = ("topk", "threshold")
 
@@ -24,10 +22,11 @@ class MoPPSSelector(Selector):
 
     ``candidate_ratio`` (the code's ``ts_ratio``; 16 in the MATH scripts) sizes the candidate pool at
     ``candidate_ratio * batch_size`` prompts, drawn like the official dataloader batch: from a shuffled
-    epoch order without replacement (``drop_last``); ``None`` uses the whole pool every step.
+    epoch order without replacement (``drop_last``, see ``base.py``); ``None`` uses the whole pool every step.
     """
 
     name: ClassVar[str] = "mopps"
+    takes_candidates: ClassVar[bool] = True
     _state_arrays: ClassVar[tuple[str, ...]] = ("alpha", "beta")
 
     def __init__(
@@ -44,7 +43,7 @@ class MoPPSSelector(Selector):
         lower: float = 0.3,
         upper: float = 0.7,
     ) -> None:
-        super().__init__(num_prompts, seed)
+        super().__init__(num_prompts, seed, candidate_ratio)
         if not 0.0 < float(decay) <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay!r}")
         if int(rollouts_per_prompt) < 1:
@@ -53,8 +52,6 @@ class MoPPSSelector(Selector):
             raise ValueError(f"target must be in [0, 1], got {target!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        if candidate_ratio is not None and not candidate_ratio >= 1.0:
-            raise ValueError(f"candidate_ratio must be >= 1 or None (whole pool), got {candidate_ratio!r}")
         if not (prior_alpha > 0 and prior_beta > 0):
             raise ValueError(f"prior_alpha and prior_beta must be > 0, got {prior_alpha!r}, {prior_beta!r}")
         if not 0.0 <= lower <= upper <= 1.0:
@@ -63,12 +60,10 @@ class MoPPSSelector(Selector):
         self.rollouts_per_prompt = int(rollouts_per_prompt)
         self.target = float(target)
         self.strategy = strategy
-        self.candidate_ratio = None if candidate_ratio is None else float(candidate_ratio)
         self.prior_alpha, self.prior_beta = float(prior_alpha), float(prior_beta)
         self.lower, self.upper = float(lower), float(upper)
         self.alpha = np.full(self.num_prompts, self.prior_alpha)
         self.beta = np.full(self.num_prompts, self.prior_beta)
-        self.sampler = EpochSampler(self.num_prompts)
         self._last_abs_error = float("nan")
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
@@ -76,14 +71,8 @@ class MoPPSSelector(Selector):
         return self.alpha.copy(), self.beta.copy()
 
     def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
-        if candidates is None:
-            size = self.num_prompts
-            if self.candidate_ratio is not None:
-                size = min(self.num_prompts, math.ceil(self.candidate_ratio * batch_size))
-            candidates = (
-                np.arange(self.num_prompts, dtype=np.int64) if size == self.num_prompts
-                else self.sampler.next(self.rng, size)
-            )
+        if candidates is None:  # the whole pool (candidate_ratio None, or its candidates cover the pool)
+            candidates = np.arange(self.num_prompts, dtype=np.int64)
         draws = self.rng.beta(self.alpha[candidates], self.beta[candidates])
         if self.strategy == "topk":
             return candidates[self._top_with_random_ties(-np.square(draws - self.target), batch_size)]
