@@ -40,6 +40,7 @@ from mmdps.config import GRPOConfig
 from mmdps.data.images import ImageError
 from mmdps.data.item import Item
 from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
+from mmdps.verifiers import base as verifier_base
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class RolloutStats:
     time_select: float = 0.0
     time_rollout: float = 0.0
     time_reward: float = 0.0
+    verifier_errors: int = 0  # verifier calls that raised (scored 0), all processes
 
 
 class GRPOTrainer:
@@ -293,6 +295,7 @@ class GRPOTrainer:
 
         config = self.config
         main = self.accelerator.is_main_process
+        verifier_base.new_run()  # the first verifier error of this run is logged as a warning
         metrics_logger = MetricsLogger(self.output_dir, report_to=config.report_to, run_name=config.run_name,
                                        config=config.to_dict(), wandb_project=config.wandb_project, enabled=main)
         metrics_logger.truncate_after(self.step)  # lines past the checkpoint belong to the interrupted run
@@ -391,12 +394,15 @@ class GRPOTrainer:
             raise RuntimeError(f"{type(self.engine).__name__}.generate returned {[len(r) for r in outputs]} "
                                f"completions for {len(local_items)} items x k={k}")
         t0 = time.perf_counter()
+        errors_before = verifier_base.error_count()
         verdicts = self._verify(local_items, outputs)
+        errors = verifier_base.error_count() - errors_before
         stats.time_reward += time.perf_counter() - t0
         local = [Group(position=pos, completions=completions, score=v[:, 0], acc=v[:, 1], format=v[:, 2])
                  for pos, completions, v in zip(local_ids, outputs, verdicts)]
-        everyone = gather_object([local]) if world > 1 else [local]
-        by_position = {group.position: group for part in everyone for group in part}
+        everyone = gather_object([(local, errors)]) if world > 1 else [(local, errors)]
+        stats.verifier_errors += sum(part_errors for _, part_errors in everyone)
+        by_position = {group.position: group for part, _ in everyone for group in part}
         groups = [by_position[int(i)] for i in ids]
 
         for group in groups:
@@ -672,6 +678,7 @@ class GRPOTrainer:
             "zero_variance_share": stats.zero_variance_groups / stats.prompts_generated
             if stats.prompts_generated else 0.0,
             "effective_ratio": 1.0 - trained_zero_var / len(groups) if groups else 0.0,
+            "reward/verifier_errors": stats.verifier_errors,
         }
         metrics.update({f"selector/{key}": value for key, value in self.selector.diagnostics().items()})
         metrics.update(self.selector.training_diagnostics())

@@ -57,3 +57,25 @@ def test_an_output_dir_that_is_a_file_is_refused(tmp_path, text_model):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(ValueError, match="output_dir=.*run is a file, not a folder"):
         GRPOTrainer(make_config(tmp_path, text_model), items=items())
+
+
+def test_verifier_errors_are_a_training_metric(tmp_path, text_model, caplog):
+    from mmdps.logging_utils import read_metrics
+    from mmdps.verifiers.base import never_raise
+
+    @verifiers.register("test_fault_raises_on_odd")
+    @never_raise
+    def raises_on_odd(completion, ground_truth, /, **item):
+        if len(completion) % 2:
+            raise TypeError("unexpected field type")
+        return {"score": 1.0, "acc": 1.0, "format": 1.0}
+
+    broken = [text_item(200 + i, f"Say {i}.", verifier="test_fault_raises_on_odd") for i in range(8)]
+    trainer = GRPOTrainer(make_config(tmp_path, text_model, max_steps=2), items=broken)
+    with caplog.at_level("WARNING", logger="mmdps.verifiers.base"):
+        trainer.train()
+    records = read_metrics(tmp_path / "run")
+    errors = [r["reward/verifier_errors"] for r in records]
+    assert all(isinstance(e, int) for e in errors) and sum(errors) > 0
+    assert all(e <= r["rollouts"] for e, r in zip(errors, records))
+    assert sum(r.name == "mmdps.verifiers.base" for r in caplog.records) == 1  # one warning per run

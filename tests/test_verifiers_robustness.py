@@ -85,7 +85,7 @@ def test_worker_is_killed_when_it_overruns(monkeypatch):
     pool = isolation.WorkerPool(size=1)
     try:
         assert pool.call(is_equivalent, ("5", ("5",)), 5.0) is True
-        first = pool._idle.queue[0].proc.pid
+        first = pool._idle[0].proc.pid
         monkeypatch.setattr(isolation, "KILL_GRACE_S", -0.4)  # parent deadline before the worker's own alarm
         start = time.perf_counter()
         with pytest.raises(TimeLimitExceeded):
@@ -94,7 +94,7 @@ def test_worker_is_killed_when_it_overruns(monkeypatch):
         assert pool._alive == 0
         monkeypatch.setattr(isolation, "KILL_GRACE_S", 1.0)
         assert pool.call(is_equivalent, (r"\frac{10}{2}", ("5",)), 5.0) is True
-        assert pool._idle.queue[0].proc.pid != first
+        assert pool._idle[0].proc.pid != first
     finally:
         pool.close()
 

@@ -8,7 +8,9 @@ verdict is a plain dict ``{"score": float, "acc": float, "format": float}``:
 * ``score``  the reward the trainer optimises (each verifier documents its rule).
 
 Model output is untrusted, so verifiers are wrapped with :func:`never_raise` and anything that can
-run long (sympy) runs under :func:`call_with_time_limit`.
+run long (sympy) runs under :func:`call_with_time_limit`. An exception inside a verifier still scores 0,
+but is counted (:func:`error_count`; the trainer logs it as ``reward/verifier_errors``) and the first
+one of a run is logged as a warning, so a verifier that zeroes every reward cannot go unnoticed.
 """
 
 from __future__ import annotations
@@ -39,11 +41,46 @@ def verdict(*, acc: float | bool, format: float | bool, score: float | None = No
 ZERO: Verdict = {"score": 0.0, "acc": 0.0, "format": 0.0}
 
 
+class _ErrorCounter:
+    """Exceptions swallowed by :func:`never_raise` in this process, and whether the run was warned."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.warned = False
+        self.lock = threading.Lock()
+
+    def add(self, name: str, exc: BaseException) -> None:
+        with self.lock:
+            self.count += 1
+            first, self.warned = not self.warned, True
+        if first:
+            logger.warning("verifier %s raised %s: %s; the completion scored 0. Later errors are not logged but "
+                           "counted (reward/verifier_errors in the training metrics); a verifier that raises on "
+                           "every completion gives no learning signal", name, type(exc).__name__, exc,
+                           exc_info=exc)
+
+
+_ERRORS = _ErrorCounter()
+
+
+def error_count() -> int:
+    """How many verifier calls of this process raised (and scored 0) so far; time-outs are not errors."""
+    return _ERRORS.count
+
+
+def new_run() -> None:
+    """Start a run: the next verifier error is logged as a warning again (one warning per run)."""
+    with _ERRORS.lock:
+        _ERRORS.warned = False
+
+
 def never_raise(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
     """Wrap a verifier so that any error (bad ground truth aside) becomes a zero verdict.
 
-    Errors in the *ground truth* are the caller's bug, so :class:`GroundTruthError` propagates; an
-    error caused by the completion (or anything unexpected) is logged at debug level and scored 0.
+    Errors in the *ground truth* are the caller's bug, so :class:`GroundTruthError` propagates. A
+    time-out, a recursion or memory blow-up (pathological model output) scores 0 quietly; any other
+    exception scores 0, is counted by :func:`error_count` and the first one of a run is logged as a
+    warning (it is more likely a bug or an unexpected field type than the model's fault).
     """
 
     @functools.wraps(fn)
@@ -54,8 +91,11 @@ def never_raise(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
             return fn(completion, ground_truth, **kwargs)
         except GroundTruthError:
             raise
-        except (Exception, TimeLimitExceeded, RecursionError, MemoryError):  # noqa: BLE001 - untrusted input
-            logger.debug("verifier %s failed on a completion; scored 0", fn.__name__, exc_info=True)
+        except (TimeLimitExceeded, RecursionError, MemoryError):
+            logger.debug("verifier %s gave up on a completion; scored 0", fn.__name__, exc_info=True)
+            return dict(ZERO)
+        except Exception as exc:  # noqa: BLE001 - untrusted input must not stop training
+            _ERRORS.add(fn.__name__, exc)
             return dict(ZERO)
 
     return wrapper

@@ -59,6 +59,10 @@ def parse_ground_truth(ground_truth: Any, item: dict[str, Any]) -> tuple[Fractio
         raise GroundTruthError("countdown ground truth needs a target and numbers: pass "
                                "{'target': 24, 'numbers': [2, 3, 4, 1]} (or 'nums'); got "
                                f"{ground_truth!r:.120}")
+    if hasattr(target, "tolist"):  # numpy scalars and arrays from parquet rows: python values
+        target = target.tolist()
+    if hasattr(numbers, "tolist"):
+        numbers = numbers.tolist()
     try:
         target_q = Fraction(target) if not isinstance(target, float) else Fraction(str(target))
         numbers_i = [int(n) for n in numbers]

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from mmdps.verifiers.base import (DEFAULT_TIME_LIMIT_S, GroundTruthError, TimeLimitExceeded, Verdict,
                                   call_with_time_limit, never_raise, verdict)
 from mmdps.verifiers.format import has_think_boxed
-from mmdps.verifiers.math import MAX_ANSWER_CHARS, extract_last_boxed, too_complex, warm_up
+from mmdps.verifiers.math import MAX_ANSWER_CHARS, equation_value, extract_last_boxed, too_complex, warm_up
 
 FORMAT_SCORE = 0.1
 LETTERS = "ABCDEFGH"
@@ -44,14 +44,18 @@ _ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:：]?\s*(.{1,200})", re.I)
 
 # ------------------------------------------------------------------------------- parsing answers
 def clean_value(text: str) -> str:
-    """Strip ``$``, text wrappers, degree signs, units, a leading ``name =`` and trailing punctuation."""
+    """Strip ``$``, text wrappers, a leading ``name =``, degree signs, units and trailing punctuation.
+
+    An equation whose left side is not a name (``1 = 2``) states no value and cleans to ``""``.
+    """
     text = text.strip().strip("$").strip()
     for _ in range(3):  # nested wrappers such as \text{\textbf{12}}
         text = _TEXT_WRAPPERS.sub(r"\1", text)
-    text = _DEGREES.sub("", text)
+    value = equation_value(text)
+    if value is None:
+        return ""
+    text = _DEGREES.sub("", value)
     text = _UNITS.sub("", text)
-    if "=" in text:
-        text = text.rsplit("=", 1)[1]
     return text.replace("\\!", "").replace("\\,", "").replace("\\ ", " ").strip().rstrip(".").strip()
 
 
@@ -114,6 +118,11 @@ def _close(a: float, b: float, rel_tol: float) -> bool:
 
 def _resolve_gold(ground_truth: Any, choices: Sequence[Any] | None) -> tuple[str | None, str | None]:
     """``(gold_letter, gold_value_text)``: the gold letter if known, and the gold value if known."""
+    if hasattr(ground_truth, "tolist") and not isinstance(ground_truth, str):
+        ground_truth = ground_truth.tolist()  # a numpy scalar from a parquet row
+    if isinstance(ground_truth, float) and not math.isfinite(ground_truth):
+        raise GroundTruthError(f"geometry ground truth {ground_truth!r} is not a finite number (a missing value "
+                               "read as NaN?); fix or drop the row")
     if isinstance(ground_truth, bool) or not isinstance(ground_truth, (str, int, float)):
         raise GroundTruthError(f"geometry ground truth must be a choice letter or a value, got "
                                f"{type(ground_truth).__name__}: {ground_truth!r:.80}")
@@ -148,13 +157,24 @@ def _nearest_choice(value: float, choices: Sequence[Any], rel_tol: float) -> str
     return best if best_err <= rel_tol else None
 
 
+def choice_list(choices: Any) -> list[Any] | None:
+    """``choices`` as a list: any sequence (list, tuple, numpy array, pandas Series), None or empty -> None."""
+    if choices is None:
+        return None
+    if isinstance(choices, (str, bytes)) or not hasattr(choices, "__iter__"):
+        raise GroundTruthError(f"geometry choices must be a list of options, got {choices!r:.80}")
+    values = choices.tolist() if hasattr(choices, "tolist") else list(choices)  # numpy / pandas: python values
+    return values or None
+
+
 # ------------------------------------------------------------------------------- verifier
 def is_correct(answer: str, ground_truth: Any, choices: Sequence[Any] | None = None, *, rel_tol: float = 1e-3,
                choice_rel_tol: float = 0.02, time_limit: float = DEFAULT_TIME_LIMIT_S) -> bool:
     """True when the extracted ``answer`` matches the gold (see the module docstring for the rules)."""
     if not answer or len(answer) > MAX_ANSWER_CHARS:
         return False
-    choices = list(choices)[:len(LETTERS)] if choices else None
+    choices = choice_list(choices)
+    choices = choices[:len(LETTERS)] if choices else None
     gold_letter, gold_value = _resolve_gold(ground_truth, choices)
     letter = parse_letter(answer, LETTERS[:len(choices)] if choices else LETTERS)
     if letter is not None:
@@ -163,7 +183,7 @@ def is_correct(answer: str, ground_truth: Any, choices: Sequence[Any] | None = N
         if choices is None or gold_value is None:
             return False
         answer = str(choices[LETTERS.index(letter)])
-    if gold_value is not None and clean_value(answer) == clean_value(gold_value):
+    if gold_value is not None and clean_value(answer) and clean_value(answer) == clean_value(gold_value):
         return True
     value = to_number(answer, time_limit)
     if value is None:
@@ -181,14 +201,14 @@ def verify_geometry(completion: str, ground_truth: Any, /, *, choices: Sequence[
     """Grade a geometry answer against a gold letter (with ``choices``) or a gold value.
 
     Args:
-        choices: the item's answer options in letter order (``A`` first), if multiple choice.
+        choices: the item's answer options in letter order (``A`` first), if multiple choice: any
+            sequence (a list, a tuple, a numpy array from a parquet row).
         rel_tol: relative tolerance of a value against a gold value.
         choice_rel_tol: how close a value must be to a choice to count as choosing it.
         time_limit: seconds allowed for evaluating a symbolic answer with sympy.
         **_item: other item metadata, ignored.
     """
-    if choices is not None and (isinstance(choices, (str, bytes)) or not hasattr(choices, "__len__")):
-        raise GroundTruthError(f"geometry choices must be a list of options, got {choices!r:.80}")
+    choices = choice_list(choices)  # rows from pandas / parquet / verl's extra_info hold numpy arrays
     answer = extract_answer(completion)
     acc = answer is not None and is_correct(answer, ground_truth, choices, rel_tol=rel_tol,
                                             choice_rel_tol=choice_rel_tol, time_limit=time_limit)

@@ -18,7 +18,6 @@ import atexit
 import importlib
 import os
 import pickle
-import queue
 import select
 import struct
 import subprocess
@@ -105,6 +104,12 @@ class _Worker:
 class WorkerPool:
     """Up to ``size`` warm worker processes shared by all threads of this process.
 
+    A call's time limit covers its wait for a free worker as well as the work: when many threads
+    verify pathological answers at once, the queue behind ``size`` workers does not stretch one call
+    beyond ``seconds`` (plus :data:`KILL_GRACE_S`). Only starting a worker (the first calls of a
+    process, or after a worker was killed for overrunning) is off the clock: that is up to about a
+    second of imports, bounded by :data:`STARTUP_TIMEOUT_S`.
+
     Args:
         size: most workers alive at once (a caller waits for a free one beyond that).
         memory_limit_mb: address-space limit of each worker (``RLIMIT_AS``).
@@ -113,60 +118,77 @@ class WorkerPool:
     def __init__(self, size: int = 2, memory_limit_mb: int = 2048):
         self.size = size
         self.memory_limit_mb = memory_limit_mb
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._idle: list[_Worker] = []
         self._alive = 0
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._pid = os.getpid()
 
-    def _acquire(self) -> _Worker:
-        with self._lock:
-            if os.getpid() != self._pid:  # we were forked: the workers belong to the parent
-                self._idle, self._alive, self._pid = queue.LifoQueue(), 0, os.getpid()
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                spawn = self._alive < self.size
-                if spawn:
+    def _acquire(self, deadline: float) -> tuple[_Worker, bool]:
+        """An idle worker, or a new one while fewer than ``size`` live; ``(worker, fresh)``. Raises
+        :class:`TimeLimitExceeded` when ``deadline`` passes first."""
+        with self._changed:
+            while True:
+                if os.getpid() != self._pid:  # we were forked: the workers belong to the parent
+                    self._idle, self._alive, self._pid = [], 0, os.getpid()
+                if self._idle:
+                    return self._idle.pop(), False
+                if self._alive < self.size:
                     self._alive += 1
-        if not spawn:
-            return self._idle.get()
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeLimitExceeded("queued")
+                self._changed.wait(left)
         try:
-            return _Worker(self.memory_limit_mb)
+            return _Worker(self.memory_limit_mb), True
         except BaseException:
-            with self._lock:
-                self._alive -= 1
+            self._forget()
             raise
+
+    def _release(self, worker: _Worker) -> None:
+        with self._changed:
+            self._idle.append(worker)
+            self._changed.notify()
+
+    def _forget(self) -> None:
+        with self._changed:
+            self._alive -= 1
+            self._changed.notify()
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()
-        with self._lock:
-            self._alive -= 1
+        self._forget()
 
     def call(self, fn: Callable[..., Any], args: tuple, seconds: float) -> Any:
-        """Run ``fn(*args)`` in a worker; raise :class:`TimeLimitExceeded` after ``seconds``."""
+        """Run ``fn(*args)`` in a worker; raise :class:`TimeLimitExceeded` once ``seconds`` have passed
+        since this call began, waiting for a free worker included."""
         name = _qualified_name(fn)
-        worker = self._acquire()
+        start = time.monotonic()
+        worker, fresh = self._acquire(start + seconds)
+        # A worker's start-up is off the clock (see the class docstring); a wait in the queue is not.
+        left = seconds if fresh else start + seconds - time.monotonic()
+        if left <= 0:
+            self._release(worker)
+            raise TimeLimitExceeded("queued")
         try:
-            result = worker.call(name, args, seconds)
+            result = worker.call(name, args, left)
         except TimeLimitExceeded as exc:
             if exc.args == ("soft",):
-                self._idle.put(worker)
+                self._release(worker)
             else:
                 self._discard(worker)
             raise
         except BaseException:
             self._discard(worker)
             raise
-        self._idle.put(worker)
+        self._release(worker)
         return result
 
     def close(self) -> None:
         """Kill the idle workers (busy ones are killed by their callers or at exit)."""
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
+        with self._changed:
+            idle, self._idle = self._idle, []
+        for worker in idle:
             self._discard(worker)
 
 

@@ -5,7 +5,9 @@ paper's MATH reward. ``format`` is 1 when a complete ``\\boxed{...}``/``\\fbox{.
 (and, with ``require_think_close=True``, it comes after ``</think>``).
 
 Equivalence is math-verify's (numbers, fractions, LaTeX, sets/intervals, tuples, equations such as
-gold ``x=2`` against ``2``); nothing LaTeX-specific is hand-written here. An exact match after
+gold ``x=2`` against ``2``); nothing LaTeX-specific is hand-written here, except one guard: an
+equation answers a plain gold only when its left side is a name (``x = 2``, ``m\\angle B = 60``),
+since math-verify compares an equation's right side alone and would pass ``1 = 2`` for gold ``2``. An exact match after
 whitespace normalisation short-cuts sympy. The sympy work runs under
 :func:`~mmdps.verifiers.base.call_with_time_limit`, so a pathological answer (``9^{9^{9}}``) costs at
 most ``time_limit`` seconds and scores 0, from any thread.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 from typing import Any, Iterable
 
@@ -85,6 +88,52 @@ def answer_region(completion: str, require_think_close: bool) -> str | None:
     return None if cut < 0 else completion[cut + len("</think>"):]
 
 
+# ------------------------------------------------------------------------------- equations
+_GREEK = ("alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|rho|sigma|"
+          "tau|upsilon|phi|varphi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Sigma|Phi|Psi|Omega")
+# Decorations a named quantity may carry (\angle ABC, \overline{AB}, x_{1}, y', \text{area}) and the
+# command-free name left once they are removed.
+_NAME_DECORATIONS = re.compile(r"\\(?:angle|measuredangle|overline|overarc|widehat|arc|triangle|text|mathrm|mathit|"
+                               r"operatorname|prime|left|right)(?![a-zA-Z])|[{}\s'_^$]|\\[,;:! ]")
+_NAME = re.compile(rf"(?:[A-Za-z]|\\(?:{_GREEK})(?![a-zA-Z]))(?:[A-Za-z0-9]|\\(?:{_GREEK})(?![a-zA-Z]))*")
+
+
+def top_level_equals(text: str) -> list[int]:
+    """Positions of the ``=`` signs of ``text`` outside brackets (not ``<=``, ``>=``, ``!=``, ``==``)."""
+    positions, depth = [], 0
+    for i, ch in enumerate(text):
+        if ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+        elif (ch == "=" and depth == 0 and (i == 0 or text[i - 1] not in "<>!=:")
+              and (i + 1 == len(text) or text[i + 1] != "=")):
+            positions.append(i)
+    return positions
+
+
+def is_name(text: str) -> bool:
+    """True for a named quantity: ``x``, ``AB``, ``x_1``, ``\\theta``, ``m\\angle ABC``, ``\\overline{CD}``,
+    or one applied to arguments (``f(3)``, ``P(A)``)."""
+    text = text.strip()
+    applied = re.fullmatch(r"([^()]+)\\?(?:left)?\((.*)\\?(?:right)?\)", text, re.S)
+    if applied:
+        text = applied.group(1)
+    return bool(_NAME.fullmatch(_NAME_DECORATIONS.sub("", text)))
+
+
+def equation_value(answer: str) -> str | None:
+    """The value an answer states: ``answer`` itself without a top-level ``=``, the right side of
+    ``name = value`` (``x = 4`` -> ``4``; a chain ``x = 2 + 2 = 4`` -> ``4``), and None for an equation
+    whose left side is not a name (``1 = 2``), which states no value."""
+    equals = top_level_equals(answer)
+    if not equals:
+        return answer
+    if not is_name(answer[:equals[0]]):
+        return None
+    return answer[equals[-1] + 1:].strip()
+
+
 # ------------------------------------------------------------------------------- equivalence
 _SPACES = re.compile(r"\s+|\\[,;:! ]|~")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?=[^a-zA-Z])")
@@ -98,7 +147,10 @@ def _normalise(answer: str) -> str:
 
 
 def gold_answers(ground_truth: Any) -> tuple[str, ...]:
-    """Acceptable gold answers as strings: a string, a number, or a list/tuple of them."""
+    """Acceptable gold answers as strings: a string, a number, or a sequence of them (numpy arrays and
+    scalars from parquet rows included). A NaN or infinite number is no answer."""
+    if hasattr(ground_truth, "tolist") and not isinstance(ground_truth, str):
+        ground_truth = ground_truth.tolist()  # numpy scalar -> python scalar, array -> list
     if isinstance(ground_truth, (str, int, float)) and not isinstance(ground_truth, bool):
         answers: Iterable[Any] = [ground_truth]
     elif isinstance(ground_truth, (list, tuple)) and ground_truth:
@@ -108,6 +160,9 @@ def gold_answers(ground_truth: Any) -> tuple[str, ...]:
                                f"got {type(ground_truth).__name__}: {ground_truth!r:.80}")
     out = []
     for answer in answers:
+        if isinstance(answer, float) and not math.isfinite(answer):
+            raise GroundTruthError(f"math ground truth {ground_truth!r:.80} is not a finite number (a missing "
+                                   "value read as NaN?); fix or drop the row")
         if isinstance(answer, float) and answer.is_integer():
             answer = int(answer)  # AMC stores 142.0
         text = str(answer).strip()
@@ -164,6 +219,8 @@ def grade_answer(answer: str, golds: tuple[str, ...], *, time_limit: float = DEF
     """True when ``answer`` equals one of ``golds``: exact match, else math-verify under a time limit."""
     if not answer or too_complex(answer):
         return False
+    if equation_value(answer) is None and not any(top_level_equals(g) for g in golds):
+        return False  # "1 = 2" states no value: math-verify would compare its right side alone
     normalised = _normalise(answer)
     if any(normalised == _normalise(g) for g in golds):
         return True
