@@ -35,8 +35,9 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -284,7 +285,7 @@ def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int]) -> Non
         return
     detail = f"{saved['num_items']} items vs {current['num_items']} now"
     if saved["num_items"] == current["num_items"]:
-        first = next(i for i, (a, b) in enumerate(zip(saved["ids"], current["ids"])) if a != b)
+        first = next(i for i, (a, b) in enumerate(zip(saved["ids"], current["ids"], strict=True)) if a != b)
         detail = f"same size, but position {first} holds id {saved['ids'][first]} in the checkpoint and " \
                  f"{current['ids'][first]} now"
     raise ValueError(f"checkpoint {checkpoint} was written for a different training set ({detail}). Resume with the "

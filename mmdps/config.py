@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import yaml
 
@@ -150,40 +150,40 @@ class GRPOConfig:
     # model
     model_name_or_path: str = ""
     dtype: str = "auto"
-    attn_implementation: Optional[str] = None
-    bf16: Optional[bool] = None
+    attn_implementation: str | None = None
+    bf16: bool | None = None
     gradient_checkpointing: bool = False
     use_lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
-    lora_target_modules: Union[str, list] = "all-linear"
+    lora_target_modules: str | list = "all-linear"
     lora_exclude_vision: bool = True
     # data
     task: str = "countdown"
-    train_source: Optional[str] = None
+    train_source: str | None = None
     train_split: str = "train"
-    train_limit: Optional[int] = None
+    train_limit: int | None = None
     task_options: dict = field(default_factory=dict)
-    task_template: Optional[str] = None
-    system_prompt: Optional[str] = None
-    eval_source: Optional[str] = None
+    task_template: str | None = None
+    system_prompt: str | None = None
+    eval_source: str | None = None
     eval_split: str = "test"
-    eval_limit: Optional[int] = None
+    eval_limit: int | None = None
     eval_options: dict = field(default_factory=dict)
     max_prompt_length: int = 1024
-    min_pixels: Optional[int] = None
-    max_pixels: Optional[int] = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     # selection
     selector: str = "dps"
     selector_kwargs: dict = field(default_factory=dict)
-    candidate_ratio: Optional[float] = None
+    candidate_ratio: float | None = None
     batch_size: int = 256
     num_generations: int = 8
     # rollout
     engine: str = "hf"
     engine_kwargs: dict = field(default_factory=dict)
-    generation_batch_size: Optional[int] = None
+    generation_batch_size: int | None = None
     max_new_tokens: int = 1024
     temperature: float = 1.0
     top_p: float = 1.0
@@ -198,12 +198,12 @@ class GRPOConfig:
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     max_steps: int = 100
-    mini_batch_size: Optional[int] = None
+    mini_batch_size: int | None = None
     ppo_epochs: int = 1
     micro_batch_size: int = 8
     clip_low: float = 0.2
     clip_high: float = 0.28
-    clip_c: Optional[float] = 10.0
+    clip_c: float | None = 10.0
     loss_agg_mode: str = "token-mean"
     scale_rewards: bool = True
     beta: float = 0.0
@@ -217,23 +217,23 @@ class GRPOConfig:
     reward_workers: int = 1
     # run, logging, checkpoints
     output_dir: str = "outputs/run"
-    run_name: Optional[str] = None
+    run_name: str | None = None
     seed: int = 42
     logging_steps: int = 1
     report_to: list = field(default_factory=list)
-    wandb_project: Optional[str] = None
+    wandb_project: str | None = None
     progress_bar: bool = True
     log_completions_steps: int = 10
     num_completions_to_log: int = 8
     save_steps: int = 50
-    save_total_limit: Optional[int] = 3
+    save_total_limit: int | None = 3
     save_final: bool = True
-    resume: Optional[str] = "auto"
+    resume: str | None = "auto"
     eval_steps: int = 0
     eval_num_samples: int = 16
     eval_temperature: float = 0.6
     eval_top_p: float = 1.0
-    eval_max_new_tokens: Optional[int] = None
+    eval_max_new_tokens: int | None = None
     max_consecutive_nan: int = 3
 
     def __post_init__(self) -> None:
@@ -312,7 +312,7 @@ class GRPOConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GRPOConfig":
+    def from_dict(cls, values: dict[str, Any]) -> GRPOConfig:
         """Build a config from a plain dict, coercing strings to the field types; bad keys raise."""
         check_keys(values.keys())
         hints = _field_types()

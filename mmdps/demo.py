@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mmdps.data.item import Item
 
@@ -152,7 +153,8 @@ def _level_items(pack, level: int, num: int, seed: str, exclude: set) -> list[It
             num = num * 2 // 3
     items = []
     for p in problems:
-        item = pack.make_item(id=0, question=_question(p), ground_truth={"target": p["target"], "numbers": p["numbers"]},
+        item = pack.make_item(id=0, question=_question(p),
+                              ground_truth={"target": p["target"], "numbers": p["numbers"]},
                               metadata={"solution": p["solution"], "difficulty": level,
                                         "problem_type": LEVELS[level].split(":")[0]})
         if _key(item) not in exclude:
@@ -206,13 +208,13 @@ def sft_examples(items: Sequence[Item], tokenizer) -> tuple[list[list[int]], lis
     texts = [item.text for item in items]
     prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     reference = PromptEncoder(tokenizer, max_prompt_length=64).encode(items[:8])
-    if any(list(ref.input_ids) != ids for ref, ids in zip(reference, prompt_ids)):
+    if any(list(ref.input_ids) != ids for ref, ids in zip(reference, prompt_ids[:len(reference)], strict=True)):
         raise RuntimeError("SFT prompts differ from the rollout engine's encoding; the chat template changed")
     answers = ["<answer>" + item.metadata["solution"].replace(" ", "") + "</answer>" for item in items]
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     target_ids = [ids + [eos] for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]]
     by_level: dict[int, list[tuple[list[int], list[int]]]] = {}
-    for item, prompt, target in zip(items, prompt_ids, target_ids):
+    for item, prompt, target in zip(items, prompt_ids, target_ids, strict=True):
         by_level.setdefault(item.metadata["difficulty"], []).append((prompt, target))
     largest = max(len(rows) for rows in by_level.values())
     prompts, targets = [], []

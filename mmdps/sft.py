@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -35,12 +35,12 @@ def pack_examples(prompt_ids: Sequence[Sequence[int]], target_ids: Sequence[Sequ
     (``-100`` on prompt and padding positions, so only the target is learned)."""
     if len(prompt_ids) != len(target_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(target_ids)} targets")
-    rows = [list(p) + list(t) for p, t in zip(prompt_ids, target_ids)]
+    rows = [list(p) + list(t) for p, t in zip(prompt_ids, target_ids, strict=True)]
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (p, row) in enumerate(zip(prompt_ids, rows)):
+    for i, (p, row) in enumerate(zip(prompt_ids, rows, strict=True)):
         input_ids[i, : len(row)] = torch.tensor(row)
         attention[i, : len(row)] = 1
         labels[i, len(p): len(row)] = torch.tensor(row[len(p):])

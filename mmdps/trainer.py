@@ -28,10 +28,11 @@ import os
 import random
 import time
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -188,8 +189,13 @@ class GRPOTrainer:
 
     def _build_model(self) -> None:
         from mmdps.checkpoint import load_model_weights
-        from mmdps.models.loading import apply_lora, enable_gradient_checkpointing, get_tokenizer, \
-            is_vision_language, load_policy
+        from mmdps.models.loading import (
+            apply_lora,
+            enable_gradient_checkpointing,
+            get_tokenizer,
+            is_vision_language,
+            load_policy,
+        )
 
         config = self.config
         self.model_path = self._model_path()
@@ -366,7 +372,7 @@ class GRPOTrainer:
             keep = self.selector.admit(ids, rates)
             stats.time_select += time.perf_counter() - t0
             stats.rounds += 1
-            admitted.extend(group for group, kept in zip(groups, keep) if kept)
+            admitted.extend(group for group, kept in zip(groups, keep, strict=True) if kept)
             if len(admitted) >= config.batch_size:
                 break
         return admitted[:config.batch_size], stats
@@ -399,7 +405,7 @@ class GRPOTrainer:
         errors = verifier_base.error_count() - errors_before
         stats.time_reward += time.perf_counter() - t0
         local = [Group(position=pos, completions=completions, score=v[:, 0], acc=v[:, 1], format=v[:, 2])
-                 for pos, completions, v in zip(local_ids, outputs, verdicts)]
+                 for pos, completions, v in zip(local_ids, outputs, verdicts, strict=True)]
         everyone = gather_object([(local, errors)]) if world > 1 else [(local, errors)]
         stats.verifier_errors += sum(part_errors for _, part_errors in everyone)
         by_position = {group.position: group for part, _ in everyone for group in part}
@@ -422,7 +428,7 @@ class GRPOTrainer:
         """Per item, an array [k, 3] of (score, acc, format)."""
         from mmdps import verifiers
 
-        jobs = [(item, completion) for item, row in zip(items, outputs) for completion in row]
+        jobs = [(item, completion) for item, row in zip(items, outputs, strict=True) for completion in row]
         cache: dict[str, Any] = {}
 
         def score(job) -> tuple[float, float, float]:
@@ -473,7 +479,8 @@ class GRPOTrainer:
         # (some non-zero advantage) carry policy gradient.
         group_tokens = lengths.view(-1, k).sum(dim=1).float()
         informative = (advantages.view(-1, k) != 0).any(dim=1)
-        token_stats = {"informative_token_share": float(group_tokens[informative].sum() / group_tokens.sum().clamp(min=1)),
+        informative_share = group_tokens[informative].sum() / group_tokens.sum().clamp(min=1)
+        token_stats = {"informative_token_share": float(informative_share),
                        "completion_tokens": float(group_tokens.sum())}
         # The number of updates comes from the global group count: under DDP every process must make
         # the same number of optimizer steps, whatever its share (a process with an empty mini-batch
@@ -721,7 +728,7 @@ def _drop_zero_advantage_groups(local, advantages: torch.Tensor, weight: float, 
     still sees zero gradients (AdamW's momentum and weight decay act as without the skip)."""
     keep = (advantages.view(-1, k) != 0).any(dim=1)
     dropped = 0.0
-    for group, kept in zip(local, keep.tolist()):
+    for group, kept in zip(local, keep.tolist(), strict=True):
         if kept:
             continue
         for completion in group.completions:
@@ -730,7 +737,7 @@ def _drop_zero_advantage_groups(local, advantages: torch.Tensor, weight: float, 
     dropped *= weight
     if not keep.any():
         return local[:1], advantages[:k], 0.0, dropped
-    kept_groups = [group for group, kept in zip(local, keep.tolist()) if kept]
+    kept_groups = [group for group, kept in zip(local, keep.tolist(), strict=True) if kept]
     return kept_groups, advantages[keep.repeat_interleave(k)], weight, dropped
 
 

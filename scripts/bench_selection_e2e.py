@@ -59,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def warm_start(args, settings, data) -> Path:
     """The shared SFT checkpoint: trained once, reused by every run (and by later invocations)."""
-    from mmdps.demo import evaluate_policy, make_engine, warm_start as train_warm_start
+    from mmdps.demo import evaluate_policy, make_engine
+    from mmdps.demo import warm_start as train_warm_start
     from mmdps.models.loading import load_policy
 
     model_dir = Path(args.out) / "warm-start"
@@ -129,7 +130,8 @@ def claims(runs: dict[str, list[dict]], table: dict[str, dict]) -> dict[str, obj
         reached = [n for n in need if n is not None]
         out["dps_share_of_ds_rollouts"] = (float(np.mean(reached)) / table["ds"]["rollouts"]) if reached else None
     if "uniform" in runs and "dps" in runs:
-        out["dps_minus_uniform_greedy_at_equal_rollouts"] = table["dps"]["final_greedy"] - table["uniform"]["final_greedy"]
+        out["dps_minus_uniform_greedy_at_equal_rollouts"] = (table["dps"]["final_greedy"]
+                                                             - table["uniform"]["final_greedy"])
         out["dps_minus_uniform_sampled_at_equal_rollouts"] = (table["dps"]["final_sampled"]
                                                              - table["uniform"]["final_sampled"])
     return out

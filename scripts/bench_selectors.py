@@ -28,7 +28,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-
 def all_selectors() -> list[str]:
     """Every selector of the registry once (an alias such as ``dapo`` = ``ds`` is timed under its first name)."""
     from mmdps.selection import SELECTORS
@@ -71,8 +70,10 @@ def one(name: str, n: int, phase: str, observed: int, batch: int, steps: int, k:
     rss1 = rss_bytes()
     times_arr = np.array(times)
     return {
-        "selector": name, "num_prompts": n, "phase": phase, "observed_before": int(min(observed, n)) if phase == "late" else 0,
-        "batch_size": batch, "steps": steps, "mean_step_s": float(times_arr.mean()), "median_step_s": float(np.median(times_arr)),
+        "selector": name, "num_prompts": n, "phase": phase,
+        "observed_before": int(min(observed, n)) if phase == "late" else 0,
+        "batch_size": batch, "steps": steps, "mean_step_s": float(times_arr.mean()),
+        "median_step_s": float(np.median(times_arr)),
         "max_step_s": float(times_arr.max()), "array_bytes": sel.memory_bytes(), "rss_delta_bytes": rss1 - rss0,
         "warmup_s": warm_s,
     }
@@ -80,7 +81,8 @@ def one(name: str, n: int, phase: str, observed: int, batch: int, steps: int, k:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--selectors", nargs="+", default=["dps"], help="selector names, or 'all' for every registered selector (default dps)")
+    parser.add_argument("--selectors", nargs="+", default=["dps"],
+                        help="selector names, or 'all' for every registered selector (default dps)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--phases", nargs="+", default=["start", "late"], choices=["start", "late"])
     parser.add_argument("--observed", type=int, default=1_000_000, help="distinct prompts observed before 'late'")
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown selector(s) {unknown}; choose from {sorted(SELECTORS)} or 'all'")
     results = []
-    header = f"{'selector':<8} {'prompts':>10} {'phase':<5} {'mean s/step':>11} {'max s/step':>10} {'arrays GiB':>10} {'RSS+ GiB':>9}"
+    header = (f"{'selector':<8} {'prompts':>10} {'phase':<5} {'mean s/step':>11} {'max s/step':>10} "
+              f"{'arrays GiB':>10} {'RSS+ GiB':>9}")
     print(header)
     print("-" * len(header))
     for name in names:

@@ -104,7 +104,8 @@ def time_trl(args, model_dir: Path, data, out: Path) -> list[float]:
                                   "numbers": item.ground_truth["numbers"]} for item in data.pool])
 
     def countdown_reward(completions, target, numbers, **_):
-        return [verify(text, {"target": t, "numbers": n})["score"] for text, t, n in zip(completions, target, numbers)]
+        return [verify(text, {"target": t, "numbers": n})["score"]
+                for text, t, n in zip(completions, target, numbers, strict=True)]
 
     class StepTimer(TrainerCallback):
         def __init__(self):

@@ -35,7 +35,8 @@ MIXES = {
     "countdown": {
         "correct": [("<answer>(2+3+1)*4</answer>", CD_GT, {}), ("<answer>2*3*4*1</answer>", CD_GT, {})],
         "wrong": [("<answer>2*3*4</answer>", CD_GT, {}), ("<answer>2+3+4+1</answer>", CD_GT, {}), ("none", CD_GT, {})],
-        "adversarial": [(a, CD_GT, {}) for a in ADVERSARIAL] + [("<answer>" + "1+" * 100_000 + "1</answer>", CD_GT, {})],
+        "adversarial": [(a, CD_GT, {}) for a in ADVERSARIAL]
+                       + [("<answer>" + "1+" * 100_000 + "1</answer>", CD_GT, {})],
     },
     "geometry": {
         "correct": [(r"<think>.</think>\boxed{B}", "B", {"choices": GEO_CHOICES}),

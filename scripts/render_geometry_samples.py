@@ -33,8 +33,9 @@ def contact_sheet(seed: int, size: int, kinds: list[str], levels: list[int]) -> 
             problem = generate_problem(kind, level, seed * 1_000_003 + row * 10 + col, (size, size))
             x, y = pad + col * cell_w, pad + row * cell_h
             sheet.paste(problem["image"], (x, y))
-            choices = "  ".join(f"{letter}) {c}" for letter, c in zip("ABCD", problem["choices"]))
-            lines = [f"{kind} L{level} · {problem['variant']} · answer {problem['answer']} ({problem['answer_letter']})"]
+            choices = "  ".join(f"{letter}) {c}" for letter, c in zip("ABCD", problem["choices"], strict=True))
+            answer = f"{problem['answer']} ({problem['answer_letter']})"
+            lines = [f"{kind} L{level} · {problem['variant']} · answer {answer}"]
             question = problem["question"].replace("π", "pi")  # the bundled font has no pi glyph
             lines += textwrap.wrap(question, width=size // 6)[:3] + [choices]
             for i, line in enumerate(lines):
@@ -47,7 +48,8 @@ def bench(n: int, size: int) -> dict[str, float]:
     start = time.perf_counter()
     generate_problems(n, seed=0, image_size=(size, size))
     elapsed = time.perf_counter() - start
-    return {"problems": n, "image_size": size, "seconds": round(elapsed, 3), "problems_per_second": round(n / elapsed, 1)}
+    return {"problems": n, "image_size": size, "seconds": round(elapsed, 3),
+            "problems_per_second": round(n / elapsed, 1)}
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ import difflib
 import inspect
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from mmdps.data.item import Item
 

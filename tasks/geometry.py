@@ -17,13 +17,22 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmdps.data.images import load_image
 from mmdps.data.item import Item
-from mmdps.data.loaders import (Row, build_items, default_image_dir, normalize_row, read_rows, record_to_item,
-                                require, source_name)
+from mmdps.data.loaders import (
+    Row,
+    build_items,
+    default_image_dir,
+    normalize_row,
+    read_rows,
+    record_to_item,
+    require,
+    source_name,
+)
 from mmdps.tasks import register
 from mmdps.tasks.base import TaskPack
 

@@ -15,12 +15,20 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 from mmdps.data.item import Item
-from mmdps.data.loaders import (Row, build_items, default_image_dir, normalize_row, read_rows, record_to_item,
-                                source_name)
+from mmdps.data.loaders import (
+    Row,
+    build_items,
+    default_image_dir,
+    normalize_row,
+    read_rows,
+    record_to_item,
+    source_name,
+)
 from mmdps.tasks import register
 from mmdps.tasks.base import TaskPack
 

@@ -24,10 +24,12 @@ import hashlib
 import math
 import os
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 # Chance of ending the completion at each step: long enough to see both stops and truncations.
 EOS_PROBABILITY = 0.15
@@ -177,7 +179,7 @@ class FakeLLM:
         pads = [i for i, t in enumerate(ids) if t == self.image_pad_id]
         if len(pads) != len(images):
             raise RuntimeError(f"{len(pads)} <|image_pad|> placeholders for {len(images)} images")
-        if any(b == a + 1 for a, b in zip(pads, pads[1:])):
+        if any(b == a + 1 for a, b in pairwise(pads)):
             raise RuntimeError("pre-expanded <|image_pad|> run in the prompt: vLLM would expand it again")
         if len(ids) > self.max_model_len:
             raise ValueError(f"prompt of {len(ids)} tokens > max_model_len {self.max_model_len}")

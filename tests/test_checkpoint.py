@@ -7,11 +7,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from tiny_models import build
 
 from mmdps import checkpoint as ckpt
 from mmdps.models.loading import apply_lora, load_policy
 from mmdps.selection import make_selector
+from tiny_models import build
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_save_load_round_trip(tmp_path, model_path):
                                  item_ids=item_ids)
     assert state["step"] == 3 and state["rollouts_total"] == 24
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected_draws
-    for (name, a), b in zip(model.state_dict().items(), fresh_model.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), fresh_model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert fresh_sched.last_epoch == scheduler.last_epoch
     saved_opt, loaded_opt = optimizer.state_dict()["state"], fresh_opt.state_dict()["state"]
@@ -151,8 +151,9 @@ def test_a_truncated_file_makes_auto_resume_fall_back_and_an_explicit_resume_fai
     assert (newer / "manifest.json").is_file() and ckpt.verify_checkpoint(newer) == []
     _truncate(newer / name)
     assert ckpt.verify_checkpoint(older) == []
-    with pytest.warns(UserWarning, match=rf"skipped damaged checkpoint\(s\): .*checkpoint-000002: .*{name} is "
-                                         rf"[\d,]+ bytes, the manifest says [\d,]+ .*resuming from .*checkpoint-000001"):
+    warning = (rf"skipped damaged checkpoint\(s\): .*checkpoint-000002: .*{name} is "
+               rf"[\d,]+ bytes, the manifest says [\d,]+ .*resuming from .*checkpoint-000001")
+    with pytest.warns(UserWarning, match=warning):
         assert ckpt.resolve_resume("auto", tmp_path) == older
     with pytest.raises(ckpt.CheckpointError, match=rf"^resume=.*checkpoint-000002: the checkpoint is damaged: "
                                                    rf".*{name} is [\d,]+ bytes"):

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from tiny_models import build, image_item, text_item
 
 from mmdps.data.collate import PromptEncoder, build_policy_batch, build_prompt_batch
 from mmdps.models.loading import load_processor
+from tiny_models import build, image_item, text_item
 
 
 @pytest.fixture(scope="module")

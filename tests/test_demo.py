@@ -79,7 +79,7 @@ def test_demo_end_to_end_is_reproducible(tmp_path):
     assert summary["sft"]["steps"] == 3
     second = demo.run_demo(settings, tmp_path / "b", log=lambda _: None)
     assert second["curve"] == [dict(p, seconds=q["seconds"], train_seconds=q["train_seconds"])
-                               for p, q in zip(first["curve"], second["curve"])]
+                               for p, q in zip(first["curve"], second["curve"], strict=True)]
     assert [s["reward_mean"] for s in second["steps"]] == [s["reward_mean"] for s in first["steps"]]
 
 

@@ -3,7 +3,7 @@
 
 import json
 import math
-from itertools import combinations
+from itertools import combinations, pairwise
 
 import numpy as np
 import pytest
@@ -104,10 +104,10 @@ def test_pass_at_k_is_monotone_and_stable_for_large_n():
     n = 200
     for c in (0, 1, 17, 100, 199):
         values = [pass_at_k(n, c, k) for k in range(1, n + 1)]
-        assert all(b >= a - 1e-12 for a, b in zip(values, values[1:])), "pass@k must not decrease with k"
+        assert all(b >= a - 1e-12 for a, b in pairwise(values)), "pass@k must not decrease with k"
     for k in (1, 8, 64):
         values = [pass_at_k(n, c, k) for c in range(n + 1)]
-        assert all(b >= a - 1e-12 for a, b in zip(values, values[1:])), "pass@k must not decrease with c"
+        assert all(b >= a - 1e-12 for a, b in pairwise(values)), "pass@k must not decrease with c"
         assert all(0.0 <= v <= 1.0 for v in values)
 
 

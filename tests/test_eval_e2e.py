@@ -12,7 +12,8 @@ from mmdps.cli import main as cli_main
 from mmdps.rollout.base import Completion, RolloutEngine
 
 REPORT_FIELDS = {"mean_at_n", "pass_at_k", "n", "num_problems", "format_error_rate", "mean_score",
-                 "tokens_generated", "mean_completion_tokens", "truncation_rate", "by_type", "by_difficulty", "timing", "sampling", "config"}
+                 "tokens_generated", "mean_completion_tokens", "truncation_rate", "by_type", "by_difficulty", "timing",
+                 "sampling", "config"}
 
 
 def test_tiny_vl_model_on_the_geometry3k_sample(shared_data, tmp_path):

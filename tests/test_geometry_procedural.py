@@ -97,7 +97,7 @@ def test_same_seed_is_byte_identical_and_seeds_differ():
     first = generate_problems(7, seed=3, image_size=SIZE)
     again = generate_problems(7, seed=3, image_size=SIZE)
     other = generate_problems(7, seed=4, image_size=SIZE)
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert a["image"].tobytes() == b["image"].tobytes()
         assert (a["question"], a["choices"], a["answer"]) == (b["question"], b["choices"], b["answer"])
     assert [a["image"].tobytes() for a in first] != [c["image"].tobytes() for c in other]

@@ -80,9 +80,10 @@ def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation)
     pytest.importorskip("trl")
     import torch
     from datasets import Dataset
-    from tiny_models import build
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
+
+    from tiny_models import build
 
     path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
     model = AutoModelForCausalLM.from_pretrained(path)
@@ -114,7 +115,7 @@ def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation)
     generations = 2  # one generation batch per optimizer step (steps_per_generation == grad accumulation)
     per_generation = 4 * steps_per_generation // 2  # generation batch / num_generations
     assert len(seen) == generations and len(calls) == generations
-    for (idx, rewards), (ids, rates) in zip(seen, calls):
+    for (idx, rewards), (ids, rates) in zip(seen, calls, strict=True):
         # the selector was updated with exactly the prompts TRL generated for, and their success rates
         assert idx == np.repeat(ids, 2).tolist() and len(ids) == per_generation
         np.testing.assert_allclose(rates, np.asarray(rewards).reshape(-1, 2).mean(1))
@@ -132,9 +133,10 @@ def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation)
 def test_trainer_rejects_bad_accuracy_reward(tmp_path):
     pytest.importorskip("trl")
     from datasets import Dataset
-    from tiny_models import build
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
+
+    from tiny_models import build
 
     path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2, max_steps=1,

@@ -9,8 +9,15 @@ from PIL import Image
 
 from mmdps.data.images import ImageError
 from mmdps.data.item import Item
-from mmdps.data.loaders import (Row, build_items, detect_layout, load_record_images, normalize_row, read_rows,
-                                source_name)
+from mmdps.data.loaders import (
+    Row,
+    build_items,
+    detect_layout,
+    load_record_images,
+    normalize_row,
+    read_rows,
+    source_name,
+)
 
 
 def png_bytes(color=(255, 0, 0), size=(8, 6)) -> bytes:

@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 import torch
-from tiny_models import build
 
 from mmdps.checkpoint import save_checkpoint
 from mmdps.cli import main
 from mmdps.models.loading import apply_lora, is_lora_adapter, load_policy
 from mmdps.selection import make_selector
+from tiny_models import build
 
 
 @pytest.fixture(scope="module")

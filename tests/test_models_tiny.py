@@ -3,11 +3,19 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import build
 
-from mmdps.models.loading import (ImageOnlyQwen2VLProcessor, apply_lora, get_tokenizer, is_vision_language,
-                                  load_policy, load_processor, lora_target_modules, vision_token_ids)
+from mmdps.models.loading import (
+    ImageOnlyQwen2VLProcessor,
+    apply_lora,
+    get_tokenizer,
+    is_vision_language,
+    load_policy,
+    load_processor,
+    lora_target_modules,
+    vision_token_ids,
+)
 from mmdps.models.tiny import build_tiny_model
+from tiny_models import build
 
 EXPECTED = {
     "qwen2": ("Qwen2ForCausalLM", False),

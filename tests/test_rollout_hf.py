@@ -3,7 +3,6 @@ that match what the sampler used (text and VL, alone and in a left-padded batch)
 
 import pytest
 import torch
-from tiny_models import build, image_item, text_item
 
 from mmdps.data.collate import build_policy_batch, build_prompt_batch
 from mmdps.models.forward import completion_logprobs
@@ -11,6 +10,7 @@ from mmdps.models.loading import load_policy, vision_token_ids
 from mmdps.rollout import make_engine
 from mmdps.rollout.base import SamplingParams
 from mmdps.rollout.hf import HFEngine, cut_completion
+from tiny_models import build, image_item, text_item
 
 _LOADED = {}
 
@@ -115,7 +115,8 @@ def test_completion_logprobs_match_the_sampler(arch):
         out = model.generate(**batch, generation_config=config)
         sampler = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
     stop = set(engine.stop_ids)
-    completions = [cut_completion(row, stop, set())[0] for row in out.sequences[:, batch["input_ids"].shape[1]:].tolist()]
+    new_tokens = out.sequences[:, batch["input_ids"].shape[1]:].tolist()
+    completions = [cut_completion(row, stop, set())[0] for row in new_tokens]
     repeated = [p for p in prompts for _ in range(k)]
     policy_batch = build_policy_batch(repeated, completions, pad_token_id=engine.pad_token_id)
     with torch.no_grad():

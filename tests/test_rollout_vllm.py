@@ -5,13 +5,13 @@ import types
 
 import pytest
 import torch
-from tiny_models import build, image_item, text_item
 
+from fake_vllm import FakeLLM, FakeSamplingParams
 from mmdps.models.loading import apply_lora, load_policy, vision_token_ids
 from mmdps.rollout import make_engine
 from mmdps.rollout.base import SamplingParams
-from fake_vllm import FakeLLM, FakeSamplingParams
 from mmdps.rollout.vllm import VLLMEngine, VLLMUnavailableError, clean_parameter_name, import_vllm
+from tiny_models import build, image_item, text_item
 
 FAKE = dict(llm_factory=FakeLLM, sampling_cls=FakeSamplingParams)
 PARAMS = SamplingParams(max_new_tokens=12, temperature=1.0, seed=5)
@@ -132,7 +132,8 @@ def test_clean_parameter_name_rules():
     assert clean_parameter_name("base_model.model.model.layers.0.mlp.up_proj.base_layer.weight") == \
         "model.layers.0.mlp.up_proj.weight"
     assert clean_parameter_name("base_model.model.model.layers.0.mlp.up_proj.lora_A.default.weight") is None
-    assert clean_parameter_name("_fsdp_wrapped_module.model._checkpoint_wrapped_module.norm.weight") == "model.norm.weight"
+    wrapped = "_fsdp_wrapped_module.model._checkpoint_wrapped_module.norm.weight"
+    assert clean_parameter_name(wrapped) == "model.norm.weight"
     assert clean_parameter_name("module.lm_head.weight") == "lm_head.weight"
     assert clean_parameter_name("base_model.model.score.modules_to_save.default.weight") == "score.weight"
     assert clean_parameter_name("base_model.model.score.original_module.weight") is None

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from mmdps.selection import (
-    SELECTORS, CDASSelector, DoPRSelector, DynamicSamplingSelector, MoPPSSelector, UniformSelector, make_selector,
+    SELECTORS,
+    CDASSelector,
+    DoPRSelector,
+    DynamicSamplingSelector,
+    MoPPSSelector,
+    UniformSelector,
+    make_selector,
 )
 
 

@@ -86,7 +86,7 @@ class ReferenceDPS:
         self.prompts = [ReferencePrompt(self.alpha0, pi0) for _ in range(num_prompts)]
 
     def update(self, ids, rates) -> None:
-        obs = {int(i): observed_state(float(s)) for i, s in zip(ids, rates)}
+        obs = {int(i): observed_state(float(s)) for i, s in zip(ids, rates, strict=True)}
         for p, prompt in enumerate(self.prompts):
             prompt.step(self.alpha0, self.lam, obs.get(p))
 
@@ -259,7 +259,7 @@ def test_mopps_posterior_matches_reference(decay):
         ids = sel.select(int(rng.integers(1, n + 1)))
         rates = random_rates(rng, len(ids))
         sel.update(ids, rates)
-        for i, s in zip(ids, rates):  # only the rolled-out prompts move; the others are not decayed
+        for i, s in zip(ids, rates, strict=True):  # only the rolled-out prompts move; the others are not decayed
             alpha[i] = decay * alpha[i] + (1 - decay) * alpha0 + s * k
             beta[i] = decay * beta[i] + (1 - decay) * beta0 + (1 - s) * k
         got_alpha, got_beta = sel.posterior()
@@ -372,7 +372,7 @@ class ReferenceCDAS:
 
     def update(self, ids, rates) -> None:
         C_prev = self.C
-        for x, s in zip(ids, rates):
+        for x, s in zip(ids, rates, strict=True):
             p_hat = 1.0 / (1.0 + math.exp(-(C_prev - self.D[x])))
             d = p_hat - s
             self.t[x] += 1

@@ -25,7 +25,7 @@ class ReferenceDPS:
         return A / A.sum(axis=0, keepdims=True)
 
     def update(self, ids, rates):
-        obs = {int(i): (0 if s == 0 else 2 if s == 1 else 1) for i, s in zip(ids, rates)}
+        obs = {int(i): (0 if s == 0 else 2 if s == 1 else 1) for i, s in zip(ids, rates, strict=True)}
         for p in range(len(self.A)):
             M = self.mean(self.A[p])
             if p in obs:
@@ -150,7 +150,7 @@ def test_state_round_trip_gives_identical_future_selections(name, tmp_path):
     loaded = dict(np.load(tmp_path / "s.npz"))
     clone = make_selector(name, 60, seed=99, rollouts_per_prompt=8)
     clone.load_state_dict(loaded)
-    for a, b in zip(_run(sel, 6, 1), _run(clone, 6, 1)):
+    for a, b in zip(_run(sel, 6, 1), _run(clone, 6, 1), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -158,7 +158,7 @@ def test_state_round_trip_gives_identical_future_selections(name, tmp_path):
 def test_deterministic_under_seed(name):
     a = _run(make_selector(name, 60, seed=7), 5, 0)
     b = _run(make_selector(name, 60, seed=7), 5, 0)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
 

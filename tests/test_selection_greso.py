@@ -83,7 +83,7 @@ def test_ds_filter_accounting_and_registry():
 def test_determinism_and_state_round_trip():
     def run(sel, steps):
         out = []
-        for t in range(steps):
+        for _ in range(steps):
             ids = sel.select(8)
             rates = (ids % 3) / 2.0  # 0, 0.5, 1: a fixed difficulty per prompt
             sel.update(ids, rates)
@@ -92,11 +92,11 @@ def test_determinism_and_state_round_trip():
         return out
 
     a, b = GRESOSelector(40, seed=7), GRESOSelector(40, seed=7)
-    assert all(np.array_equal(x, y) for x, y in zip(run(a, 12), run(b, 12)))
+    assert all(np.array_equal(x, y) for x, y in zip(run(a, 12), run(b, 12), strict=True))
     state = a.state_dict()
     c = GRESOSelector(40, seed=0)
     c.load_state_dict(state)
-    assert all(np.array_equal(x, y) for x, y in zip(run(a, 6), run(c, 6)))
+    assert all(np.array_equal(x, y) for x, y in zip(run(a, 6), run(c, 6), strict=True))
     assert a.diagnostics() == pytest.approx(c.diagnostics(), nan_ok=True)
     with pytest.raises(ValueError, match="for selector 'greso'"):
         make_selector("dps", 40).load_state_dict(state)

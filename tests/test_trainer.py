@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_models import build, text_item
 
 from mmdps import cli, tasks, verifiers
 from mmdps.config import GRPOConfig
 from mmdps.logging_utils import read_metrics
 from mmdps.trainer import GRPOTrainer, TrainingDivergedError
+from tiny_models import build, text_item
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,7 +191,7 @@ def test_resume_after_crash_continues_like_the_uninterrupted_run(tmp_path, text_
     np.testing.assert_array_equal(resumed.selector.select(2), full.selector.select(2))
     a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(crashed_dir / "run")
     assert [r["step"] for r in b] == [1, 2, 3, 4]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert (ra["tokens_generated"], ra["reward_mean"], ra["rollouts_total"]) == \
             (rb["tokens_generated"], rb["reward_mean"], rb["rollouts_total"])
 
@@ -278,7 +278,7 @@ def test_data_diagnostics_and_candidate_batches(tmp_path, text_model):
     trainer.train()
     records = read_metrics(tmp_path / "run")
     seen: set[int] = set()
-    for step, (record, ids) in enumerate(zip(records, batches), start=1):
+    for step, (record, ids) in enumerate(zip(records, batches, strict=True), start=1):
         earlier = {int(i) for b in batches[: step - 1] for i in b}
         assert record["prompts/repeat_share"] == np.mean([int(i) in earlier for i in ids])
         seen |= {int(i) for i in ids}

@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
-from tiny_models import build, text_item
 
 from mmdps import checkpoint as ckpt
 from mmdps import verifiers
 from mmdps.config import GRPOConfig
 from mmdps.trainer import GRPOTrainer
+from tiny_models import build, text_item
 
 
 @verifiers.register("test_fault_parity")
@@ -77,5 +77,5 @@ def test_verifier_errors_are_a_training_metric(tmp_path, text_model, caplog):
     records = read_metrics(tmp_path / "run")
     errors = [r["reward/verifier_errors"] for r in records]
     assert all(isinstance(e, int) for e in errors) and sum(errors) > 0
-    assert all(e <= r["rollouts"] for e, r in zip(errors, records))
+    assert all(e <= r["rollouts"] for e, r in zip(errors, records, strict=True))
     assert sum(r.name == "mmdps.verifiers.base" for r in caplog.records) == 1  # one warning per run

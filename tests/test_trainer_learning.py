@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import build, text_item
 
 from mmdps import verifiers
 from mmdps.config import GRPOConfig
 from mmdps.logging_utils import read_metrics
 from mmdps.trainer import GRPOTrainer
+from tiny_models import build, text_item
 
 STEPS = 12
 

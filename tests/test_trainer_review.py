@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import build, text_item
 
 from mmdps import verifiers
 from mmdps.config import GRPOConfig
 from mmdps.logging_utils import read_metrics
 from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
 from mmdps.trainer import GRPOTrainer, _mini_batch_spans
+from tiny_models import build, text_item
 
 K = 4
 
@@ -125,7 +125,7 @@ def test_select_happens_before_rollout_and_the_selector_gets_positions_and_binar
     trainer.selector.select, trainer.selector.update = select, update
     trainer.train()
     assert events == ["select", "generate", "update"] * 2
-    for (ids, rates, rewards), (items, _, outputs) in zip(updates, trainer.engine.calls):
+    for (ids, rates, rewards), (items, _, outputs) in zip(updates, trainer.engine.calls, strict=True):
         assert [trainer.items[i] for i in ids] == items  # ids are positions in the training list
         accs = np.array([[_length_verdict(c.text, None)["acc"] for c in group] for group in outputs])
         np.testing.assert_array_equal(rates, (accs >= 1.0).mean(axis=1))  # 0.5 is not a success
@@ -224,7 +224,7 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient(tmp_path, byte_
 
         def step(*args, **kwargs):
             got = [p.grad.detach().clone() for p in trainer.trainable]
-            for g, e in zip(got, expected):
+            for g, e in zip(got, expected, strict=True):
                 torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
             compared.append(sum(float(e.abs().sum()) for e in expected))
             return real_step(*args, **kwargs)
@@ -322,11 +322,11 @@ def test_resume_restores_weights_optimizer_scheduler_and_step(tmp_path, byte_mod
 
     a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
     assert [r["step"] for r in b] == [1, 2, 3, 4]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert ra["lr"] == pytest.approx(rb["lr"]) and ra["reward_mean"] == rb["reward_mean"]
         assert ra["loss"] == pytest.approx(rb["loss"], abs=1e-6)
     assert [r["lr"] for r in a] != [a[0]["lr"]] * 4  # the schedule did move
-    for (name, p), q in zip(full.unwrapped_model.named_parameters(), resumed.unwrapped_model.parameters()):
+    for (name, p), q in zip(full.unwrapped_model.named_parameters(), resumed.unwrapped_model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
 
 
@@ -365,7 +365,7 @@ def test_skipping_zero_advantage_groups_gives_the_same_gradient(tmp_path, byte_m
     assert rows[True][0] <= 3 * K  # the three always-solved prompts were left out
     assert len(grads[True]) == len(grads[False]) == 1
     assert sum(float(g.abs().sum()) for g in grads[False][0]) > 0
-    for got, expected in zip(grads[True][0], grads[False][0]):
+    for got, expected in zip(grads[True][0], grads[False][0], strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
 
 

@@ -3,9 +3,15 @@
 import numpy as np
 import pytest
 
-from mmdps.verifiers.adapters import (completion_text, easyr1_compute_score, make_verl_compute_score,
-                                      trl_reward_func, verifier_for_data_source, verl_compute_score,
-                                      verl_compute_score_batch)
+from mmdps.verifiers.adapters import (
+    completion_text,
+    easyr1_compute_score,
+    make_verl_compute_score,
+    trl_reward_func,
+    verifier_for_data_source,
+    verl_compute_score,
+    verl_compute_score_batch,
+)
 
 
 def test_trl_reward_conversational_and_plain():
@@ -44,7 +50,8 @@ def test_trl_reward_errors():
 
 def test_completion_text():
     assert completion_text("x") == "x"
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]) == "ab"
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert completion_text([{"role": "assistant", "content": parts}]) == "ab"
     assert completion_text({"role": "assistant", "content": "y"}) == "y"
     assert completion_text(None) == ""
 

@@ -44,7 +44,8 @@ def golds(shared_data):
 
 def as_model_answer(gold: str) -> str:
     """How a model writes a final answer: reasoning, then the answer boxed (without the gold's own $)."""
-    return f"Let me work through this carefully.\nSo the result follows.\nThe final answer is $\\boxed{{{gold.strip().strip('$')}}}$."
+    answer = gold.strip().strip('$')
+    return f"Let me work through this carefully.\nSo the result follows.\nThe final answer is $\\boxed{{{answer}}}$."
 
 
 def test_every_gold_boxed_verifies(golds):

@@ -21,7 +21,8 @@ Add your own with :func:`register`.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmdps.verifiers.base import GroundTruthError, TimeLimitExceeded, Verdict, verdict
 

@@ -14,7 +14,8 @@ EasyR1 (``worker.reward.reward_function=<this file>:easyr1_compute_score``, batc
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mmdps.verifiers import get
 from mmdps.verifiers.base import Verdict

@@ -19,7 +19,8 @@ import functools
 import logging
 import signal
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 Verdict = dict[str, float]
 T = TypeVar("T")

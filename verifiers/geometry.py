@@ -23,10 +23,18 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from mmdps.verifiers.base import (DEFAULT_TIME_LIMIT_S, GroundTruthError, TimeLimitExceeded, Verdict,
-                                  call_with_time_limit, never_raise, verdict)
+from mmdps.verifiers.base import (
+    DEFAULT_TIME_LIMIT_S,
+    GroundTruthError,
+    TimeLimitExceeded,
+    Verdict,
+    call_with_time_limit,
+    never_raise,
+    verdict,
+)
 from mmdps.verifiers.format import has_think_boxed
 from mmdps.verifiers.math import MAX_ANSWER_CHARS, equation_value, extract_last_boxed, too_complex, warm_up
 

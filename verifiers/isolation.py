@@ -24,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmdps.verifiers.base import TimeLimitExceeded
 

@@ -19,10 +19,18 @@ import functools
 import logging
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from mmdps.verifiers.base import (DEFAULT_TIME_LIMIT_S, GroundTruthError, TimeLimitExceeded, Verdict,
-                                  call_with_time_limit, never_raise, verdict)
+from mmdps.verifiers.base import (
+    DEFAULT_TIME_LIMIT_S,
+    GroundTruthError,
+    TimeLimitExceeded,
+    Verdict,
+    call_with_time_limit,
+    never_raise,
+    verdict,
+)
 
 #: Longest boxed answer that is graded; longer ones are scored wrong without parsing (no real
 #: benchmark answer comes close: the longest gold in MATH500/OlympiadBench is a few hundred chars).
@@ -61,7 +69,7 @@ def extract_last_boxed(text: str, max_chars: int = MAX_ANSWER_CHARS) -> str | No
             j += 1
         return None
     if text.startswith(" ", i):  # "\boxed 5": up to the next whitespace or "$"
-        match = re.match(r" +([^\s$]{1,%d})" % max_chars, text[i:i + max_chars + 64])
+        match = re.match(rf" +([^\s$]{{1,{max_chars}}})", text[i:i + max_chars + 64])
         return match.group(1) if match else None
     return None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mmdps.demo import DemoSettings, run_demo
 
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     d = DemoSettings()
     parser.add_argument("--out", default="outputs/demo",

@@ -9,8 +9,9 @@ The library side is :mod:`mmdps.eval`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str | None = None,
                  max_prompt_length: int = 1024, max_new_tokens: int = 1024, min_pixels: int | None = None,
                  max_pixels: int | None = None, seed: int = 0, max_images: int = 1,
-                 gpu_memory_utilization: float = 0.85, tensor_parallel_size: int = 1) -> "RolloutEngine":
+                 gpu_memory_utilization: float = 0.85, tensor_parallel_size: int = 1) -> RolloutEngine:
     """Load ``model_path`` into the ``hf`` or ``vllm`` rollout engine."""
     from mmdps.models.loading import load_policy, load_processor
 

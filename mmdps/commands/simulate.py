@@ -32,7 +32,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ds-oversample", type=float, default=1.0, help="DS generation batch / training batch")
     parser.add_argument("--ds-max-rounds", type=int, default=10, help="DS refill rounds per step")
     for field, default in asdict(Dynamics()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=default, help="dynamics (docs/simulator.md)")
+        parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=default,
+                            help="dynamics (docs/simulator.md)")
     parser.add_argument("--out", default="outputs/simulate", help="folder for simulate.json and simulate.png")
 
 
@@ -77,7 +78,7 @@ def print_table(report: dict[str, Any]) -> None:
             conf.add_column("")
             for s in STATE_NAMES:
                 conf.add_column(s, justify="right")
-            for s, row in zip(STATE_NAMES, r["dps_confusion"]):
+            for s, row in zip(STATE_NAMES, r["dps_confusion"], strict=True):
                 conf.add_row(s, *(str(v) for v in row))
             console.print(conf)
 

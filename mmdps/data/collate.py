@@ -14,8 +14,9 @@ the completion), and :meth:`PolicyBatch.micro_batches` slices the patch rows wit
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -247,12 +248,12 @@ class PolicyBatch:
     def completion_length(self) -> int:
         return self.completion_ids.shape[1]
 
-    def to(self, device: torch.device | str) -> "PolicyBatch":
+    def to(self, device: torch.device | str) -> PolicyBatch:
         """A copy with every tensor on ``device``."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return PolicyBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
 
-    def select(self, start: int, stop: int) -> "PolicyBatch":
+    def select(self, start: int, stop: int) -> PolicyBatch:
         """Rows ``start:stop`` with exactly their own patch rows and image grids."""
         rows = {name: getattr(self, name)[start:stop] for name in
                 ("input_ids", "attention_mask", "completion_ids", "completion_mask", "mm_token_type_ids")
@@ -267,7 +268,7 @@ class PolicyBatch:
                 rows["image_grid_thw"] = self.image_grid_thw[image_start:image_stop]
         return PolicyBatch(**rows)
 
-    def micro_batches(self, size: int) -> Iterator["PolicyBatch"]:
+    def micro_batches(self, size: int) -> Iterator[PolicyBatch]:
         """Consecutive slices of at most ``size`` rows (gradient accumulation)."""
         if size < 1:
             raise ValueError(f"micro-batch size must be positive, got {size}")

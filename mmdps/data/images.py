@@ -130,7 +130,8 @@ def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR, min_pixels
     """Qwen2-VL's resize rule: sides divisible by ``factor``, area in [min_pixels, max_pixels],
     aspect ratio kept as closely as possible."""
     if max(height, width) / min(height, width) > MAX_RATIO:
-        raise ImageError(f"image aspect ratio must be below {MAX_RATIO}, got {max(height, width) / min(height, width):.1f}")
+        ratio = max(height, width) / min(height, width)
+        raise ImageError(f"image aspect ratio must be below {MAX_RATIO}, got {ratio:.1f}")
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:

@@ -12,8 +12,9 @@ sources in order, the row's own chat messages when it has them, and its id), wha
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from mmdps.data.readers import Row
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from mmdps.data.images import load_image
 from mmdps.data.item import Item
@@ -60,7 +61,7 @@ def load_record_images(record: Record, image_dir: str | os.PathLike | None = Non
     def loaded_part(source: Any) -> Any:
         # Placeholder parts hold the very objects of ``record.images``; parts that came with their own
         # image (a content block with an ``image``) are loaded here.
-        for original, image in zip(record.images, loaded):
+        for original, image in zip(record.images, loaded, strict=True):
             if original is source:
                 return image
         return load_image(source, base_dir=image_dir, where=record.where)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _READERS_VIA_DATASETS = {".csv": "csv", ".tsv": "csv", ".arrow": "arrow", ".txt": "text"}
 _SPLIT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
@@ -99,7 +100,7 @@ def _read_json(path: Path) -> Iterator[Row]:
         if len(lists) == 1 and all(isinstance(r, dict) for r in next(iter(lists.values()))):
             value = next(iter(lists.values()))
         elif lists and len(lists) == len(value) and len({len(v) for v in lists.values()}) == 1:
-            value = [dict(zip(lists, values)) for values in zip(*lists.values())]
+            value = [dict(zip(lists, values, strict=True)) for values in zip(*lists.values(), strict=True)]
         else:
             raise ValueError(f"{path}: a JSON object at the top level must hold one list of rows; "
                              "write a JSON list of objects or JSON lines instead")

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def compare_reports(paths: Sequence[str | os.PathLike], output_dir: str | os.Pat
     headers = ["report", "task", "problems", "n", "mean@n %", "± stderr", *[f"pass@{k} %" for k in ks],
                "format err %", "mean tokens", "truncated %"]
     rows = []
-    for name, r in zip(names, reports):
+    for name, r in zip(names, reports, strict=True):
         rows.append([name, r.get("task") or r.get("config", {}).get("task", "-"), str(r["num_problems"]), str(r["n"]),
                      percent(r["mean_at_n"]), percent(r.get("mean_at_n_stderr")),
                      *[percent(r["pass_at_k"].get(k)) for k in ks], percent(r.get("format_error_rate")),
@@ -93,7 +94,7 @@ def _plot_comparison(names: Sequence[str], reports: Sequence[dict[str, Any]], ks
     width = 0.8 / len(reports)
     x = np.arange(len(metrics))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(metrics) * max(1, len(reports)) / 2 + 2), 4.5))
-    for i, (name, row) in enumerate(zip(names, values)):
+    for i, (name, row) in enumerate(zip(names, values, strict=True)):
         bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, row, width, label=name)
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
     ax.set_xticks(x, metrics)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmdps.eval.metrics import (
-    metrics_by_group,
     default_ks,
+    metrics_by_group,
     pass_at_k_per_problem,
     problem_difficulty,
     problem_types,
@@ -43,7 +44,7 @@ class EvalResult:
     problems: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate_items(engine: "RolloutEngine", items: Sequence["Item"], *, n: int = 16,
+def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
                    sampling: SamplingParams | None = None, ks: Sequence[int] | None = None, batch_size: int = 8,
                    progress: bool = True, config: Mapping[str, Any] | None = None) -> EvalResult:
     """Sample ``n`` completions per item with ``engine``, score them with each item's verifier and
@@ -104,7 +105,7 @@ def evaluate_items(engine: "RolloutEngine", items: Sequence["Item"], *, n: int =
                 raise RuntimeError(f"{type(engine).__name__}.generate returned {shape} completions for "
                                    f"{len(batch)} items x k={n}; expected a {len(batch)} x {n} nested list")
             t0 = time.perf_counter()
-            for item, completions in zip(batch, outputs):
+            for item, completions in zip(batch, outputs, strict=True):
                 problems.append(_score_item(item, completions, verifier_of[item.verifier], samples))
             scoring_seconds += time.perf_counter() - t0
             bar.update(len(batch) * n)
@@ -126,7 +127,7 @@ def evaluate_items(engine: "RolloutEngine", items: Sequence["Item"], *, n: int =
     return EvalResult(report=report, samples=samples, problems=problems)
 
 
-def _score_item(item: "Item", completions: Sequence[Any], verify: Callable[..., dict],
+def _score_item(item: Item, completions: Sequence[Any], verify: Callable[..., dict],
                 samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Score the completions of one item, append its sample records and return its problem record."""
     num_correct = 0
@@ -202,7 +203,7 @@ def _build_report(problems: Sequence[dict[str, Any]], samples: Sequence[dict[str
 
 def load_eval_items(task: str, data: str | None, *, split: str = "test", limit: int | None = None, seed: int = 0,
                     num: int | None = None, columns: Mapping[str, str] | None = None, template: str | None = None,
-                    system_prompt: str | None = None, skip_invalid: bool = False, **options: Any) -> list["Item"]:
+                    system_prompt: str | None = None, skip_invalid: bool = False, **options: Any) -> list[Item]:
     """Load a test set through its task pack (``data`` None or ``"procedural"``: generated)."""
     from mmdps import tasks
 

@@ -40,7 +40,8 @@ import numpy as np
 
 from mmdps.selection import Selector, make_selector
 
-__all__ = ["DPSGRPOTrainer", "SelectorSampler", "SelectorSamplerCore", "success_rates_from_rewards"]
+# DPSGRPOTrainer and SelectorSampler subclass TRL / torch classes, built on first access by __getattr__.
+__all__ = ["DPSGRPOTrainer", "SelectorSampler", "SelectorSamplerCore", "success_rates_from_rewards"]  # noqa: F822
 
 
 def success_rates_from_rewards(values: Any, num_generations: int, success_threshold: float | None = None,

@@ -33,7 +33,8 @@ import numpy as np
 
 from mmdps.selection import Selector, make_selector
 
-__all__ = ["SelectorCurriculumSampler", "SelectorSamplerLogic", "batch_success_rates"]
+# SelectorCurriculumSampler subclasses verl's sampler, built on first access by __getattr__.
+__all__ = ["SelectorCurriculumSampler", "SelectorSamplerLogic", "batch_success_rates"]  # noqa: F822
 
 
 def _get(config: Any, key: str, default: Any = None) -> Any:

@@ -64,7 +64,8 @@ def _train_bpe(vocab_size: int, seed: int) -> tuple[dict[str, int], list[tuple[s
     for _ in range(6000):
         a, b = rng.randint(0, 999), rng.randint(0, 999)
         corpus.append(" ".join(rng.choice(words) for _ in range(12))
-                      + f" {a} + {b} = {a + b}. <think> ({a}-{b})*2 </think> <answer>{a + b}</answer> \\boxed{{{a + b}}}")
+                      + f" {a} + {b} = {a + b}. <think> ({a}-{b})*2 </think> <answer>{a + b}</answer>"
+                      + f" \\boxed{{{a + b}}}")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmdps.data.item import Item
@@ -39,7 +40,7 @@ class RolloutEngine(ABC):
     chat template and processor, so callers pass :class:`~mmdps.data.item.Item` objects."""
 
     @abstractmethod
-    def generate(self, items: Sequence["Item"], k: int, sampling: SamplingParams) -> list[list[Completion]]:
+    def generate(self, items: Sequence[Item], k: int, sampling: SamplingParams) -> list[list[Completion]]:
         """Return a ``len(items) x k`` nested list of completions, in item order."""
 
     def sync_weights(self, model) -> None:  # noqa: B027 - optional hook

@@ -11,8 +11,9 @@ the loss assumes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,7 +126,8 @@ class HFEngine(RolloutEngine):
             max_new_tokens=sampling.max_new_tokens, min_new_tokens=0, do_sample=do_sample, num_beams=1,
             num_return_sequences=k, eos_token_id=self.stop_ids, pad_token_id=self.pad_token_id, use_cache=True,
             temperature=sampling.temperature if do_sample else 1.0, top_p=sampling.top_p if do_sample else 1.0,
-            top_k=sampling.top_k if do_sample else None, min_p=0.0 if do_sample else None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
+            top_k=sampling.top_k if do_sample else None, min_p=0.0 if do_sample else None, typical_p=1.0,
+            epsilon_cutoff=0.0, eta_cutoff=0.0,
             repetition_penalty=1.0, no_repeat_ngram_size=0)
         if self.banned_ids:
             options["suppress_tokens"] = list(self.banned_ids)
@@ -150,7 +152,8 @@ class HFEngine(RolloutEngine):
                          seed: int | None = None) -> torch.Tensor:
         """Raw ``generate`` output ``[len(prompts) * k, P + new]`` for already-encoded prompts
         (rows prompt-major: prompt 0's k samples first)."""
-        batch = {name: t.to(self.device) for name, t in build_prompt_batch(prompts, pad_token_id=self.pad_token_id).items()}
+        encoded = build_prompt_batch(prompts, pad_token_id=self.pad_token_id)
+        batch = {name: t.to(self.device) for name, t in encoded.items()}
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(next(self.model.parameters()).dtype)
         if not is_vision_language(self.model):

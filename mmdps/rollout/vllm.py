@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,7 +111,8 @@ def inference_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         yield clean, tensor
 
 
-def weight_buckets(pairs: Iterator[tuple[str, torch.Tensor]], bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+def weight_buckets(pairs: Iterator[tuple[str, torch.Tensor]], bucket_bytes: int,
+                   ) -> Iterator[list[tuple[str, torch.Tensor]]]:
     """Group pairs into lists of about ``bucket_bytes`` (a tensor larger than that goes alone)."""
     bucket: list[tuple[str, torch.Tensor]] = []
     size = 0
@@ -251,7 +253,7 @@ class VLLMEngine(RolloutEngine):
         ``max_new_tokens`` exceeds ``max_model_len``, before the engine is called.
         """
         requests = []
-        for item, prompt in zip(items, self.encoder.encode(items)):
+        for item, prompt in zip(items, self.encoder.encode(items), strict=True):
             if len(prompt) + max_new_tokens > self.max_model_len:
                 raise ValueError(f"item {item.id}: prompt of {len(prompt)} tokens (image tokens expanded) + "
                                  f"max_new_tokens={max_new_tokens} > max_model_len={self.max_model_len}; raise "
@@ -277,7 +279,7 @@ class VLLMEngine(RolloutEngine):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(items)} prompts")
         stop, banned = set(self.stop_ids), set(self.banned_ids)
         groups = []
-        for item, output in zip(items, outputs):
+        for item, output in zip(items, outputs, strict=True):
             children = sorted(output.outputs, key=lambda c: c.index)
             if len(children) != k:
                 raise RuntimeError(f"item {item.id}: vLLM returned {len(children)} completions, expected {k}")

@@ -56,7 +56,8 @@ def check_candidate_ratio(candidate_ratio: float | None) -> float | None:
         return None
     if isinstance(candidate_ratio, bool) or not isinstance(candidate_ratio, (int, float, np.integer, np.floating)) \
             or not math.isfinite(candidate_ratio) or candidate_ratio < 1.0:
-        raise ValueError(f"candidate_ratio must be None (rank the whole pool) or a number >= 1, got {candidate_ratio!r}")
+        raise ValueError("candidate_ratio must be None (rank the whole pool) or a number >= 1, "
+                         f"got {candidate_ratio!r}")
     return float(candidate_ratio)
 
 

@@ -43,7 +43,8 @@ class CDASSelector(Selector):
     def in_warmup(self, batch_size: int) -> bool:
         """True while the uniform warm-up epochs are not finished."""
         s = self.sampler
-        return s.epoch < self.warmup_epochs or (s.epoch == self.warmup_epochs and s.position + batch_size <= s.order.size)
+        return s.epoch < self.warmup_epochs or (s.epoch == self.warmup_epochs
+                                                and s.position + batch_size <= s.order.size)
 
     def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
         if self.in_warmup(batch_size):

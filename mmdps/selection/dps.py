@@ -45,13 +45,15 @@ def prior_alpha_matrix(prior_alpha: float | str | np.ndarray) -> np.ndarray:
     """The 3x3 prior Dirichlet counts alpha0 from a float, a preset name or an explicit matrix."""
     if isinstance(prior_alpha, str):
         if prior_alpha not in PRIOR_ALPHAS:
-            raise ValueError(f"prior_alpha must be a positive float, one of {sorted(PRIOR_ALPHAS)} or a 3x3 matrix, got {prior_alpha!r}")
+            raise ValueError(f"prior_alpha must be a positive float, one of {sorted(PRIOR_ALPHAS)} or a 3x3 matrix, "
+                             f"got {prior_alpha!r}")
         return PRIOR_ALPHAS[prior_alpha].copy()
     matrix = np.asarray(prior_alpha, dtype=np.float64)
     if matrix.ndim == 0:
         matrix = np.full((3, 3), float(matrix))
     if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or matrix.min() < 0 or matrix.sum(0).min() <= 0:
-        raise ValueError(f"prior_alpha must be non-negative with positive column sums (3x3 or a float > 0), got {prior_alpha!r}")
+        raise ValueError("prior_alpha must be non-negative with positive column sums (3x3 or a float > 0), "
+                         f"got {prior_alpha!r}")
     return matrix
 
 
@@ -61,7 +63,8 @@ def prior_pi_vector(prior_pi: str | np.ndarray) -> np.ndarray:
         if prior_pi == "uniform":
             return np.full(3, 1.0 / 3.0)
         if prior_pi not in ONE_HOT_PRIORS:
-            raise ValueError(f"prior_pi must be 'uniform', one of {sorted(ONE_HOT_PRIORS)} or a probability 3-vector, got {prior_pi!r}")
+            raise ValueError(f"prior_pi must be 'uniform', one of {sorted(ONE_HOT_PRIORS)} or a probability 3-vector, "
+                             f"got {prior_pi!r}")
         return np.eye(3)[ONE_HOT_PRIORS[prior_pi]]
     vec = np.asarray(prior_pi, dtype=np.float64)
     if vec.shape != (3,) or not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.sum() <= 0:

@@ -32,13 +32,15 @@ class EpochSampler:
 
 def sampler_state(sampler: EpochSampler) -> dict[str, np.ndarray]:
     """The arrays that restore an ``EpochSampler``."""
-    return {"epoch_order": sampler.order, "epoch_position": np.array(sampler.position), "epoch": np.array(sampler.epoch)}
+    return {"epoch_order": sampler.order, "epoch_position": np.array(sampler.position),
+            "epoch": np.array(sampler.epoch)}
 
 
 def load_sampler_state(sampler: EpochSampler, arrays: dict[str, np.ndarray]) -> None:
     order = np.asarray(arrays["epoch_order"])
     if order.ndim != 1 or (order.size and order.size != sampler.n):
-        raise ValueError(f"state_dict['epoch_order'] must be empty or a permutation of {sampler.n} ids, got shape {order.shape}")
+        raise ValueError(f"state_dict['epoch_order'] must be empty or a permutation of {sampler.n} ids, "
+                         f"got shape {order.shape}")
     sampler.order = order.astype(sampler.order.dtype, copy=True)
     sampler.position = int(arrays["epoch_position"])
     sampler.epoch = int(arrays["epoch"])

@@ -44,7 +44,8 @@ class TrainingHistory:
 
     def state(self) -> dict[str, np.ndarray]:
         return {"visits": self.visits, "last_step": self.last_step, "step": np.array(self.step),
-                "distinct": np.array(self.distinct), "total": np.array(self.total), "repeat_share": np.array(self._repeat_share)}
+                "distinct": np.array(self.distinct), "total": np.array(self.total),
+                "repeat_share": np.array(self._repeat_share)}
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         for key in ("visits", "last_step"):

@@ -19,8 +19,9 @@ The command line, table and plot are ``mmdps simulate`` (:mod:`mmdps.commands.si
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

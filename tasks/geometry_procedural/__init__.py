@@ -23,7 +23,8 @@ quadrilaterals, algebraic angle labels, intersecting chords, shared altitudes, c
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mmdps.tasks.geometry_procedural.drawing import _render
 from mmdps.tasks.geometry_procedural.exact import Exact

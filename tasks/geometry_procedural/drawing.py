@@ -5,9 +5,10 @@ the border, the other labels and every stroke, and draws at 3x with a LANCZOS do
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
+from itertools import pairwise
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -297,7 +298,7 @@ def _font_big(font: ImageFont.FreeTypeFont) -> ImageFont.FreeTypeFont:
 
 def _dash(points: list[Point], on: float, off: float) -> list[list[Point]]:
     pieces: list[list[Point]] = []
-    for a, b in zip(points, points[1:]):
+    for a, b in pairwise(points):
         length = math.dist(a, b)
         along = _unit(_sub(b, a))
         t = 0.0

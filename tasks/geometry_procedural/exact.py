@@ -36,11 +36,11 @@ class Exact:
     pi: bool = False
 
     @classmethod
-    def of(cls, value: int | Fraction | "Exact") -> "Exact":
+    def of(cls, value: int | Fraction | Exact) -> Exact:
         return value if isinstance(value, Exact) else cls(Fraction(value))
 
     @classmethod
-    def surd(cls, coef: int | Fraction, radicand: int) -> "Exact":
+    def surd(cls, coef: int | Fraction, radicand: int) -> Exact:
         """``coef * sqrt(radicand)``, simplified (``2*sqrt(20)`` -> ``4*sqrt(5)``)."""
         outside, inside = _split_square(radicand)
         return cls(Fraction(coef) * outside, inside)
@@ -49,10 +49,10 @@ class Exact:
     def value(self) -> float:
         return float(self.coef) * math.sqrt(self.radicand) * (math.pi if self.pi else 1.0)
 
-    def scaled(self, factor: int | Fraction) -> "Exact":
+    def scaled(self, factor: int | Fraction) -> Exact:
         return Exact(self.coef * Fraction(factor), self.radicand, self.pi)
 
-    def shifted(self, delta: int | Fraction) -> "Exact":
+    def shifted(self, delta: int | Fraction) -> Exact:
         return Exact(self.coef + Fraction(delta), self.radicand, self.pi)
 
     def latex(self) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from mmdps.tasks.geometry_procedural.drawing import (
     Point,
@@ -70,7 +71,7 @@ def _triangle(angle_a: float, angle_b: float) -> tuple[Point, Point, Point]:
 
 def _label_polygon(fig: _Figure, names: str, points: Sequence[Point]) -> None:
     center = _centroid(points)
-    for name, p in zip(names, points):
+    for name, p in zip(names, points, strict=True):
         fig.point_label(name, p, center)
 
 
@@ -334,7 +335,7 @@ def _build_circle_arc(rng: random.Random, level: int) -> _Problem:
         fig.segment(o, pb)
         fig.segment(pc, pa)
         fig.segment(pc, pb)
-        for name, p in zip("ABC", (pa, pb, pc)):
+        for name, p in zip("ABC", (pa, pb, pc), strict=True):
             fig.point_label(name, p, o)
         fig.point_label("O", o, _mid(pa, pb))
         if rng.random() < 0.5:
@@ -359,7 +360,7 @@ def _build_circle_arc(rng: random.Random, level: int) -> _Problem:
         fig.polygon([pa, pb, pc])
         fig.dot(o)
         fig.point_label("O", o, pc)
-        for name, p in zip("ABC", (pa, pb, pc)):
+        for name, p in zip("ABC", (pa, pb, pc), strict=True):
             fig.point_label(name, p, o)
         fig.angle(pa, pb, pc, _deg(a))
         fig.angle(pb, pa, pc, "x°")
@@ -375,7 +376,7 @@ def _build_circle_arc(rng: random.Random, level: int) -> _Problem:
         a_deg = d_deg + rng.uniform(0.35, 0.65) * (360 - 2 * angle_a)
         points = [on(a_deg), on(b_deg), on(c_deg), on(d_deg)]
         fig.polygon(points)
-        for name, p in zip(names, points):
+        for name, p in zip(names, points, strict=True):
             fig.point_label(name, p, o)
             fig.dot(p)
         fig.angle(points[0], points[1], points[3], _deg(angle_a))
@@ -397,7 +398,7 @@ def _build_circle_arc(rng: random.Random, level: int) -> _Problem:
         e = _intersect(pa, pc, pb, pd)
         fig.segment(pa, pc)
         fig.segment(pb, pd)
-        for name, p in zip("ABCD", (pa, pb, pc, pd)):
+        for name, p in zip("ABCD", (pa, pb, pc, pd), strict=True):
             fig.point_label(name, p, o)
             fig.dot(p)
         fig.dot(e)
@@ -521,7 +522,7 @@ def _build_power_of_point(rng: random.Random, fig: _Figure) -> _Problem:
     fig.circle(o, radius)
     fig.segment(pa, pb)
     fig.segment(pc, pd)
-    for name, q in zip("ABCD", (pa, pb, pc, pd)):
+    for name, q in zip("ABCD", (pa, pb, pc, pd), strict=True):
         fig.point_label(name, q, o)
         fig.dot(q)
     fig.dot(e)
