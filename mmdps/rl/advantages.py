@@ -1,4 +1,4 @@
-"""Group-relative advantages (GRPO, Dr.GRPO) and per-group statistics.
+"""Outcome advantages from k rollouts per prompt (GRPO, Dr.GRPO, RLOO, REINFORCE++) and per-group statistics.
 
 Rollouts are laid out *group-contiguous*: the ``k`` completions of prompt ``i`` sit at
 ``[i * k : (i + 1) * k]``, which is how the trainer and every rollout engine order them.
@@ -9,7 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["group_advantages", "group_success_rates", "zero_variance_mask"]
+__all__ = ["ADVANTAGE_ESTIMATORS", "REWARD_SCALES", "group_advantages", "group_success_rates", "zero_variance_mask"]
+
+ADVANTAGE_ESTIMATORS = ("grpo", "rloo", "reinforce_pp")
+REWARD_SCALES = ("group", "batch", "none")  # what GRPO divides the centred rewards by
 
 
 def _grouped(values: Tensor, group_size: int, name: str) -> Tensor:
@@ -50,31 +53,70 @@ def group_success_rates(acc: Tensor, group_size: int, *, threshold: float | None
     return grouped.mean(dim=1)
 
 
+def _reward_scale(scale_std: bool | str | None, estimator: str) -> str:
+    """The GRPO scaling ``scale_std`` names, as one of :data:`REWARD_SCALES`."""
+    if estimator != "grpo":
+        if scale_std is not None:
+            raise ValueError(f"scale_std applies to estimator 'grpo' only, got scale_std={scale_std!r} with "
+                             f"estimator={estimator!r} (rloo never scales, reinforce_pp whitens over the batch); "
+                             "leave it unset")
+        return "none"
+    if scale_std is None or scale_std is True:
+        return "group"
+    if scale_std is False:
+        return "none"
+    if scale_std not in REWARD_SCALES:
+        raise ValueError(f"scale_std must be True, False or one of {REWARD_SCALES}, got {scale_std!r}")
+    return scale_std
+
+
 def group_advantages(
     rewards: Tensor,
     group_size: int,
     *,
-    scale_std: bool = True,
+    estimator: str = "grpo",
+    scale_std: bool | str | None = None,
     eps: float = 1e-6,
     unbiased: bool = True,
 ) -> Tensor:
-    """Outcome advantages normalised within each prompt's group of rollouts, float [N].
+    """Outcome advantages of ``N = num_prompts * group_size`` rollouts, float [N], no gradient.
 
-    GRPO (Shao et al. 2024, DeepSeekMath, arXiv 2402.03300):
-        A_i = (r_i - mean(r_group)) / (std(r_group) + eps)
-    Dr.GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training", arXiv 2503.20783),
-    ``scale_std=False``:
-        A_i = r_i - mean(r_group)
+    ``r`` are the rewards, ``mean_g`` / ``std_g`` the mean and standard deviation over a prompt's
+    group of ``k = group_size`` rollouts, ``std_B`` over the whole batch of ``N`` rollouts.
 
-    ``std`` is the unbiased (n - 1) sample standard deviation by default, as ``torch.std`` in
-    verl's ``compute_grpo_outcome_advantage`` (the framework the DPS paper trains with); pass
-    ``unbiased=False`` for the population std. Groups whose rewards are all identical get
-    advantage exactly 0 (not merely close to it through rounding). The result keeps the
-    rewards' floating dtype (float32 for integer or bool rewards) and carries no gradient.
+    ``estimator="grpo"`` (GRPO, Shao et al. 2024, DeepSeekMath, arXiv 2402.03300, Sec. 4.1.2),
+    with the scaling ``scale_std`` chooses:
 
-    Raises ``ValueError`` for a group size below 2 (no group baseline exists), a length that is
-    not a multiple of ``group_size``, or non-finite rewards.
+    - ``True`` / ``"group"`` (default): ``A_i = (r_i - mean_g r) / (std_g r + eps)``;
+    - ``False`` / ``"none"`` (Dr.GRPO, Liu et al. 2025, arXiv 2503.20783, Sec. 3.2): ``A_i = r_i - mean_g r``;
+    - ``"batch"`` (TRL ``scale_rewards="batch"``; the group-mean, batch-std advantage of Liu et al. 2025,
+      "Tricks or Traps? A Deep Dive into RL for LLM Reasoning", arXiv 2508.08221):
+      ``A_i = (r_i - mean_g r) / (std_B r + eps)``, the std of the raw rewards over the batch.
+
+    ``estimator="rloo"`` (REINFORCE Leave-One-Out, Kool et al. 2019, "Buy 4 REINFORCE samples, get a
+    baseline for free!", ICLR 2019 workshop; Ahmadian et al. 2024, "Back to Basics", arXiv 2402.14740,
+    Sec. 3): each rollout's baseline is
+    the mean of the *other* ``k - 1`` rewards, no scaling:
+    ``A_i = r_i - (sum_g r - r_i) / (k - 1) = k / (k - 1) * (r_i - mean_g r)``.
+
+    ``estimator="reinforce_pp"`` (REINFORCE++ with baseline, Hu et al. 2025, arXiv 2501.03262): the
+    group mean is subtracted, then the centred values are normalised over the whole batch:
+    ``A'_i = r_i - mean_g r``, ``A_i = A'_i / (std_B A' + eps)``. (The paper also subtracts the batch
+    mean of ``A'``; over sequences that mean is exactly 0, so it is left out and zero-variance groups
+    keep advantage exactly 0.)
+
+    ``std`` is the unbiased (n - 1) sample standard deviation by default, as ``torch.std`` in verl
+    and TRL; ``unbiased=False`` gives the population std. Groups whose rewards are all identical get
+    advantage exactly 0 under every estimator (not merely close to it through rounding). The result
+    keeps the rewards' floating dtype (float32 for integer or bool rewards). ``scale_std`` may only
+    be given with ``estimator="grpo"``.
+
+    Raises ``ValueError`` for an unknown estimator or scaling, a group size below 2 (no group
+    baseline exists), a length that is not a multiple of ``group_size``, or non-finite rewards.
     """
+    if estimator not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {estimator!r}; valid: {', '.join(ADVANTAGE_ESTIMATORS)}")
+    scale = _reward_scale(scale_std, estimator)
     if isinstance(group_size, int) and not isinstance(group_size, bool) and group_size < 2:
         raise ValueError(
             f"group_size must be >= 2 for group-relative advantages (got {group_size}); "
@@ -84,8 +126,20 @@ def group_advantages(
     if not torch.isfinite(grouped).all():
         raise ValueError("rewards contain NaN or inf; fix the reward function before computing advantages")
     centred = grouped - grouped.mean(dim=1, keepdim=True)
-    if scale_std:
-        std = grouped.std(dim=1, keepdim=True, unbiased=unbiased)
-        centred = centred / (std + eps)
+    if estimator == "rloo":
+        centred = centred * (group_size / (group_size - 1))
+    elif estimator == "reinforce_pp":
+        centred = centred / (_batch_std(centred, unbiased) + eps)
+    elif scale == "group":
+        centred = centred / (grouped.std(dim=1, keepdim=True, unbiased=unbiased) + eps)
+    elif scale == "batch":
+        centred = centred / (_batch_std(grouped, unbiased) + eps)
     constant = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)
     return torch.where(constant, torch.zeros_like(centred), centred).reshape(-1)
+
+
+def _batch_std(values: Tensor, unbiased: bool) -> Tensor:
+    """Std over every entry; 0 for a single entry (instead of NaN), so the advantages stay finite."""
+    if values.numel() < 2:
+        return values.new_zeros(())
+    return values.std(unbiased=unbiased)

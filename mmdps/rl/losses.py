@@ -1,4 +1,4 @@
-"""Masked reductions, loss aggregation and the clipped policy-gradient loss.
+"""Masked reductions, loss aggregation and the policy-gradient losses (PPO clip, GSPO, CISPO).
 
 Shapes: ``N`` sequences (completions) by ``T`` completion tokens. ``mask`` marks the tokens that
 count (1/True) and may be bool or float (float masks act as per-token weights). Padding positions
@@ -13,6 +13,8 @@ from torch import Tensor
 
 __all__ = [
     "LOSS_AGG_MODES",
+    "LOSS_TYPES",
+    "RATIO_LEVELS",
     "aggregate_loss",
     "entropy_loss",
     "masked_mean",
@@ -21,6 +23,8 @@ __all__ = [
 ]
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+RATIO_LEVELS = ("token", "sequence", "sequence_token")
+LOSS_TYPES = ("clip", "cispo")
 
 _LOG_RATIO_LIMIT = 20.0  # exp(20) ~ 5e8: far outside any clip range, and never inf
 
@@ -144,6 +148,25 @@ def entropy_loss(
     return aggregate_loss(entropy, mask, mode, max_len=max_len)
 
 
+def _log_ratio(logprobs: Tensor, old_logprobs: Tensor, weights: Tensor, level: str) -> Tensor:
+    """The log importance ratio ``[N, T]`` at ``level`` (clamped to +-20 so ``exp`` never overflows).
+
+    - ``token``: ``logp_t - old_t``;
+    - ``sequence`` (GSPO): the length-normalised sequence log-ratio ``mean_t (logp_t - old_t)`` on every
+      token of the sequence, its gradient spread over the sequence's tokens (``1 / |y_i|`` each);
+    - ``sequence_token`` (GSPO-token): the same value, with gradient ``grad logp_t`` on token ``t``:
+      ``sg[mean_t (logp_t - old_t)] + logp_t - sg[logp_t]``.
+    """
+    token = logprobs - old_logprobs.detach()
+    if level == "token":
+        return torch.clamp(token, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
+    per_sequence = _safe_divide(_masked(token, weights).sum(dim=1), weights.sum(dim=1))
+    per_sequence = torch.clamp(per_sequence, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT).unsqueeze(1)
+    if level == "sequence":
+        return per_sequence.expand_as(token)
+    return per_sequence.detach() + logprobs - logprobs.detach()
+
+
 def policy_loss(
     logprobs: Tensor,
     old_logprobs: Tensor,
@@ -153,14 +176,17 @@ def policy_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.28,
     clip_c: float | None = None,
+    ratio_level: str = "token",
+    loss_type: str = "clip",
+    rollout_weights: Tensor | None = None,
     loss_agg_mode: str = "token-mean",
     max_len: int | None = None,
     normalizer: float | Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Clipped importance-ratio policy-gradient loss (PPO/GRPO) and its statistics.
+    """Importance-ratio policy-gradient loss (PPO clip / GSPO / CISPO) and its statistics.
 
-    Per token, with ratio ``r = exp(logp - old_logp)`` (log-ratio clamped to +-20 so it never
-    overflows) and advantage ``A``:
+    ``r`` is the importance ratio ``pi_theta / pi_old`` at ``ratio_level`` (log-ratio clamped to
+    +-20 so it never overflows) and ``A`` the advantage. Per token, ``loss_type="clip"`` (default):
 
         l = max(-A r, -A clip(r, 1 - clip_low, 1 + clip_high))          (PPO, arXiv 1707.06347)
 
@@ -168,13 +194,38 @@ def policy_loss(
     ``clip_c`` set (> 1, e.g. 10 in the DPS runs), negative-advantage tokens are further capped
     at ``-A clip_c`` (dual-clip PPO, arXiv 1912.09729), so a huge ratio cannot blow up the loss.
 
+    ``loss_type="cispo"`` (MiniMax-M1, arXiv 2506.13585, the CISPO objective of Sec. 3.1): a
+    REINFORCE loss on every token, weighted by the importance ratio clipped from above and
+    stop-gradiented, so no token loses its gradient:
+
+        l = -sg(min(r, 1 + clip_high)) A log pi_theta
+
+    The paper sets no lower bound on the weight, so ``clip_low`` and ``clip_c`` play no part.
+
+    ``ratio_level`` (GSPO, Zheng et al. 2025, arXiv 2507.18071):
+
+    - ``"token"`` (default): ``r_t = pi_theta(y_t) / pi_old(y_t)``, one ratio per token (PPO/GRPO);
+    - ``"sequence"`` (GSPO): ``s_i = exp(mean_t log(pi_theta(y_t) / pi_old(y_t)))``, the
+      length-normalised sequence ratio, clipped once per sequence (the paper's ranges are tiny,
+      e.g. 3e-4 / 4e-4). Aggregate with ``loss_agg_mode="seq-mean-token-mean"`` for the paper's
+      ``1/G sum_i`` objective;
+    - ``"sequence_token"`` (GSPO-token): ``s_{i,t} = sg[s_i] pi_theta(y_t) / sg[pi_theta(y_t)]``,
+      numerically ``s_i`` but with gradient ``s_i grad log pi_theta(y_t)`` per token, so per-token
+      advantages ``[N, T]`` can be used. With one advantage per sequence it equals GSPO.
+
+    ``rollout_weights`` (``[N, T]`` or ``[N]``, detached): per-token weights that multiply the loss
+    before aggregation, e.g. the rollout-correction weights of
+    :func:`~mmdps.rl.rollout_correction.rollout_correction_weights` (TIS / MIS).
+
     ``logprobs``/``old_logprobs``/``mask`` are ``[N, T]``; ``advantages`` is per sequence ``[N]``
     or per token ``[N, T]``. ``old_logprobs`` and ``advantages`` are detached. The loss is reduced
     with :func:`aggregate_loss` (``loss_agg_mode``, ``max_len``, ``normalizer``). Returns
-    ``(loss, stats)``; ``stats`` holds detached scalars over the masked tokens:
+    ``(loss, stats)``; ``stats`` holds detached scalars over the masked tokens (a sequence ratio
+    counts once per token of its sequence):
 
-    - ``clip_frac_high``: share of tokens with ``A > 0`` and ``r > 1 + clip_high`` (no gradient),
-    - ``clip_frac_low``: share with ``A < 0`` and ``r < 1 - clip_low`` (no gradient),
+    - ``clip_frac_high``: share of tokens with ``A > 0`` and ``r > 1 + clip_high`` (no gradient);
+      for CISPO, the share with ``r > 1 + clip_high`` (weight truncated, gradient kept),
+    - ``clip_frac_low``: share with ``A < 0`` and ``r < 1 - clip_low`` (no gradient; 0 for CISPO),
     - ``clip_frac``: their sum,
     - ``dual_clip_frac``: share with ``A < 0`` capped by ``clip_c`` (0 without dual clip),
     - ``approx_kl``: mean of ``old_logp - logp``, the k1 estimate of KL(old || new),
@@ -191,6 +242,15 @@ def policy_loss(
             f"advantages must be per sequence [N]={list(logprobs.shape[:1])} or per token [N, T]="
             f"{list(logprobs.shape)}, got {list(advantages.shape)}"
         )
+    if rollout_weights is not None and rollout_weights.shape not in (logprobs.shape[:1], logprobs.shape):
+        raise ValueError(
+            f"rollout_weights must be per sequence [N]={list(logprobs.shape[:1])} or per token [N, T]="
+            f"{list(logprobs.shape)}, got {list(rollout_weights.shape)}"
+        )
+    if ratio_level not in RATIO_LEVELS:
+        raise ValueError(f"unknown ratio_level {ratio_level!r}; valid: {', '.join(RATIO_LEVELS)}")
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
     if not 0.0 <= clip_low < 1.0:
         raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
     if clip_high < 0.0:
@@ -202,31 +262,42 @@ def policy_loss(
     adv = advantages.detach().to(logprobs.dtype)
     if adv.dim() == 1:
         adv = adv.unsqueeze(1).expand_as(logprobs)
-    log_ratio = torch.clamp(logprobs - old_logprobs.detach(), -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
+    log_ratio = _log_ratio(logprobs, old_logprobs, weights, ratio_level)
     ratio = torch.exp(log_ratio)
-    unclipped = -adv * ratio
-    clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    per_token = torch.maximum(unclipped, clipped)
-    dual_clipped = torch.zeros_like(per_token, dtype=torch.bool)
-    if clip_c is not None:
-        cap = -adv * clip_c
-        dual_clipped = (adv < 0) & (per_token > cap)
-        per_token = torch.where(dual_clipped, cap, per_token)
+    dual_clipped = torch.zeros_like(logprobs, dtype=torch.bool)
+    if loss_type == "cispo":
+        per_token = -torch.clamp(ratio.detach(), max=1.0 + clip_high) * adv * logprobs
+    else:
+        unclipped = -adv * ratio
+        clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+        per_token = torch.maximum(unclipped, clipped)
+        if clip_c is not None:
+            cap = -adv * clip_c
+            dual_clipped = (adv < 0) & (per_token > cap)
+            per_token = torch.where(dual_clipped, cap, per_token)
+    if rollout_weights is not None:
+        extra = rollout_weights.detach().to(logprobs.dtype)
+        per_token = per_token * (extra.unsqueeze(1) if extra.dim() == 1 else extra)
     loss = aggregate_loss(per_token, weights, loss_agg_mode, max_len=max_len, normalizer=normalizer)
 
     with torch.no_grad():
         ratio = ratio.detach()
-        high = ((adv > 0) & (ratio > 1.0 + clip_high)).to(weights.dtype)
-        low = ((adv < 0) & (ratio < 1.0 - clip_low)).to(weights.dtype)
+        if loss_type == "cispo":
+            high = (ratio > 1.0 + clip_high).to(weights.dtype)
+            low = torch.zeros_like(high)
+        else:
+            high = ((adv > 0) & (ratio > 1.0 + clip_high)).to(weights.dtype)
+            low = ((adv < 0) & (ratio < 1.0 - clip_low)).to(weights.dtype)
         valid = weights != 0
         any_valid = valid.any()
         one = torch.ones((), dtype=ratio.dtype, device=ratio.device)
+        token_log_ratio = torch.clamp(logprobs.detach() - old_logprobs.detach(), -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
         stats = {
             "clip_frac_high": masked_mean(high, weights),
             "clip_frac_low": masked_mean(low, weights),
             "clip_frac": masked_mean(high + low, weights),
             "dual_clip_frac": masked_mean(dual_clipped.to(weights.dtype), weights),
-            "approx_kl": masked_mean(-log_ratio.detach(), weights),
+            "approx_kl": masked_mean(-token_log_ratio, weights),
             "ratio_mean": torch.where(any_valid, masked_mean(ratio, weights), one),
             "ratio_min": torch.where(any_valid, _masked_extreme(ratio, valid, torch.amin), one),
             "ratio_max": torch.where(any_valid, _masked_extreme(ratio, valid, torch.amax), one),
