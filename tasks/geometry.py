@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +202,15 @@ class GeometryPack(TaskPack):
     def _load_rows(self, source: Path, *, split: str, limit: int | None, skip_invalid: bool,
                    show_choices: bool = False, columns: dict[str, str] | None = None, layout: str = "auto",
                    raw_prompt: bool | None = None, image_dir: str | os.PathLike | None = None) -> list[Item]:
+        return self.row_items(read_rows(source, split=split), source=source, limit=limit, skip_invalid=skip_invalid,
+                              show_choices=show_choices, columns=columns, layout=layout, raw_prompt=raw_prompt,
+                              image_dir=default_image_dir(source) if image_dir is None else image_dir)
+
+    def row_items(self, rows: Iterable[Row], *, source: Any, limit: int | None = None, skip_invalid: bool = False,
+                  show_choices: bool = False, columns: dict[str, str] | None = None, layout: str = "auto",
+                  raw_prompt: bool | None = None, image_dir: str | os.PathLike | None = None) -> list[Item]:
+        """Items from rows already read (a file's, or a hub dataset's); the options are ``load``'s."""
         name = source_name(source)
-        image_dir = default_image_dir(source) if image_dir is None else image_dir
         choices_key = (columns or {}).get("choices")
         type_key = (columns or {}).get("problem_type")
 
@@ -230,8 +237,7 @@ class GeometryPack(TaskPack):
             return record_to_item(record, self, ground_truth=answer, metadata=metadata, question=question,
                                   raw_prompt=raw_prompt, image_dir=image_dir)
 
-        return build_items(read_rows(source, split=split), convert, source=source, limit=limit,
-                           skip_invalid=skip_invalid)
+        return build_items(rows, convert, source=source, limit=limit, skip_invalid=skip_invalid)
 
 
 __all__ = ["GeometryPack", "with_choices", "find_geometry3k_dir", "CHOICE_INSTRUCTION"]

@@ -12,6 +12,7 @@ RULES = {
     "mmdps.verifiers": ["torch", "transformers", "mmdps.trainer", "mmdps.models"],
     "mmdps.rl": ["transformers", "mmdps.trainer", "mmdps.selection"],
     "mmdps.tasks": ["mmdps.trainer", "mmdps.models", "mmdps.rollout", "transformers"],
+    "mmdps.presets": ["torch", "transformers", "mmdps.trainer", "mmdps.models", "mmdps.rollout", "mmdps.eval"],
 }
 
 

@@ -1,6 +1,7 @@
 """``mmdps eval``: evaluate a model on a benchmark, or compare reports (docs/evaluation.md).
 
     mmdps eval --model PATH --task geometry3k --data DIR --output out/base
+    mmdps eval --model PATH --benchmark mathvista --data AI4Math/MathVista --output out/mathvista
     mmdps eval --compare out/base out/dps --output out/compare
 
 The library side is :mod:`mmdps.eval`.
@@ -17,7 +18,7 @@ import numpy as np
 
 from mmdps.eval.compare import COMPARISON_PLOT_FILE, COMPARISON_TABLE_FILE, compare_reports
 from mmdps.eval.report import percent, print_rich_table, write_report
-from mmdps.eval.runner import evaluate_items, load_eval_items
+from mmdps.eval.runner import evaluate_items, load_benchmark_items, load_eval_items
 from mmdps.rollout.base import SamplingParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,9 +33,13 @@ def configure_parser(parser) -> None:
     what.add_argument("--model", help="model folder (HF layout; for a training checkpoint its model/ folder) "
                                       "or hub id available offline")
     what.add_argument("--task", help="task pack: geometry3k, geometry, math, gsm8k, countdown, ...")
+    what.add_argument("--benchmark", help="benchmark preset instead of a task pack: mathvista, mathverse, geoqa, "
+                                          "geoqa_plus, geometry3k (published rows, prompt, scoring, breakdowns)")
     what.add_argument("--data", help="data file or folder for the task pack; omit or 'procedural' for "
-                                     "a generated test set (packs with a generator)")
-    what.add_argument("--split", default="test", help="split name passed to the pack (default: test)")
+                                     "a generated test set (packs with a generator). With --benchmark: a hub "
+                                     "dataset id or a local copy (default: the benchmark's hub id)")
+    what.add_argument("--split", default=None,
+                      help="split name passed to the pack (default: test; a benchmark's own, e.g. testmini)")
     what.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     what.add_argument("--num", type=int, default=None, help="procedural sets: how many problems to generate")
     what.add_argument("--columns", default=None,
@@ -176,8 +181,10 @@ def run(args) -> int:
         if args.output:
             print(f"wrote {Path(args.output) / COMPARISON_TABLE_FILE} and {Path(args.output) / COMPARISON_PLOT_FILE}")
         return 0
-    missing = [flag for flag, value in (("--model", args.model), ("--task", args.task), ("--output", args.output))
-               if not value]
+    if args.task and args.benchmark:
+        return fail("give --task or --benchmark, not both")
+    missing = [flag for flag, value in (("--model", args.model), ("--task or --benchmark", args.task or args.benchmark),
+                                        ("--output", args.output)) if not value]
     if missing:
         return fail(f"{', '.join(missing)} required (or use --compare REPORT ...)")
     if args.n < 1 or args.max_new_tokens < 1:
@@ -189,14 +196,26 @@ def run(args) -> int:
         columns = _parse_mapping(args.columns, "--columns") if args.columns else None
         if columns and "image" in columns and "images" not in columns:  # the loaders' key is "images"
             columns["images"] = columns.pop("image")
-        items = load_eval_items(args.task, args.data, split=args.split, limit=args.limit, seed=args.seed,
-                                num=args.num, columns=columns, template=args.template,
-                                system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
+        split, data = args.split or "test", args.data
+        if args.benchmark:
+            from mmdps import presets
+
+            preset = presets.get_class(args.benchmark)
+            split, data = args.split or preset.default_split, args.data or preset.hub_id
+            if columns:
+                options["columns"] = columns
+            items = load_benchmark_items(args.benchmark, data, split=split, limit=args.limit,
+                                         template=args.template, system_prompt=args.system_prompt,
+                                         skip_invalid=args.skip_invalid, **options)
+        else:
+            items = load_eval_items(args.task, data, split=split, limit=args.limit,
+                                    seed=args.seed, num=args.num, columns=columns, template=args.template,
+                                    system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
     except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # TypeError: a third-party pack's loader
         return fail(str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error))
     if not items:
-        return fail(f"task {args.task!r} loaded no problems from {args.data or 'its generator'} "
-                    f"(split {args.split!r}, limit {args.limit})")
+        what = f"benchmark {args.benchmark!r}" if args.benchmark else f"task {args.task!r}"
+        return fail(f"{what} loaded no problems from {data or 'its generator'} (split {split!r}, limit {args.limit})")
     _seed_everything(args.seed)
     batch_size = args.batch_size or (8 if args.engine == "hf" else len(items))
     try:
@@ -211,8 +230,8 @@ def run(args) -> int:
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, seed=args.seed)
     config = {"label": args.label or Path(args.output).name, "model": args.model, "task": args.task,
-              "data": args.data or "procedural", "split": args.split, "limit": args.limit, "engine": args.engine,
-              "batch_size": batch_size, "dtype": args.dtype, "template": args.template, "seed": args.seed,
+              "benchmark": args.benchmark, "data": data or "procedural", "split": split, "limit": args.limit,
+              "engine": args.engine,              "batch_size": batch_size, "dtype": args.dtype, "template": args.template, "seed": args.seed,
               "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns, "options": options}
     try:
         result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: ``metadata[BREAKDOWNS_KEY]``: ``{breakdown name: [labels]}``, the groups a benchmark officially reports
+#: accuracy by (e.g. MathVista's ``{"task": ["geometry problem solving"], "skills": [...]}``).
+BREAKDOWNS_KEY = "breakdowns"
+
 
 @dataclass
 class Item:
@@ -21,7 +25,8 @@ class Item:
         verifier: name of the verifier in ``mmdps.verifiers`` that scores completions of this item.
         task: name of the task pack the item came from.
         metadata: extra fields passed to the verifier as keyword arguments (e.g. ``choices``) and kept
-            in reports (e.g. ``problem_type``, ``difficulty``, ``source``, ``row``).
+            in reports (e.g. ``problem_type``, ``difficulty``, ``source``, ``row``, and
+            ``breakdowns``: see :data:`BREAKDOWNS_KEY`).
     """
 
     id: int

@@ -94,6 +94,8 @@ def _read_json(path: Path) -> Iterator[Row]:
         # Many ".json" files are really JSON lines (one object per line).
         yield from _read_jsonl(path)
         return
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        value = list(value.values())  # rows keyed by their id (MathVista's {"1": {...}, "2": {...}})
     if isinstance(value, dict):
         # {"data": [...]} / {"train": [...], "test": [...]} wrappers, or one column-oriented table.
         lists = {k: v for k, v in value.items() if isinstance(v, list)}

@@ -45,7 +45,8 @@ def compare_reports(paths: Sequence[str | os.PathLike], output_dir: str | os.Pat
                     labels: Sequence[str] | None = None, print_table: bool = True) -> Comparison:
     """Put several reports side by side: mean@n, pass@k, format errors, tokens per report (e.g. base
     vs uniform vs DPS checkpoints), printed with rich. With ``output_dir``, also write
-    ``comparison.md`` (with a by-type table when the reports have types) and ``comparison.png``
+    ``comparison.md`` (with a by-type table when the reports have types, and a table per official
+    breakdown of each benchmark, e.g. MathVista's ``task``) and ``comparison.png``
     (grouped bars of mean@n and pass@k)."""
     if not paths:
         raise ValueError("compare_reports needs at least one report")
@@ -71,6 +72,7 @@ def compare_reports(paths: Sequence[str | os.PathLike], output_dir: str | os.Pat
     if types:
         type_rows = [[t, *[percent(r.get("by_type", {}).get(t, {}).get("mean_at_n")) for r in reports]] for t in types]
         sections += ["## mean@n % by problem type", "", markdown_table(["type", *names], type_rows), ""]
+    sections += _breakdown_sections(reports, names)
     comparison = Comparison(labels=names, headers=headers, rows=rows, markdown="\n".join(sections))
     if print_table:
         print_rich_table("Evaluation comparison", headers, rows, notes)
@@ -81,6 +83,23 @@ def compare_reports(paths: Sequence[str | os.PathLike], output_dir: str | os.Pat
         comparison.files["table"].write_text(comparison.markdown + "\n")
         comparison.files["plot"] = _plot_comparison(names, reports, ks, out / COMPARISON_PLOT_FILE)
     return comparison
+
+
+def _breakdown_sections(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> list[str]:
+    """One table per benchmark and official breakdown (MathVista's task, MathVerse's problem_version, ...),
+    with a column for each report of that benchmark."""
+    sections: list[str] = []
+    tasks = list(dict.fromkeys(r.get("task") or "-" for r in reports if r.get("breakdowns")))
+    for task in tasks:
+        members = [(name, r) for name, r in zip(names, reports) if (r.get("task") or "-") == task]
+        breakdowns = list(dict.fromkeys(b for _, r in members for b in r.get("breakdowns", {})))
+        for breakdown in breakdowns:
+            labels = list(dict.fromkeys(label for _, r in members for label in r["breakdowns"].get(breakdown, {})))
+            rows = [[label, *[percent(r["breakdowns"].get(breakdown, {}).get(label, {}).get("mean_at_n"))
+                              for _, r in members]] for label in labels]
+            sections += [f"## {task}: mean@n % by {breakdown}", "",
+                         markdown_table([breakdown, *[name for name, _ in members]], rows), ""]
+    return sections
 
 
 def _plot_comparison(names: Sequence[str], reports: Sequence[dict[str, Any]], ks: Sequence[int], path: Path) -> Path:

@@ -1,5 +1,5 @@
 """The metrics of an evaluation: unbiased pass@k (Chen et al., 2021) and the grouping of problems by
-type and difficulty."""
+type, difficulty and a benchmark's official breakdowns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from mmdps.data.item import BREAKDOWNS_KEY
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -80,6 +82,21 @@ def problem_types(metadata: Mapping[str, Any]) -> list[str]:
     elif value is not None:
         add("", value, skip=covered)
     return list(dict.fromkeys(labels))  # de-duplicated, first-seen order
+
+
+def problem_breakdowns(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``metadata["breakdowns"]`` (a benchmark's official groups) as ``{name: [labels]}``."""
+    value = metadata.get(BREAKDOWNS_KEY) or {}
+    return {str(name): [str(label) for label in (labels if isinstance(labels, (list, tuple)) else [labels])]
+            for name, labels in value.items()}
+
+
+def breakdown_metrics(problems: Sequence[dict[str, Any]], n: int, ks: Sequence[int]) -> dict[str, Any]:
+    """``{breakdown name: {label: {num_problems, mean_at_n, pass_at_k}}}``, names in first-seen order;
+    a problem with several labels (MathVista's skills) counts once in each."""
+    names = list(dict.fromkeys(name for p in problems for name in p.get("breakdowns", {})))
+    return {name: metrics_by_group(problems, lambda p, name=name: p.get("breakdowns", {}).get(name, []), n, ks)
+            for name in names}
 
 
 def problem_difficulty(metadata: Mapping[str, Any]) -> str | None:

@@ -33,6 +33,9 @@ def flat_metrics(report: Mapping[str, Any], prefix: str = "eval", *, with_groups
         for group in ("by_type", "by_difficulty"):
             for name, metrics in report.get(group, {}).items():
                 out[f"{p}{group}/{name}"] = float(metrics["mean_at_n"])
+        for breakdown, groups in report.get("breakdowns", {}).items():
+            for name, metrics in groups.items():
+                out[f"{p}{breakdown}/{name}"] = float(metrics["mean_at_n"])
     if "timing" in report:
         out[f"{p}seconds"] = float(report["timing"]["total_seconds"])
     return out
@@ -108,14 +111,17 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
         main_rows.append(("seconds", f"{timing['total_seconds']:.1f}"))
         main_rows.append(("tokens / s (generation)", f"{timing['tokens_per_second']:.1f}"))
     lines += [markdown_table(["metric", "value"], main_rows), ""]
-    for group, heading in (("by_type", "By problem type"), ("by_difficulty", "By difficulty")):
-        groups = report.get(group) or {}
+    top_k = max((int(k) for k in report["pass_at_k"]), default=n)
+    sections = [("type", "By problem type", report.get("by_type")),
+                ("difficulty", "By difficulty", report.get("by_difficulty")),
+                *[(name, f"By {name} (official breakdown)", groups)
+                  for name, groups in (report.get("breakdowns") or {}).items()]]
+    for column, heading, groups in sections:
         if not groups:
             continue
-        top_k = max((int(k) for k in report["pass_at_k"]), default=n)
         rows = [(name, g["num_problems"], percent(g["mean_at_n"]), percent(_get_k(g["pass_at_k"], top_k)))
                 for name, g in groups.items()]
-        lines += [f"## {heading}", "", markdown_table([group[3:], "problems", f"mean@{n} %", f"pass@{top_k} %"],
+        lines += [f"## {heading}", "", markdown_table([column, "problems", f"mean@{n} %", f"pass@{top_k} %"],
                                                        rows), ""]
     return "\n".join(lines)
 
@@ -157,8 +163,9 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is not an mmdps evaluation report: it lacks {missing}")
     report["pass_at_k"] = {int(k): v for k, v in report["pass_at_k"].items()}
-    for group in ("by_type", "by_difficulty"):
-        for metrics in report.get(group, {}).values():
+    groups = [report.get("by_type", {}), report.get("by_difficulty", {}), *report.get("breakdowns", {}).values()]
+    for group in groups:
+        for metrics in group.values():
             metrics["pass_at_k"] = {int(k): v for k, v in metrics.get("pass_at_k", {}).items()}
     report["_path"] = str(path)
     return report

@@ -1,5 +1,6 @@
 """Sampling and scoring a test set: :func:`evaluate_items` (also the trainer's eval-every-N-steps) and
-:func:`load_eval_items` (a test set through its task pack)."""
+:func:`load_eval_items` (a test set through its task pack), or :func:`load_benchmark_items` (a
+published benchmark through its preset)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmdps.eval.metrics import (
+    breakdown_metrics,
     default_ks,
     metrics_by_group,
     pass_at_k_per_problem,
+    problem_breakdowns,
     problem_difficulty,
     problem_types,
 )
@@ -36,7 +39,7 @@ class EvalResult:
         samples: one dict per sample: ``item_id``, ``sample``, ``completion``, ``score``, ``acc``,
             ``format``, ``correct``, ``tokens``, ``truncated``, ``finish_reason``, ``ground_truth``.
         problems: one dict per problem: ``item_id``, ``n``, ``num_correct``, ``success_rate``,
-            ``mean_score``, ``types``, ``difficulty`` (e.g. to initialise a prompt selector).
+            ``mean_score``, ``types``, ``difficulty``, ``breakdowns`` (e.g. to initialise a prompt selector).
     """
 
     report: dict[str, Any]
@@ -163,6 +166,7 @@ def _score_item(item: Item, completions: Sequence[Any], verify: Callable[..., di
         "mean_score": float(np.mean(scores)),
         "types": problem_types(item.metadata),
         "difficulty": problem_difficulty(item.metadata),
+        "breakdowns": problem_breakdowns(item.metadata),
         "task": item.task,
     }
 
@@ -193,6 +197,8 @@ def _build_report(problems: Sequence[dict[str, Any]], samples: Sequence[dict[str
         "unsolved_fraction": float(np.mean(correct == 0)),
         "by_type": metrics_by_group(problems, lambda p: p["types"], n, ks),
         "by_difficulty": metrics_by_group(problems, lambda p: [p["difficulty"]] if p["difficulty"] else [], n, ks),
+        # a benchmark's official groups under their own names (MathVista's task, skills, ...)
+        "breakdowns": breakdown_metrics(problems, n, ks),
         "sampling": asdict(sampling),
         "config": dict(config or {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -215,3 +221,15 @@ def load_eval_items(task: str, data: str | None, *, split: str = "test", limit: 
     if columns:
         options["columns"] = dict(columns)
     return pack.load(source, split=split, limit=limit, seed=seed, skip_invalid=skip_invalid, **options)
+
+
+def load_benchmark_items(name: str, data: str | None = None, *, split: str | None = None, limit: int | None = None,
+                         template: str | None = None, system_prompt: str | None = None, skip_invalid: bool = False,
+                         **options: Any) -> list["Item"]:
+    """Load a benchmark through its preset (:mod:`mmdps.presets`): ``data`` is a hub id or a local copy
+    (default: the preset's hub id), ``split`` defaults to the benchmark's own (e.g. ``testmini``)."""
+    from mmdps import presets
+
+    preset_options = {k: v for k, v in (("template", template), ("system_prompt", system_prompt)) if v is not None}
+    preset = presets.get(name, **preset_options)
+    return preset.load(data, split=split, limit=limit, skip_invalid=skip_invalid, **options)
