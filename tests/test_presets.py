@@ -154,7 +154,7 @@ def test_geoqa_release_pickle_with_its_problem_types(tmp_path):
 
 
 def test_geoqa_json_folder_and_geoqa_plus(tmp_path):
-    folder, rows = write_geoqa_json_folder(tmp_path / "release")
+    folder, _ = write_geoqa_json_folder(tmp_path / "release")
     items = presets.get("geoqa_plus").load(folder)
     assert [item.ground_truth for item in items] == ["C", "B", "A"]
     assert all(item.task == "geoqa_plus" and item.images for item in items)

@@ -5,7 +5,11 @@ benchmarks."""
 import json
 
 import pytest
-from benchmark_fixtures import write_geoqa_release, write_mathverse_hub_snapshot, write_mathvista_hub_snapshot
+from benchmark_fixtures import (
+    write_geoqa_release,
+    write_mathverse_hub_snapshot,
+    write_mathvista_hub_snapshot,
+)
 
 import mmdps.commands.eval as eval_module
 from mmdps.cli import main as cli_main

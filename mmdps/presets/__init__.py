@@ -60,4 +60,4 @@ def available() -> list[str]:
     return sorted(set(BUILTIN) | set(_REGISTRY))
 
 
-__all__ = ["BenchmarkPreset", "BREAKDOWNS_KEY", "register", "get", "get_class", "available", "BUILTIN"]
+__all__ = ["BREAKDOWNS_KEY", "BUILTIN", "BenchmarkPreset", "available", "get", "get_class", "register"]

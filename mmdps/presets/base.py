@@ -18,10 +18,12 @@ Adding a benchmark is one module: subclass, set the class attributes, write ``co
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from mmdps.data.item import BREAKDOWNS_KEY, Item
 from mmdps.data.loaders import build_items
@@ -149,7 +151,7 @@ def hub_rows(hub_id: str, split: str, *, config: str | None = None) -> Iterator[
 
     try:
         dataset = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as error:  # noqa: BLE001 - network, auth, a missing split: one message with the fix
+    except Exception as error:
         raise FileNotFoundError(
             f"could not load the hub dataset {hub_id!r} (split {split!r}): {type(error).__name__}: {error}. "
             f"Without internet, download it elsewhere (huggingface-cli download {hub_id} --repo-type dataset "
@@ -160,7 +162,7 @@ def hub_rows(hub_id: str, split: str, *, config: str | None = None) -> Iterator[
 
 def optional_text(value: Any) -> str | None:
     """A stripped string, or None for None / NaN / empty (parquet writes missing strings either way)."""
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     text = str(value).strip()
     return text or None
@@ -178,4 +180,4 @@ def text_list(value: Any, where: str, field: str) -> list[str] | None:
     return [str(v).strip() for v in value] or None
 
 
-__all__ = ["BenchmarkPreset", "BREAKDOWNS_KEY", "ANSWER_TEMPLATES", "hub_rows", "optional_text", "text_list"]
+__all__ = ["ANSWER_TEMPLATES", "BREAKDOWNS_KEY", "BenchmarkPreset", "hub_rows", "optional_text", "text_list"]

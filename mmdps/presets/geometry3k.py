@@ -15,8 +15,9 @@ Graded by ``geometry`` (a boxed value or choice letter), the reward the paper tr
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmdps.data.item import Item
 from mmdps.presets import register
@@ -77,4 +78,4 @@ class Geometry3K(BenchmarkPreset):
         return items
 
 
-__all__ = ["Geometry3K", "goal_types", "diagram_types"]
+__all__ = ["Geometry3K", "diagram_types", "goal_types"]

@@ -24,8 +24,9 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 from mmdps.data.images import load_image
 from mmdps.data.item import Item
@@ -102,7 +103,7 @@ class GeoQA(BenchmarkPreset):
     hub_id = ""  # no official hub release: pass the local release (or a port's hub id)
     default_split = "test"
     breakdowns = ("type",)
-    _types: dict[int, str] = {}  # problem id -> type, read by load
+    _types: ClassVar[dict[int, str]] = {}  # problem id -> type; load sets the instance's own
     local_files = ("{split}.pk", "*/{split}.pk", "data/*/{split}.pk", "{split}.parquet", "data/{split}-*.parquet",
                    "{split}.jsonl")
 
@@ -178,4 +179,4 @@ class GeoQAPlus(GeoQA):
     description = "GeoQA+ test: the release's split pickles, json + image folders, or row files"
 
 
-__all__ = ["GeoQA", "GeoQAPlus", "read_pickle", "official_type"]
+__all__ = ["GeoQA", "GeoQAPlus", "official_type", "read_pickle"]

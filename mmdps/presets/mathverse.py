@@ -20,8 +20,9 @@ spaces ignored; numbers within 0.1%).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmdps.data.images import load_image
 from mmdps.data.item import Item
@@ -30,9 +31,21 @@ from mmdps.data.readers import Row
 from mmdps.presets import register
 from mmdps.presets.base import BenchmarkPreset, optional_text
 from mmdps.verifiers import register as register_verifier
-from mmdps.verifiers.base import DEFAULT_TIME_LIMIT_S, GroundTruthError, Verdict, never_raise, verdict
+from mmdps.verifiers.base import (
+    DEFAULT_TIME_LIMIT_S,
+    GroundTruthError,
+    Verdict,
+    never_raise,
+    verdict,
+)
 from mmdps.verifiers.format import has_think_boxed
-from mmdps.verifiers.geometry import FORMAT_SCORE, LETTERS, clean_value, extract_answer, is_correct
+from mmdps.verifiers.geometry import (
+    FORMAT_SCORE,
+    LETTERS,
+    clean_value,
+    extract_answer,
+    is_correct,
+)
 
 VERIFIER = "mathverse"
 VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only", "Text Only")
@@ -148,4 +161,4 @@ class MathVerse(BenchmarkPreset):
                                    metadata=metadata, breakdowns=breakdowns)
 
 
-__all__ = ["MathVerse", "verify_mathverse", "choices_in_question", "gold_letters", "VERSIONS"]
+__all__ = ["VERSIONS", "MathVerse", "choices_in_question", "gold_letters", "verify_mathverse"]

@@ -20,18 +20,32 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmdps.data.item import Item
-from mmdps.data.readers import Row
 from mmdps.data.layouts import require
+from mmdps.data.readers import Row
 from mmdps.presets import register
 from mmdps.presets.base import BenchmarkPreset, optional_text, text_list
 from mmdps.verifiers import register as register_verifier
-from mmdps.verifiers.base import DEFAULT_TIME_LIMIT_S, GroundTruthError, Verdict, never_raise, verdict
+from mmdps.verifiers.base import (
+    DEFAULT_TIME_LIMIT_S,
+    GroundTruthError,
+    Verdict,
+    never_raise,
+    verdict,
+)
 from mmdps.verifiers.format import has_think_boxed
-from mmdps.verifiers.geometry import FORMAT_SCORE, LETTERS, clean_value, extract_answer, parse_letter, to_number
+from mmdps.verifiers.geometry import (
+    FORMAT_SCORE,
+    LETTERS,
+    clean_value,
+    extract_answer,
+    parse_letter,
+    to_number,
+)
 
 VERIFIER = "mathvista"
 # official breakdown keys of calculate_score.py, in its order
@@ -189,7 +203,7 @@ class MathVista(BenchmarkPreset):
         if prompt_field not in ("query", "question"):
             raise ValueError(f"mathvista: prompt_field must be 'query' or 'question', got {prompt_field!r}")
         precision = data.get("precision")
-        precision = None if precision is None or precision != precision else float(precision)
+        precision = None if precision is None or math.isnan(float(precision)) else float(precision)
         unit = optional_text(data.get("unit"))
         question = str(require(data, "question", row.where))
         if prompt_field == "question":
@@ -217,4 +231,4 @@ class MathVista(BenchmarkPreset):
                                    metadata=metadata, breakdowns=breakdowns)
 
 
-__all__ = ["MathVista", "verify_mathvista", "normalize_answer", "edit_distance"]
+__all__ = ["MathVista", "edit_distance", "normalize_answer", "verify_mathvista"]
