@@ -17,10 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-from mmdps.verifiers.geometry import LETTERS
-
 from mmdps.presets.mathverse import choices_in_question, gold_letters, verify_mathverse
 from mmdps.presets.mathvista import official_query, verify_mathvista
+from mmdps.verifiers.geometry import LETTERS
 
 
 def boxed(text: str) -> str:

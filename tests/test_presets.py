@@ -5,6 +5,8 @@ import pickle
 
 import datasets
 import pytest
+from PIL import Image
+
 from benchmark_fixtures import (
     geoqa_rows,
     mathverse_rows,
@@ -17,8 +19,6 @@ from benchmark_fixtures import (
     write_mathvista_github,
     write_mathvista_hub_snapshot,
 )
-from PIL import Image
-
 from mmdps import presets, verifiers
 from mmdps.presets.geometry3k import diagram_types, goal_types
 from mmdps.presets.mathverse import choices_in_question, gold_letters

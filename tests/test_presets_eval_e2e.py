@@ -5,13 +5,13 @@ benchmarks."""
 import json
 
 import pytest
+
+import mmdps.commands.eval as eval_module
 from benchmark_fixtures import (
     write_geoqa_release,
     write_mathverse_hub_snapshot,
     write_mathvista_hub_snapshot,
 )
-
-import mmdps.commands.eval as eval_module
 from mmdps.cli import main as cli_main
 from mmdps.eval import load_report
 from mmdps.rollout.base import Completion, RolloutEngine

@@ -231,8 +231,9 @@ def run(args) -> int:
                               top_k=args.top_k, seed=args.seed)
     config = {"label": args.label or Path(args.output).name, "model": args.model, "task": args.task,
               "benchmark": args.benchmark, "data": data or "procedural", "split": split, "limit": args.limit,
-              "engine": args.engine,              "batch_size": batch_size, "dtype": args.dtype, "template": args.template, "seed": args.seed,
-              "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns, "options": options}
+              "engine": args.engine, "batch_size": batch_size, "dtype": args.dtype, "template": args.template,
+              "seed": args.seed, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns,
+              "options": options}
     try:
         result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,
                                 progress=not args.no_progress, config=config)

@@ -36,6 +36,6 @@ from mmdps.eval.runner import EvalResult, evaluate_items, load_benchmark_items, 
 __all__ = [
     "COMPARISON_PLOT_FILE", "COMPARISON_TABLE_FILE", "REPORT_FILE", "REQUIRED_REPORT_FIELDS", "SAMPLES_FILE",
     "SUMMARY_FILE", "Comparison", "EvalResult", "compare_reports", "default_ks", "evaluate_items", "flat_metrics",
-    "load_benchmark_items", "load_eval_items", "load_report", "pass_at_k", "pass_at_k_per_problem", "problem_difficulty", "problem_types",
-    "summary_markdown", "write_report",
+    "load_benchmark_items", "load_eval_items", "load_report", "pass_at_k", "pass_at_k_per_problem",
+    "problem_difficulty", "problem_types",    "summary_markdown", "write_report",
 ]

@@ -91,7 +91,7 @@ def _breakdown_sections(reports: Sequence[dict[str, Any]], names: Sequence[str])
     sections: list[str] = []
     tasks = list(dict.fromkeys(r.get("task") or "-" for r in reports if r.get("breakdowns")))
     for task in tasks:
-        members = [(name, r) for name, r in zip(names, reports) if (r.get("task") or "-") == task]
+        members = [(name, r) for name, r in zip(names, reports, strict=True) if (r.get("task") or "-") == task]
         breakdowns = list(dict.fromkeys(b for _, r in members for b in r.get("breakdowns", {})))
         for breakdown in breakdowns:
             labels = list(dict.fromkeys(label for _, r in members for label in r["breakdowns"].get(breakdown, {})))

@@ -225,7 +225,7 @@ def load_eval_items(task: str, data: str | None, *, split: str = "test", limit: 
 
 def load_benchmark_items(name: str, data: str | None = None, *, split: str | None = None, limit: int | None = None,
                          template: str | None = None, system_prompt: str | None = None, skip_invalid: bool = False,
-                         **options: Any) -> list["Item"]:
+                         **options: Any) -> list[Item]:
     """Load a benchmark through its preset (:mod:`mmdps.presets`): ``data`` is a hub id or a local copy
     (default: the preset's hub id), ``split`` defaults to the benchmark's own (e.g. ``testmini``)."""
     from mmdps import presets

@@ -149,7 +149,8 @@ class GeoQA(BenchmarkPreset):
         data = row.data
         problem_id = int(require(data, "id", row.where))
         question = str(require(data, "subject", row.where, hint="GeoQA keeps the problem text in 'subject'")).strip()
-        choices = text_list(data.get("choices"), row.where, "choices") or [str(c) for c in data.get("choice_nums") or []]
+        choices = (text_list(data.get("choices"), row.where, "choices")
+                   or [str(c) for c in data.get("choice_nums") or []])
         label = require(data, "label", row.where)
         if not choices or not isinstance(label, int) or not 0 <= label < min(len(choices), len(LETTERS)):
             raise ValueError(f"{row.where}: 'label' must index one of the {len(choices)} choices, got {label!r}; "

@@ -145,7 +145,8 @@ register_verifier(VERIFIER, verify_mathvista)
 
 # ------------------------------------------------------------------------------- preset
 _HINTS = {
-    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
+    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at "
+                    "the end.",
     "integer": "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, "
                "3, at the end.",
     1: "Hint: Please answer the question requiring a floating-point number with one decimal place and provide the "
