@@ -42,6 +42,7 @@ from mmdps.data.images import ImageError
 from mmdps.data.item import Item
 from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
 from mmdps.verifiers import base as verifier_base
+from mmdps.verifiers import is_correct, score_completion
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Group:
 
     @property
     def success_rate(self) -> float:
-        return float(np.mean(self.acc >= 1.0))  # DPS: binarised acc, averaged over the k rollouts
+        return float(np.mean(is_correct(self.acc)))  # DPS: binarised acc, averaged over the k rollouts
 
     @property
     def zero_variance(self) -> bool:
@@ -429,18 +430,12 @@ class GRPOTrainer:
         from mmdps import verifiers
 
         jobs = [(item, completion) for item, row in zip(items, outputs, strict=True) for completion in row]
-        cache: dict[str, Any] = {}
+        verifier_of = {name: verifiers.get(name) for name in {item.verifier for item in items}}
 
         def score(job) -> tuple[float, float, float]:
             item, completion = job
-            name = item.verifier
-            if name not in cache:
-                cache[name] = verifiers.get(name)
-            try:
-                verdict = cache[name](completion.text, item.ground_truth, **item.metadata)
-            except Exception as exc:  # the contract says never; say which item broke it
-                raise RuntimeError(f"verifier {name!r} raised on item {item.id}: {exc!r}") from exc
-            return float(verdict["score"]), float(verdict["acc"]), float(verdict.get("format", 0.0))
+            verdict = score_completion(item, completion.text, verifier_of[item.verifier])
+            return verdict.score, verdict.acc, verdict.format
 
         if self.config.reward_workers > 1:
             with ThreadPoolExecutor(self.config.reward_workers) as pool:

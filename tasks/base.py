@@ -6,11 +6,13 @@ objects with chat messages, a ground truth and the name of the verifier that sco
     pack = mmdps.tasks.get("countdown")
     items = pack.load(None, split="cd34", num=2000, seed=0)   # generated
     items = pack.load("data/countdown.jsonl")                  # from a file
-    verdict = pack.reward(items[0], "<think>...</think><answer>(1+2)*3</answer>")
+    verdict = pack.reward(items[0], "<think>...</think><answer>(1+2)*3</answer>")   # a Verdict
+    verdict.score, verdict.correct
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import os
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from mmdps.data.item import Item
+from mmdps.verifiers import Verdict, score_completion
 
 T = TypeVar("T")
 # Keywords every pack's ``load`` takes itself; they are never "options".
@@ -131,12 +134,12 @@ class TaskPack(ABC):
                     task=self.name, metadata=dict(metadata or {}))
 
     # ------------------------------------------------------------------ scoring
-    def reward(self, item: Item, completion: str) -> dict[str, float]:
-        """Score one completion with the pack's verifier: ``{"score", "acc", "format"}``."""
-        from mmdps import verifiers
-
-        return verifiers.get(item.verifier or self.verifier)(completion, item.ground_truth, **item.metadata)
+    def reward(self, item: Item, completion: str) -> Verdict:
+        """Score one completion with the item's verifier (the pack's when the item names none)."""
+        if not item.verifier:
+            item = dataclasses.replace(item, verifier=self.verifier)
+        return score_completion(item, completion)
 
     def evaluate(self, item: Item, completion: str) -> bool:
-        """True when the completion is correct."""
-        return self.reward(item, completion)["acc"] >= 1.0
+        """True when the completion is correct (:attr:`~mmdps.verifiers.Verdict.correct`)."""
+        return self.reward(item, completion).correct

@@ -11,6 +11,7 @@ import pytest
 
 import mmdps.tasks as tasks
 from mmdps import verifiers
+from mmdps.verifiers import Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "adding_a_task.md"
@@ -44,8 +45,8 @@ def test_the_example_pack_registers_loads_and_scores(example, tmp_path):
     item = items[0]
     a, b, m = map(int, re.findall(r"\d+", item.text)[:3])
     assert item.ground_truth == a * b % m
-    assert pack.reward(item, f"<answer>{item.ground_truth}</answer>") == {"score": 1.0, "acc": 1.0, "format": 1.0}
-    assert pack.reward(item, f"<answer>{item.ground_truth + m}</answer>")["score"] == 0.1
+    assert pack.reward(item, f"<answer>{item.ground_truth}</answer>") == Verdict(score=1.0, acc=1.0, format=1.0)
+    assert pack.reward(item, f"<answer>{item.ground_truth + m}</answer>").score == 0.1
     assert not pack.evaluate(item, "no tags")
 
     path = tmp_path / "modmath.jsonl"

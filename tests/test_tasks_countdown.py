@@ -97,8 +97,8 @@ def test_reference_solutions_verify_when_the_verifier_is_present(pack):
     pytest.importorskip("mmdps.verifiers.countdown")
     for item in pack.load(None, split="cd34", num=50, seed=7):
         verdict = pack.reward(item, f"<think>...</think> <answer>{item.metadata['solution']}</answer>")
-        assert verdict["acc"] == 1.0, item.metadata
-    assert pack.reward(item, "<think>...</think> <answer>1 + 1</answer>")["acc"] == 0.0
+        assert verdict.acc == 1.0 and verdict.correct, item.metadata
+    assert pack.reward(item, "<think>...</think> <answer>1 + 1</answer>").acc == 0.0
 
 
 def test_file_rows_jsonl_parquet_and_verl(tmp_path, pack):

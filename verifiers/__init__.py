@@ -24,9 +24,17 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from mmdps.verifiers.base import GroundTruthError, TimeLimitExceeded, Verdict, verdict
+from mmdps.verifiers.base import (
+    CORRECT_ACC,
+    GroundTruthError,
+    TimeLimitExceeded,
+    Verdict,
+    VerdictDict,
+    is_correct,
+    verdict,
+)
 
-Verifier = Callable[..., Verdict]
+Verifier = Callable[..., VerdictDict]
 
 # name -> "module:function", imported on first use (math-verify/sympy import takes ~0.5 s).
 _BUILTIN: dict[str, str] = {
@@ -78,5 +86,23 @@ def available() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTRY) | set(_ALIASES))
 
 
-__all__ = ["get", "register", "available", "verdict", "Verdict", "Verifier", "GroundTruthError",
-           "TimeLimitExceeded"]
+def score_completion(item: Any, completion: str, verify: Verifier | None = None) -> Verdict:
+    """Score one completion of ``item`` with its verifier: the one scoring function of the library (the
+    trainer, the evaluation and the task packs all call it).
+
+    ``item`` is an :class:`~mmdps.data.item.Item` (or anything with ``verifier``, ``ground_truth``,
+    ``metadata``, ``id`` and ``task``); ``verify`` defaults to ``get(item.verifier)`` (pass it to skip the
+    look-up in a loop). A verifier raising is a bad ground truth or a bug, never the model's fault: the
+    error is re-raised naming the verifier and the item (a ``ValueError`` stays one).
+    """
+    verify = verify or get(item.verifier)
+    try:
+        raw = verify(completion, item.ground_truth, **item.metadata)
+    except Exception as error:  # the contract says never on model output
+        kind = ValueError if isinstance(error, ValueError) else RuntimeError
+        raise kind(f"verifier {item.verifier!r} failed on item {item.id} (task {item.task!r}): {error}") from error
+    return Verdict.from_dict(raw, source=f"verifier {item.verifier!r} on item {item.id}")
+
+
+__all__ = ["get", "register", "available", "score_completion", "verdict", "Verdict", "VerdictDict", "Verifier",
+           "CORRECT_ACC", "is_correct", "GroundTruthError", "TimeLimitExceeded"]

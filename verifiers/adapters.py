@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mmdps.verifiers import get
-from mmdps.verifiers.base import Verdict
+from mmdps.verifiers.base import VerdictDict
 
 #: Dataset columns that TRL passes and that may hold the ground truth, in order of preference.
 GROUND_TRUTH_COLUMNS = ("ground_truth", "solution", "answer")
@@ -97,7 +97,7 @@ def _item_metadata(extra_info: Any) -> dict[str, Any]:
 
 
 def verl_compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
-                       **kwargs: Any) -> Verdict:
+                       **kwargs: Any) -> VerdictDict:
     """verl ``compute_score``: picks the verifier from ``data_source`` (or ``extra_info["verifier"]``).
 
     ``extra_info`` entries (e.g. ``choices``) are passed to the verifier as item metadata, and so are
@@ -109,12 +109,12 @@ def verl_compute_score(data_source: str, solution_str: str, ground_truth: Any, e
     return get(name)(solution_str, ground_truth, **{**item, **kwargs})
 
 
-def make_verl_compute_score(name: str) -> Callable[..., Verdict]:
+def make_verl_compute_score(name: str) -> Callable[..., VerdictDict]:
     """A verl ``compute_score`` bound to verifier ``name`` whatever the ``data_source``."""
     verifier = get(name)
 
     def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
-                      **kwargs: Any) -> Verdict:
+                      **kwargs: Any) -> VerdictDict:
         return verifier(solution_str, ground_truth, **{**_item_metadata(extra_info), **kwargs})
 
     compute_score.__name__ = compute_score.__qualname__ = f"{name}_compute_score"
@@ -123,7 +123,7 @@ def make_verl_compute_score(name: str) -> Callable[..., Verdict]:
 
 def verl_compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str],
                              ground_truths: Sequence[Any], extra_infos: Sequence[dict | None] | None = None,
-                             **kwargs: Any) -> list[Verdict]:
+                             **kwargs: Any) -> list[VerdictDict]:
     """verl ``batch`` reward manager form of :func:`verl_compute_score`."""
     extra_infos = extra_infos if extra_infos is not None else [None] * len(solution_strs)
     return [verl_compute_score(d, s, g, e, **kwargs)

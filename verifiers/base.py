@@ -1,11 +1,16 @@
 """What every verifier shares: the verdict shape, the never-raise wrapper and the time limit.
 
-A verifier is any callable ``f(completion: str, ground_truth, **item_metadata) -> Verdict`` where a
-verdict is a plain dict ``{"score": float, "acc": float, "format": float}``:
+A verifier is any callable ``f(completion: str, ground_truth, **item_metadata) -> VerdictDict`` where a
+verdict is a plain dict ``{"score": float, "acc": float, "format": float}`` (plain, so that the TRL and
+verl adapters can hand it on as it is):
 
 * ``acc``    1.0 when the answer is correct, else 0.0 (what selectors and pass@k count);
 * ``format`` 1.0 when the completion has the layout the prompt asked for, else 0.0;
 * ``score``  the reward the trainer optimises (each verifier documents its rule).
+
+Inside the library a verdict is the typed :class:`Verdict`, made from the dict in one place
+(:func:`mmdps.verifiers.score_completion`, used by the trainer, the evaluation and the task packs);
+:attr:`Verdict.correct` is the one definition of a correct completion.
 
 Model output is untrusted, so verifiers are wrapped with :func:`never_raise` and anything that can
 run long (sympy) runs under :func:`call_with_time_limit`. An exception inside a verifier still scores 0,
@@ -19,10 +24,11 @@ import functools
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-Verdict = dict[str, float]
+VerdictDict = dict[str, float]
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
@@ -31,7 +37,44 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIME_LIMIT_S = 2.0
 
 
-def verdict(*, acc: float | bool, format: float | bool, score: float | None = None) -> Verdict:
+#: ``acc`` at or above this counts as correct (verifiers give 0 or 1; a partial-credit verifier's 0.5 is not).
+CORRECT_ACC = 1.0
+
+
+def is_correct(acc: Any) -> Any:
+    """``acc >= CORRECT_ACC``: the one definition of a correct completion, for a float or a numpy array."""
+    return acc >= CORRECT_ACC
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verifier's judgement of one completion (see the module docstring for the three fields)."""
+
+    score: float
+    acc: float
+    format: float
+
+    @property
+    def correct(self) -> bool:
+        """Whether the answer is correct (what success rates, selectors and pass@k count)."""
+        return bool(is_correct(self.acc))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "verifier") -> Verdict:
+        """The typed form of a verifier's dict; a ``ValueError`` naming ``source`` when a field is missing or
+        not a number."""
+        try:
+            return cls(score=float(raw["score"]), acc=float(raw["acc"]), format=float(raw["format"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{source} returned {raw!r}, which is not a verdict: it must be a dict of floats "
+                             "{'score', 'acc', 'format'} (mmdps.verifiers.verdict builds one)") from error
+
+    def as_dict(self) -> VerdictDict:
+        """The plain-dict form verifiers return (for TRL / verl and JSON)."""
+        return {"score": self.score, "acc": self.acc, "format": self.format}
+
+
+def verdict(*, acc: float | bool, format: float | bool, score: float | None = None) -> VerdictDict:
     """Build a verdict; ``score`` defaults to ``acc``. All values are floats in [0, 1]."""
     acc_f = 1.0 if acc else 0.0
     format_f = 1.0 if format else 0.0
@@ -39,7 +82,7 @@ def verdict(*, acc: float | bool, format: float | bool, score: float | None = No
     return {"score": score_f, "acc": acc_f, "format": format_f}
 
 
-ZERO: Verdict = {"score": 0.0, "acc": 0.0, "format": 0.0}
+ZERO: VerdictDict = {"score": 0.0, "acc": 0.0, "format": 0.0}
 
 
 class _ErrorCounter:
@@ -75,7 +118,7 @@ def new_run() -> None:
         _ERRORS.warned = False
 
 
-def never_raise(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+def never_raise(fn: Callable[..., VerdictDict]) -> Callable[..., VerdictDict]:
     """Wrap a verifier so that any error (bad ground truth aside) becomes a zero verdict.
 
     Errors in the *ground truth* are the caller's bug, so :class:`GroundTruthError` propagates. A
@@ -85,7 +128,7 @@ def never_raise(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
     """
 
     @functools.wraps(fn)
-    def wrapper(completion: Any, ground_truth: Any = None, /, **kwargs: Any) -> Verdict:
+    def wrapper(completion: Any, ground_truth: Any = None, /, **kwargs: Any) -> VerdictDict:
         if not isinstance(completion, str):
             return dict(ZERO)
         try:

@@ -19,7 +19,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
-from mmdps.verifiers.base import GroundTruthError, Verdict, never_raise, verdict
+from mmdps.verifiers.base import GroundTruthError, VerdictDict, never_raise, verdict
 
 #: Longest answer expression considered (characters). 4-6 numbers need a few dozen.
 MAX_EXPRESSION_CHARS = 500
@@ -111,7 +111,7 @@ def evaluate(node: ast.expr) -> Fraction:
 
 
 @never_raise
-def verify_countdown(completion: str, ground_truth: Any, /, **item: Any) -> Verdict:
+def verify_countdown(completion: str, ground_truth: Any, /, **item: Any) -> VerdictDict:
     """Grade a Countdown answer; ``ground_truth`` is ``{"target": int, "numbers": [int, ...]}``.
 
     ``numbers``/``nums``/``target`` may also come as item metadata. Other keyword arguments are ignored.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmdps.verifiers.base import Verdict, never_raise, verdict
+from mmdps.verifiers.base import VerdictDict, never_raise, verdict
 from mmdps.verifiers.math import extract_last_boxed
 
 
@@ -47,14 +47,14 @@ def has_think_answer(completion: str) -> bool:
 
 
 @never_raise
-def verify_think_boxed(completion: str, ground_truth: Any = None, /, **_item: Any) -> Verdict:
+def verify_think_boxed(completion: str, ground_truth: Any = None, /, **_item: Any) -> VerdictDict:
     """Format reward: 1 for ``<think>...</think>`` then ``\\boxed{}``, else 0 (ground truth unused)."""
     ok = has_think_boxed(completion)
     return verdict(acc=ok, format=ok)
 
 
 @never_raise
-def verify_think_answer(completion: str, ground_truth: Any = None, /, **_item: Any) -> Verdict:
+def verify_think_answer(completion: str, ground_truth: Any = None, /, **_item: Any) -> VerdictDict:
     """Format reward: 1 for ``<think>...</think>`` then ``<answer>...</answer>``, else 0."""
     ok = has_think_answer(completion)
     return verdict(acc=ok, format=ok)

@@ -30,7 +30,7 @@ from mmdps.verifiers.base import (
     DEFAULT_TIME_LIMIT_S,
     GroundTruthError,
     TimeLimitExceeded,
-    Verdict,
+    VerdictDict,
     call_with_time_limit,
     never_raise,
     verdict,
@@ -205,7 +205,7 @@ def is_correct(answer: str, ground_truth: Any, choices: Sequence[Any] | None = N
 @never_raise
 def verify_geometry(completion: str, ground_truth: Any, /, *, choices: Sequence[Any] | None = None,
                     rel_tol: float = 1e-3, choice_rel_tol: float = 0.02, time_limit: float = DEFAULT_TIME_LIMIT_S,
-                    **_item: Any) -> Verdict:
+                    **_item: Any) -> VerdictDict:
     """Grade a geometry answer against a gold letter (with ``choices``) or a gold value.
 
     Args:

@@ -26,7 +26,7 @@ from mmdps.verifiers.base import (
     DEFAULT_TIME_LIMIT_S,
     GroundTruthError,
     TimeLimitExceeded,
-    Verdict,
+    VerdictDict,
     call_with_time_limit,
     never_raise,
     verdict,
@@ -243,7 +243,7 @@ def grade_answer(answer: str, golds: tuple[str, ...], *, time_limit: float = DEF
 # ------------------------------------------------------------------------------- verifier
 @never_raise
 def verify_math(completion: str, ground_truth: Any, /, *, require_think_close: bool = False,
-                time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> Verdict:
+                time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> VerdictDict:
     """Grade the last boxed answer of ``completion`` against ``ground_truth`` (str or list of str).
 
     Args:
@@ -260,7 +260,7 @@ def verify_math(completion: str, ground_truth: Any, /, *, require_think_close: b
     return verdict(acc=grade_answer(answer, golds, time_limit=time_limit), format=True)
 
 
-def verify_math_think(completion: str, ground_truth: Any, /, **item: Any) -> Verdict:
+def verify_math_think(completion: str, ground_truth: Any, /, **item: Any) -> VerdictDict:
     """:func:`verify_math` with ``require_think_close=True`` (the DeepScaleR validation reward)."""
     item.setdefault("require_think_close", True)
     return verify_math(completion, ground_truth, **item)

@@ -24,6 +24,7 @@ from mmdps.eval.metrics import (
     problem_types,
 )
 from mmdps.rollout.base import SamplingParams
+from mmdps.verifiers import score_completion
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmdps.data.item import Item
@@ -65,8 +66,8 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
         progress: show a progress bar over samples.
         config: free-form settings (model path, task, data, ...) copied into ``report["config"]``.
 
-    A completion counts as correct when its verifier's ``acc`` is >= 1, and as a format error when
-    its ``format`` is < 1.
+    Completions are scored by :func:`mmdps.verifiers.score_completion`; one counts as correct by
+    :attr:`~mmdps.verifiers.Verdict.correct`, and as a format error when its ``format`` is < 1.
     """
     if not items:
         raise ValueError("evaluate_items: no items to evaluate (check the data path, split and --limit)")
@@ -136,23 +137,17 @@ def _score_item(item: Item, completions: Sequence[Any], verify: Callable[..., di
     num_correct = 0
     scores: list[float] = []
     for index, completion in enumerate(completions):
-        try:
-            verdict = verify(completion.text, item.ground_truth, **item.metadata)
-        except Exception as error:  # verifiers never raise on model output: a bad ground truth or a bug
-            kind = ValueError if isinstance(error, ValueError) else RuntimeError
-            raise kind(f"verifier {item.verifier!r} failed on item {item.id} (task {item.task!r}): {error}") from error
-        acc, score, fmt = float(verdict["acc"]), float(verdict["score"]), float(verdict["format"])
-        correct = acc >= 1.0
-        num_correct += correct
-        scores.append(score)
+        verdict = score_completion(item, completion.text, verify)
+        num_correct += verdict.correct
+        scores.append(verdict.score)
         samples.append({
             "item_id": item.id,
             "sample": index,
             "completion": completion.text,
-            "score": score,
-            "acc": acc,
-            "format": fmt,
-            "correct": correct,
+            "score": verdict.score,
+            "acc": verdict.acc,
+            "format": verdict.format,
+            "correct": verdict.correct,
             "tokens": len(completion.token_ids),
             "truncated": bool(completion.truncated),
             "finish_reason": completion.finish_reason,

@@ -1,0 +1,103 @@
+"""One typed verdict and one scoring function: the trainer, the evaluation and the task packs agree on
+what a completion scored and on what counts as correct."""
+
+import numpy as np
+import pytest
+
+import mmdps.tasks as tasks
+from mmdps import verifiers
+from mmdps.data.item import Item
+from mmdps.eval import evaluate_items
+from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
+from mmdps.trainer import Group
+from mmdps.verifiers import Verdict, is_correct, score_completion
+
+PARTIAL = "verdict_test_partial"  # acc 0.5 for "half", 1 for "right", 0 otherwise
+NO_FORMAT = "verdict_test_no_format"
+RAISES = "verdict_test_raises"
+
+
+@verifiers.register(PARTIAL)
+def _partial(completion, ground_truth, **_):
+    acc = {"right": 1.0, "half": 0.5}.get(completion, 0.0)
+    return {"score": acc, "acc": acc, "format": 1.0}
+
+
+@verifiers.register(NO_FORMAT)
+def _no_format(completion, ground_truth, **_):
+    return {"score": 1.0, "acc": 1.0}
+
+
+@verifiers.register(RAISES)
+def _raises(completion, ground_truth, **_):
+    raise verifiers.GroundTruthError("ground truth must be an int")
+
+
+def _item(verifier: str, id: int = 0) -> Item:
+    return Item(id=id, messages=[{"role": "user", "content": "q"}], ground_truth=1, verifier=verifier, task="t")
+
+
+class _Canned(RolloutEngine):
+    def __init__(self, texts):
+        self.texts = texts
+
+    def generate(self, items, k, sampling):
+        return [[Completion(text=self.texts[j % len(self.texts)], token_ids=[1], finish_reason="stop")
+                 for j in range(k)] for _ in items]
+
+
+def test_verdict_is_typed_and_correct_means_full_acc():
+    verdict = score_completion(_item(PARTIAL), "right")
+    assert verdict == Verdict(score=1.0, acc=1.0, format=1.0) and verdict.correct
+    assert not score_completion(_item(PARTIAL), "half").correct  # partial credit is not correct
+    assert verdict.as_dict() == {"score": 1.0, "acc": 1.0, "format": 1.0}
+    assert Verdict.from_dict(verdict.as_dict()) == verdict
+    assert is_correct(np.array([1.0, 0.5, 0.0])).tolist() == [True, False, False]
+
+
+def test_trainer_eval_and_packs_count_the_same_completions_as_correct():
+    texts = ["right", "half", "wrong", "right"]
+    item = _item(PARTIAL)
+    expected = [score_completion(item, t).correct for t in texts]
+    assert expected == [True, False, False, True]
+    # the pack
+    pack = tasks.get("countdown")
+    assert [pack.evaluate(item, t) for t in texts] == expected
+    # the evaluation
+    result = evaluate_items(_Canned(texts), [item], n=4, progress=False, sampling=SamplingParams(max_new_tokens=1))
+    assert [s["correct"] for s in result.samples] == expected
+    assert result.problems[0]["num_correct"] == sum(expected)
+    # the trainer's success rate (what the selector sees)
+    accs = np.array([score_completion(item, t).acc for t in texts])
+    group = Group(position=0, completions=[], score=accs, acc=accs, format=np.ones(4))
+    assert group.success_rate == pytest.approx(np.mean(expected))
+
+
+def test_a_verdict_without_format_is_an_error_everywhere():
+    item = _item(NO_FORMAT, id=7)
+    with pytest.raises(ValueError, match=r"verdict_test_no_format.*item 7.*'format'"):
+        score_completion(item, "x")
+    with pytest.raises(ValueError, match="not a verdict"):
+        evaluate_items(_Canned(["x"]), [item], n=1, progress=False)
+    with pytest.raises(ValueError, match="not a verdict"):
+        tasks.get("countdown").reward(item, "x")
+
+
+def test_a_raising_verifier_is_reported_with_the_item():
+    with pytest.raises(ValueError, match=r"verifier 'verdict_test_raises' failed on item 3 \(task 't'\): ground truth"):
+        score_completion(_item(RAISES, id=3), "x")
+
+
+def test_the_trainer_scores_through_score_completion():
+    """GRPOTrainer._verify is the trainer's only scoring path; it returns (score, acc, format) per rollout."""
+    from mmdps.trainer import GRPOTrainer
+
+    trainer = GRPOTrainer.__new__(GRPOTrainer)  # _verify needs only the config
+    trainer.config = type("C", (), {"reward_workers": 1, "num_generations": 2})()
+    items = [_item(PARTIAL, 0), _item(PARTIAL, 1)]
+    outputs = [[Completion(text=t, token_ids=[1], finish_reason="stop") for t in pair]
+               for pair in (("right", "half"), ("wrong", "right"))]
+    verdicts = trainer._verify(items, outputs)
+    assert [v.tolist() for v in verdicts] == [[[1.0, 1.0, 1.0], [0.5, 0.5, 1.0]], [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]]
+    with pytest.raises(ValueError, match="not a verdict"):
+        trainer._verify([_item(NO_FORMAT)], [[Completion(text="x", token_ids=[1], finish_reason="stop")] * 2])
