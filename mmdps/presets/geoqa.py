@@ -11,8 +11,8 @@ Question Answering through Dual Parallel Text Encoding"), in the layouts their r
   ``data/`` folder of a release folder passed as the source.
 * **json + image folders** (``GeoQA3/json/<id>.json`` with ``GeoQA3/image/<id>.png``; GeoQA+'s
   ``json-image_files``): the same fields, one problem per file, all splits together.
-* **Row files / hub ports** with the same columns (``subject, choices, label, image``, optionally
-  ``original_split`` to pick the split and ``type``).
+* **Row files** with the same columns (``subject, choices, label, image``, optionally ``type``, and
+  ``original_split``, which picks the split's rows), e.g. a community port's parquet passed as the file.
 
 Pickles are read with an allow-list (plain containers and numpy arrays only), never ``pickle.load``.
 The official breakdown (``NGS_Aux_test.py``) is by ``type``: angle, length and other (area counts as
@@ -100,7 +100,7 @@ class GeoQA(BenchmarkPreset):
     title = "GeoQA"
     verifier = "geometry"
     description = "GeoQA test: the release's split pickles, json + image folders, or row files"
-    hub_id = ""  # no official hub release: pass the local release (or a port's hub id)
+    hub_id = ""  # no official hub release: pass the local release (or a port's hub id with a test split)
     default_split = "test"
     breakdowns = ("type",)
     _types: ClassVar[dict[int, str]] = {}  # problem id -> type; load sets the instance's own
