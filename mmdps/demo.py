@@ -258,9 +258,10 @@ def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: in
 
 
 def make_engine(model, tokenizer):
-    from mmdps.rollout.hf import HFEngine
+    """The demo's rollout engine for evaluation: HF ``generate`` with the policy, 64 prompt tokens."""
+    from mmdps import rollout
 
-    return HFEngine(model, tokenizer, max_prompt_length=64)
+    return rollout.make_engine("hf", model, tokenizer, max_prompt_length=64)
 
 
 # ---------------------------------------------------------------------- SFT warm start

@@ -111,20 +111,19 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
                  max_prompt_length: int = 1024, max_new_tokens: int = 1024, min_pixels: int | None = None,
                  max_pixels: int | None = None, seed: int = 0, max_images: int = 1,
                  gpu_memory_utilization: float = 0.85, tensor_parallel_size: int = 1) -> RolloutEngine:
-    """Load ``model_path`` into the ``hf`` or ``vllm`` rollout engine."""
-    from mmdps.models.loading import load_policy, load_processor
+    """Load ``model_path`` into the ``hf`` or ``vllm`` rollout engine (built by :func:`mmdps.rollout.make_engine`)."""
+    from mmdps.models.loading import load_policy
+    from mmdps.rollout import make_engine
 
     pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     if name == "hf":
-        from mmdps.rollout.hf import HFEngine
-
         if device is None:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else None  # None: stay on the CPU
         model, processor = load_policy(model_path, dtype=dtype, device=device)
         model.eval()
-        return HFEngine(model, processor, max_prompt_length=max_prompt_length, **pixels)
+        return make_engine("hf", model, processor, max_prompt_length=max_prompt_length, **pixels)
     if name == "vllm":
         # vLLM reads the checkpoint itself: no HF copy of the weights to load, and nothing to sync.
         from mmdps.models.loading import is_lora_adapter
@@ -133,12 +132,10 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
             raise ValueError(f"--engine vllm loads full model folders and {model_path} is a LoRA adapter: use "
                              "--engine hf (which merges the adapter on load), or pass a merged copy written by "
                              "mmdps.models.loading.save_merged_adapter(adapter_folder, out_folder)")
-        from mmdps.rollout.vllm import VLLMEngine
-
-        return VLLMEngine(model_path, load_processor(model_path), tp=tensor_parallel_size,
-                          mem_util=gpu_memory_utilization, max_prompt_length=max_prompt_length,
-                          max_completion_length=max_new_tokens, seed=seed, max_images=max(1, max_images),
-                          dtype=dtype, return_logprobs=False, **pixels)
+        return make_engine("vllm", model_path=model_path, tensor_parallel_size=tensor_parallel_size,
+                           gpu_memory_utilization=gpu_memory_utilization, max_prompt_length=max_prompt_length,
+                           max_completion_length=max_new_tokens, seed=seed, max_images=max(1, max_images),
+                           dtype=dtype, return_logprobs=False, **pixels)
     raise ValueError(f"unknown engine {name!r}; use 'hf' or 'vllm'")
 
 

@@ -31,11 +31,13 @@ _OPTIONS_HINT = ("; set load options in task_options (training data) and eval_op
 
 
 def _check_names(config) -> None:
-    """Fail on a wrong task or selector (name or keyword) before any model is loaded."""
+    """Fail on a wrong task, selector or engine (name or keyword) before any model is loaded."""
     from mmdps import tasks
+    from mmdps.rollout import check_engine_options
     from mmdps.selection import make_selector
 
     tasks.get_class(config.task)
+    check_engine_options(config.engine, config.engine_kwargs)
     make_selector(config.selector, 1, seed=config.seed, rollouts_per_prompt=config.num_generations,
                   **config.selector_kwargs)
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except TypeError as exc:
         if "keyword argument" not in str(exc):
             raise
-        # a third-party pack without TaskPack.call_loader, or a wrong engine_kwargs key
+        # a third-party pack without TaskPack.call_loader
         return _fail(ValueError(f"{exc}{_OPTIONS_HINT}; engine options go in engine_kwargs"))
     try:
         if trainer.resume_from is not None:

@@ -172,8 +172,9 @@ class VLLMEngine(RolloutEngine):
         model_path: the checkpoint folder the trainer loaded (vLLM reads config and tokenizer there;
             a tokenizer the trainer changed must be saved there first).
         processor: the trainer's processor (VL) or tokenizer (text); prompts are encoded with it.
-        tp: tensor-parallel size (divides the world size).
-        mem_util: fraction of the GPU's total memory vLLM may use (weights + KV cache).
+        tensor_parallel_size: tensor-parallel size (divides the world size); vLLM's own name, as are
+            the other ``vllm.LLM`` arguments below.
+        gpu_memory_utilization: fraction of the GPU's total memory vLLM may use (weights + KV cache).
         max_prompt_length, max_completion_length: bound ``max_model_len`` (image tokens count).
         sleep_level: 0 keeps vLLM resident; 1 offloads weights and drops the KV cache during
             training; 2 also discards the weights (the next ``sync_weights`` restores them).
@@ -187,8 +188,9 @@ class VLLMEngine(RolloutEngine):
         llm_kwargs: extra ``vllm.LLM`` arguments (override the ones above).
     """
 
-    def __init__(self, model_path: str | os.PathLike, processor: Any, *, tp: int = 1, mem_util: float = 0.3,
-                 max_prompt_length: int = 1024, max_completion_length: int = 1024, sleep_level: int = 0,
+    def __init__(self, model_path: str | os.PathLike, processor: Any, *, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.3, max_prompt_length: int = 1024,
+                 max_completion_length: int = 1024, sleep_level: int = 0,
                  seed: int = 0, max_images: int = 1, min_pixels: int | None = None, max_pixels: int | None = None,
                  dtype: str = "bfloat16", enforce_eager: bool = False, max_num_seqs: int = 256,
                  max_num_batched_tokens: int = 4096, return_logprobs: bool = True, bucket_bytes: int = 256 << 20,
@@ -216,8 +218,8 @@ class VLLMEngine(RolloutEngine):
         self.image_token_id = self.encoder.image_token_id
         kwargs: dict[str, Any] = dict(
             model=os.fspath(model_path), tokenizer=os.fspath(model_path), dtype=dtype,
-            distributed_executor_backend="external_launcher", tensor_parallel_size=tp,
-            gpu_memory_utilization=mem_util, max_model_len=self.max_model_len, max_num_seqs=max_num_seqs,
+            distributed_executor_backend="external_launcher", tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization, max_model_len=self.max_model_len, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, enable_sleep_mode=sleep_level > 0, seed=seed,
             enforce_eager=enforce_eager, logprobs_mode="processed_logprobs")
         if self.is_vision_language:
