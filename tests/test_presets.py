@@ -28,7 +28,7 @@ BOXED = "<think>working</think> \\boxed{{{}}}"
 
 
 def score(item, answer):
-    return verifiers.get(item.verifier)(BOXED.format(answer), item.ground_truth, **item.metadata)["acc"]
+    return verifiers.score_completion(item, BOXED.format(answer)).acc
 
 
 def test_registry_names_every_preset_and_rejects_unknown_ones():

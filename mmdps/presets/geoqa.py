@@ -26,7 +26,7 @@ import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from mmdps.data.images import load_image
 from mmdps.data.item import Item
@@ -103,9 +103,12 @@ class GeoQA(BenchmarkPreset):
     hub_id = ""  # no official hub release: pass the local release (or a port's hub id with a test split)
     default_split = "test"
     breakdowns = ("type",)
-    _types: ClassVar[dict[int, str]] = {}  # problem id -> type; load sets the instance's own
     local_files = ("{split}.pk", "*/{split}.pk", "data/*/{split}.pk", "{split}.parquet", "data/{split}-*.parquet",
                    "{split}.jsonl")
+
+    def __init__(self, template: str | None = None, system_prompt: str | None = None):
+        super().__init__(template, system_prompt)
+        self._types: dict[int, str] = {}  # problem id -> type, read by load
 
     def load(self, source=None, *, split=None, limit=None, skip_invalid=False, seed=0, **options) -> list[Item]:
         if source in (None, ""):
@@ -120,8 +123,7 @@ class GeoQA(BenchmarkPreset):
         path = Path(source)
         json_dir = next((d for d in (path / "json", path) if d.is_dir() and any(d.glob("*.json"))), None)
         if path.is_dir() and not self.split_files(path, split) and json_dir is not None:
-            image_dir = json_dir.parent / "image"
-            return self._json_rows(json_dir), image_dir
+            return self._json_rows(json_dir), json_dir.parent / "image"
         rows, image_dir = super().rows(source, split)
         return (row for row in rows if row.data.get("original_split") in (None, split)), image_dir
 

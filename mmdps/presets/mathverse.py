@@ -34,7 +34,7 @@ from mmdps.verifiers import register as register_verifier
 from mmdps.verifiers.base import (
     DEFAULT_TIME_LIMIT_S,
     GroundTruthError,
-    Verdict,
+    VerdictDict,
     never_raise,
     verdict,
 )
@@ -82,7 +82,7 @@ def gold_letters(answer: str) -> list[str] | None:
 @never_raise
 def verify_mathverse(completion: str, ground_truth: Any, /, *, question_type: str = "free-form",
                      choices: Sequence[str] | None = None, time_limit: float = DEFAULT_TIME_LIMIT_S,
-                     **_item: Any) -> Verdict:
+                     **_item: Any) -> VerdictDict:
     """Grade a MathVerse completion (rules in the module docstring). Score: 1 if correct, else 0.1 x format."""
     if not isinstance(ground_truth, str) or not ground_truth.strip():
         raise GroundTruthError(f"MathVerse ground truth must be the published answer string, got {ground_truth!r:.80}")

@@ -33,7 +33,7 @@ from mmdps.verifiers import register as register_verifier
 from mmdps.verifiers.base import (
     DEFAULT_TIME_LIMIT_S,
     GroundTruthError,
-    Verdict,
+    VerdictDict,
     never_raise,
     verdict,
 )
@@ -73,7 +73,7 @@ def _number(text: str, unit: str | None, time_limit: float) -> float | None:
         text = text.replace(unit, " ")
     cleaned = clean_value(text.replace("\\$", "")).replace("$", "").replace(",", "").strip()
     try:
-        value = float(cleaned)
+        value: float | None = float(cleaned)
     except ValueError:
         value = to_number(cleaned, time_limit) if cleaned else None
     return value if value is not None and math.isfinite(value) else None
@@ -124,7 +124,7 @@ def normalize_answer(extraction: str, *, question_type: str, answer_type: str, p
 @never_raise
 def verify_mathvista(completion: str, ground_truth: Any, /, *, question_type: str = "free_form",
                      answer_type: str = "text", precision: Any = None, choices: Sequence[str] | None = None,
-                     unit: str | None = None, time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> Verdict:
+                     unit: str | None = None, time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> VerdictDict:
     """Grade a MathVista completion: extract (last ``\\boxed{}`` or ``Answer:``), normalise as the official
     script does, compare with the published answer string. Score: 1 if correct, else 0.1 x format."""
     if not isinstance(ground_truth, str) or not ground_truth.strip():
