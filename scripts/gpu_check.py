@@ -29,9 +29,11 @@ import logging
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -412,6 +414,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.manual_seed(0)
+    # Weights and run folders go to scratch space: only the figures belong in --out.
+    work = Path(tempfile.mkdtemp(prefix="mmdps-gpu-check-"))
     models: dict[str, tuple[Path, list]] = {}
     ours: dict[str, dict[str, Any]] = {}
     for kind in ("text", "vl"):
@@ -420,10 +424,10 @@ def main(argv=None) -> int:
 
         def run_ours(kind=kind) -> dict[str, Any]:
             t0 = time.perf_counter()
-            folder, params = build_model(kind, sizes, out / "models" / kind)
+            folder, params = build_model(kind, sizes, work / "models" / kind)
             models[kind] = (folder, make_items(kind, sizes))
             result = {"parameters": params, "build_s": round(time.perf_counter() - t0, 2)}
-            result.update(time_mmdps(kind, folder, models[kind][1], sizes, out / "runs", report))
+            result.update(time_mmdps(kind, folder, models[kind][1], sizes, work, report))
             return result
 
         # about: build + load + warm-up + two steps; the first step's time is only known afterwards
@@ -438,22 +442,15 @@ def main(argv=None) -> int:
             report.skip(f"trl_{kind}", f"TRL is not importable here: {env['trl']}")
             continue
         theirs = guarded(report, f"trl_{kind}", 20 + (1 + sizes["steps"]) * 1.3 * result["step_s"],
-                         lambda kind=kind: time_trl(kind, models[kind][0], models[kind][1], sizes, out / "runs"))
+                         lambda kind=kind: time_trl(kind, models[kind][0], models[kind][1], sizes, work))
         if theirs is not None:
             theirs["ratio_mmdps_over_trl"] = result["step_s"] / theirs["step_s"]
             report.put(f"trl_{kind}", theirs)
 
     print_summary(report.data, report.path)
-    shutil_rmtree(out / "models")
-    shutil_rmtree(out / "runs")
+    shutil.rmtree(work, ignore_errors=True)
     tests = report.data.get("gpu_tests", {})
     return 1 if tests.get("rc") not in (0, None) else 0
-
-
-def shutil_rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)  # weights and run folders must not travel back with the figures
 
 
 def print_summary(data: dict[str, Any], path: Path) -> None:
