@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import itertools
 import json
 import logging
 import os
@@ -35,8 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -329,7 +331,7 @@ def time_trl(kind: str, model_dir: Path, items: list, sizes: dict[str, Any], out
 
     def reward(completions, answer, **_):
         texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-        return [float(verify(text, json.loads(a))["score"]) for text, a in zip(texts, answer)]
+        return [float(verify(text, json.loads(a))["score"]) for text, a in zip(texts, answer, strict=True)]
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -361,7 +363,7 @@ def time_trl(kind: str, model_dir: Path, items: list, sizes: dict[str, Any], out
     load_s = time.perf_counter() - t0
     free_memory()
     trainer.train()
-    times = [b - a for a, b in zip(clock.marks, clock.marks[1:])]
+    times = [b - a for a, b in itertools.pairwise(clock.marks)]
     result = {"load_s": round(load_s, 2), "warmup_step_s": times[0], "step_times_s": times[1:],
               "step_s": statistics.median(times[1:]), **peak_memory()}
     del trainer, model
@@ -410,7 +412,8 @@ def main(argv=None) -> int:
         return 2
 
     if "tests" not in skip:
-        guarded(report, "gpu_tests", 60, lambda: run_tests(report, timeout_s=max(60.0, min(180.0, report.left() - 120))))
+        limit = max(60.0, min(180.0, report.left() - 120))  # leave time for the measurements
+        guarded(report, "gpu_tests", 60, lambda: run_tests(report, timeout_s=limit))
     import torch
 
     torch.manual_seed(0)

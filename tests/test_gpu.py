@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import build, image_item, text_item
 
 from mmdps import verifiers
 from mmdps.config import GRPOConfig
@@ -23,6 +22,7 @@ from mmdps.models.loading import enable_gradient_checkpointing, load_policy
 from mmdps.rollout.base import SamplingParams
 from mmdps.rollout.hf import cut_completion
 from mmdps.trainer import GRPOTrainer
+from tiny_models import build, image_item, text_item
 
 pytestmark = pytest.mark.gpu
 
