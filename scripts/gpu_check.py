@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for gpu_check.json and the tests' log")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the wiring, not speed")
-    parser.add_argument("--budget-s", type=float, default=270.0,
+    parser.add_argument("--budget-s", type=float, default=250.0,
                         help="wall-clock seconds for everything; phases that would not fit are skipped")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per trainer (default 2; dry run 1)")
     parser.add_argument("--batch-size", type=int, default=None, help="prompts per step, B (default 32)")
