@@ -107,7 +107,23 @@ class GRPOConfig:
     - ``clip_c`` (float | None, 10.0): dual-clip bound for negative advantages (verl ``clip_ratio_c``); None = off.
     - ``loss_agg_mode`` (str, ``"token-mean"``): ``token-mean`` (DAPO), ``seq-mean-token-mean`` (GRPO),
       ``seq-mean-token-sum-norm`` (Dr.GRPO).
-    - ``scale_rewards`` (bool, True): divide group advantages by the group std (GRPO); False = Dr.GRPO.
+    - ``advantage_estimator`` (str, ``"grpo"``): ``grpo`` (group mean baseline, scaled as ``scale_rewards`` says),
+      ``rloo`` (leave-one-out baseline, no scaling; Ahmadian et al. 2024) or ``reinforce_pp`` (group mean
+      subtracted, then divided by the batch std; REINFORCE++ with baseline, Hu 2025).
+    - ``scale_rewards`` (bool | str, True): GRPO's scaling of the centred rewards: True / ``group`` = the group
+      std (GRPO), ``batch`` = the std of the batch's rewards (TRL ``scale_rewards="batch"``), False / ``none`` =
+      none (Dr.GRPO). Only for ``advantage_estimator=grpo``; the other estimators ignore the default.
+    - ``ratio_level`` (str, ``"token"``): importance ratio per ``token`` (PPO/GRPO), per ``sequence`` (GSPO, the
+      length-normalised sequence ratio; its paper clips at 3e-4 / 4e-4 and aggregates ``seq-mean-token-mean``) or
+      ``sequence_token`` (GSPO-token).
+    - ``loss_type`` (str, ``"clip"``): ``clip`` (PPO clipped surrogate, with ``clip_c``) or ``cispo`` (MiniMax-M1:
+      REINFORCE on every token weighted by ``sg(min(ratio, 1 + clip_high))``; ``clip_low`` and ``clip_c`` unused).
+    - ``rollout_correction`` (str | None, None): correct for the sampler/trainer log-prob mismatch with ``tis``
+      (weight ``min(rho, cap)``, Yao et al. 2025) or ``mis`` (weight ``rho``, 0 beyond ``cap``), where ``rho`` is
+      the trainer's over the sampler's probability of each sampled token (``rollout_correction_level="token"``)
+      or of the whole sequence (``"sequence"``). Needs an engine that reports sampling log-probs (both do,
+      except for greedy decoding). The mismatch is logged every step either way (``rollout/*``).
+    - ``rollout_correction_level`` (str, ``"token"``), ``rollout_correction_cap`` (float, 2.0): see above.
     - ``beta`` (float, 0.0): KL-loss coefficient to a frozen reference (paper: 0 MATH / Countdown, 0.01 Geo3K-3B).
       0 loads no reference model.
     - ``kl_estimator`` (str, ``"k3"``): ``k1`` or ``k3`` (Schulman's estimators; verl ``low_var_kl`` = k3).
@@ -205,7 +221,13 @@ class GRPOConfig:
     clip_high: float = 0.28
     clip_c: float | None = 10.0
     loss_agg_mode: str = "token-mean"
-    scale_rewards: bool = True
+    advantage_estimator: str = "grpo"
+    scale_rewards: bool | str = True
+    ratio_level: str = "token"
+    loss_type: str = "clip"
+    rollout_correction: str | None = None
+    rollout_correction_level: str = "token"
+    rollout_correction_cap: float = 2.0
     beta: float = 0.0
     kl_estimator: str = "k3"
     entropy_coeff: float = 0.001
@@ -264,6 +286,7 @@ class GRPOConfig:
                              f"got {self.mini_batch_size}")
         if self.loss_agg_mode not in LOSS_AGG_MODES:
             raise ValueError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {self.loss_agg_mode!r}")
+        self._validate_objective()
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
         if self.dtype not in DTYPES:
@@ -302,6 +325,38 @@ class GRPOConfig:
             raise ValueError(f"save_total_limit must be >= 1 or None, got {self.save_total_limit}")
         if isinstance(self.resume, str) and self.resume.lower() in ("none", "null", "false", "no", ""):
             self.resume = None
+
+    def _validate_objective(self) -> None:
+        """The advantage estimator, ratio level, loss type and rollout correction (choices from mmdps.rl)."""
+        from mmdps.rl import (
+            ADVANTAGE_ESTIMATORS,
+            LOSS_TYPES,
+            RATIO_LEVELS,
+            REWARD_SCALES,
+            ROLLOUT_CORRECTION_LEVELS,
+            ROLLOUT_CORRECTIONS,
+        )
+
+        for name, choices in (("advantage_estimator", ADVANTAGE_ESTIMATORS), ("ratio_level", RATIO_LEVELS),
+                              ("loss_type", LOSS_TYPES), ("rollout_correction_level", ROLLOUT_CORRECTION_LEVELS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if not isinstance(self.scale_rewards, bool) and self.scale_rewards not in REWARD_SCALES:
+            raise ValueError(f"scale_rewards must be true, false or one of {REWARD_SCALES}, got {self.scale_rewards!r}")
+        if self.advantage_estimator != "grpo" and self.scale_rewards not in (True, "group"):
+            raise ValueError(f"scale_rewards={self.scale_rewards!r} applies to advantage_estimator=grpo only; "
+                             f"{self.advantage_estimator} defines its own normalisation: remove scale_rewards")
+        if isinstance(self.rollout_correction, str) and self.rollout_correction.lower() in ("none", "null", ""):
+            self.rollout_correction = None
+        if self.rollout_correction is not None:
+            if self.rollout_correction not in ROLLOUT_CORRECTIONS:
+                raise ValueError(f"rollout_correction must be None or one of {ROLLOUT_CORRECTIONS}, "
+                                 f"got {self.rollout_correction!r}")
+            if self.temperature == 0:
+                raise ValueError("rollout_correction needs sampled rollouts (temperature > 0): greedy decoding "
+                                 "reports no sampling log-probs")
+        if not self.rollout_correction_cap > 0:
+            raise ValueError(f"rollout_correction_cap must be > 0 (e.g. 2.0), got {self.rollout_correction_cap!r}")
 
     # ------------------------------------------------------------------ helpers
     @classmethod

@@ -449,7 +449,7 @@ class GRPOTrainer:
     def _train_phase(self, groups: list[Group]) -> dict[str, Any]:
         """Advantages, then ``ppo_epochs`` x mini-batch optimizer updates on this process's groups."""
         from mmdps.data.collate import build_policy_batch
-        from mmdps.rl import group_advantages, soft_overlong_penalty, truncation_mask
+        from mmdps.rl import truncation_mask
 
         config = self.config
         k = config.num_generations
@@ -464,12 +464,9 @@ class GRPOTrainer:
         if not local:
             local, weight = groups[:1], 0.0
         completions = [c for group in local for c in group.completions]
-        scores = torch.tensor(np.concatenate([group.score for group in local]), dtype=torch.float32)
         lengths = torch.tensor([len(c.token_ids) for c in completions])
-        if config.overlong_buffer_len > 0:
-            scores = scores + soft_overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer_len,
-                                                    config.overlong_penalty_factor)
-        advantages = group_advantages(scores, k, scale_std=config.scale_rewards)
+        local_rows = list(range(rank, len(groups), world)) or [0]
+        advantages = self._advantages(groups)[local_rows].reshape(-1)
         # What the loss normaliser sees: all completion tokens, of which only the informative groups'
         # (some non-zero advantage) carry policy gradient.
         group_tokens = lengths.view(-1, k).sum(dim=1).float()
@@ -494,6 +491,12 @@ class GRPOTrainer:
             mask = truncation_mask(torch.tensor([c.truncated for c in completions]), mask)
         mask = mask * weight
 
+        sampler_logprobs = _sampler_logprobs(completions, batch.completion_length)
+        if config.rollout_correction is not None and sampler_logprobs is None:
+            raise RuntimeError(f"rollout_correction={config.rollout_correction!r} needs the sampling log-probs of "
+                               f"every completion, and {type(self.engine).__name__} reported none (an engine built "
+                               "with return_logprobs=False?); turn the correction off or let the engine report them")
+
         spans = _mini_batch_spans(len(local), num_mini)
         need_old = config.ppo_epochs > 1 or len(spans) > 1
         old_logprobs = self._logprobs_no_grad(self.model, batch) if need_old else None
@@ -507,6 +510,7 @@ class GRPOTrainer:
                 update = self._update(batch.select(start, stop), advantages[start:stop], span_mask,
                                       None if old_logprobs is None else old_logprobs[start:stop],
                                       None if ref_logprobs is None else ref_logprobs[start:stop],
+                                      None if sampler_logprobs is None else sampler_logprobs[start:stop],
                                       dropped_count=dropped_count)
                 for key, value in update.items():
                     totals[key] = totals.get(key, 0.0) + value
@@ -528,6 +532,22 @@ class GRPOTrainer:
         else:
             self.consecutive_nan = 0
         return result
+
+    def _advantages(self, groups: list[Group]) -> torch.Tensor:
+        """Advantages ``[len(groups), k]`` over every group of the step (not only this process's share),
+        so that batch-level statistics (``scale_rewards="batch"``, ``reinforce_pp``) agree across processes."""
+        from mmdps.rl import group_advantages, soft_overlong_penalty
+
+        config = self.config
+        scores = torch.tensor(np.concatenate([group.score for group in groups]), dtype=torch.float32)
+        if config.overlong_buffer_len > 0:
+            lengths = torch.tensor([len(c.token_ids) for group in groups for c in group.completions])
+            scores = scores + soft_overlong_penalty(lengths, config.max_new_tokens, config.overlong_buffer_len,
+                                                    config.overlong_penalty_factor)
+        scale = config.scale_rewards if config.advantage_estimator == "grpo" else None
+        advantages = group_advantages(scores, config.num_generations, estimator=config.advantage_estimator,
+                                      scale_std=scale)
+        return advantages.view(len(groups), config.num_generations)
 
     def _can_skip_zero_advantage(self, num_mini: int) -> bool:
         """Zero-advantage rows only feed the entropy / KL terms and, across several updates, the
@@ -560,12 +580,14 @@ class GRPOTrainer:
             return self._logprobs_no_grad(self.model, batch)
 
     def _update(self, batch, advantages: torch.Tensor, mask: torch.Tensor, old_logprobs: torch.Tensor | None,
-                ref_logprobs: torch.Tensor | None, *, dropped_count: float = 0.0) -> dict[str, float]:
+                ref_logprobs: torch.Tensor | None, sampler_logprobs: torch.Tensor | None = None, *,
+                dropped_count: float = 0.0) -> dict[str, float]:
         """One optimizer update over ``batch`` with gradient accumulation over micro-batches.
-        ``dropped_count``: tokens (or sequences) of rows left out of ``batch`` that still count in the
-        loss normaliser (see ``skip_zero_advantage_groups``)."""
+        ``sampler_logprobs``: the rollout engine's log-probs of the same tokens (mismatch statistics and
+        ``rollout_correction``). ``dropped_count``: tokens (or sequences) of rows left out of ``batch`` that
+        still count in the loss normaliser (see ``skip_zero_advantage_groups``)."""
         from mmdps.models.forward import completion_logprobs
-        from mmdps.rl import aggregate_loss, kl_penalty, policy_loss
+        from mmdps.rl import aggregate_loss, kl_penalty, policy_loss, rollout_correction_weights, rollout_mismatch
 
         config = self.config
         accelerator = self.accelerator
@@ -597,10 +619,24 @@ class GRPOTrainer:
                 logprobs, entropy = completion_logprobs(self.model, micro, with_entropy=config.entropy_coeff > 0,
                                                         **self._forward_kwargs())
                 old = logprobs.detach() if old_logprobs is None else old_logprobs[start:stop].to(device)
+                # `old` is the policy that sampled, as the trainer computes it: against the engine's own
+                # log-probs it measures (and corrects) the sampler/trainer mismatch.
+                rollout_weights = None
+                rollout_stats: dict[str, torch.Tensor] = {}
+                if sampler_logprobs is not None:
+                    sampled = sampler_logprobs[start:stop].to(device)
+                    rollout_stats = rollout_mismatch(old, sampled, micro_mask)
+                    if config.rollout_correction is not None:
+                        rollout_weights, correction = rollout_correction_weights(
+                            old, sampled, micro_mask, config.rollout_correction, cap=config.rollout_correction_cap,
+                            level=config.rollout_correction_level)
+                        rollout_stats.update(is_weight_mean=correction["weight_mean"],
+                                             corrected_frac=correction["corrected_frac"])
                 loss, stats = policy_loss(logprobs, old, advantages[start:stop].to(device), micro_mask,
                                           clip_low=config.clip_low, clip_high=config.clip_high, clip_c=config.clip_c,
-                                          loss_agg_mode=config.loss_agg_mode, max_len=config.max_new_tokens,
-                                          normalizer=normalizer)
+                                          ratio_level=config.ratio_level, loss_type=config.loss_type,
+                                          rollout_weights=rollout_weights, loss_agg_mode=config.loss_agg_mode,
+                                          max_len=config.max_new_tokens, normalizer=normalizer)
                 values = {"pg_loss": float(loss.detach())}
                 if ref_logprobs is not None:
                     kl = kl_penalty(logprobs, ref_logprobs[start:stop].to(device), config.kl_estimator)
@@ -624,7 +660,14 @@ class GRPOTrainer:
             for key in ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "approx_kl", "ratio_mean"):
                 sums[key] = sums.get(key, 0.0) + float(stats[key]) * micro_tokens
             sums["ratio_max"] = max(sums.get("ratio_max", 0.0), float(stats["ratio_max"]))
-        for key in ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "approx_kl", "ratio_mean"):
+            for key, value in rollout_stats.items():
+                if key == "logprob_diff_max":
+                    sums["rollout/logprob_diff_max"] = max(sums.get("rollout/logprob_diff_max", 0.0), float(value))
+                elif key != "ratio_mean":
+                    sums[f"rollout/{key}"] = sums.get(f"rollout/{key}", 0.0) + float(value) * micro_tokens
+        token_means = ["clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "approx_kl", "ratio_mean"]
+        token_means += [key for key in sums if key.startswith("rollout/") and key != "rollout/logprob_diff_max"]
+        for key in token_means:
             sums[key] = sums[key] / tokens_seen if tokens_seen else 0.0
         if world > 1:
             flag = accelerator.reduce(torch.tensor(float(nonfinite), device=device), reduction="sum")
@@ -734,6 +777,18 @@ def _drop_zero_advantage_groups(local, advantages: torch.Tensor, weight: float, 
         return local[:1], advantages[:k], 0.0, dropped
     kept_groups = [group for group, kept in zip(local, keep.tolist(), strict=True) if kept]
     return kept_groups, advantages[keep.repeat_interleave(k)], weight, dropped
+
+
+def _sampler_logprobs(completions: Sequence[Completion], width: int) -> torch.Tensor | None:
+    """The engine's log-probs of the completions' tokens, ``[N, width]`` right-padded with zeros (the
+    layout of a policy batch), or None unless every completion has one per token."""
+    rows = [c.logprobs for c in completions]
+    if not rows or any(row is None or len(row) != len(c.token_ids) for row, c in zip(rows, completions, strict=True)):
+        return None
+    out = torch.zeros(len(rows), width)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row, dtype=torch.float32)
+    return out
 
 
 def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:

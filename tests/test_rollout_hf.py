@@ -152,3 +152,37 @@ def test_make_engine_rejects_unknown_names():
     model, processor = policy("qwen2")
     with pytest.raises(ValueError, match="hf, vllm"):
         make_engine("sglang", model, processor)
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(max_new_tokens=8, temperature=0.7, seed=3),
+                                      SamplingParams(max_new_tokens=8, top_p=0.8, top_k=5, seed=4)])
+def test_sampler_logprobs_are_those_generate_sampled_from(sampling):
+    # generate's own processed scores (temperature, top-k, top-p applied) give the reference; the
+    # recorder must neither change the tokens drawn nor disagree with those scores.
+    model, processor = policy("qwen2")
+    engine = HFEngine(model, processor)
+    completions = [c for group in engine.generate(items_for("qwen2"), 3, sampling) for c in group]
+    prompts = engine.encoder.encode(items_for("qwen2"))
+    batch = build_prompt_batch(prompts, pad_token_id=engine.pad_token_id)
+    batch.pop("mm_token_type_ids", None)
+    config = engine.generation_config(3, sampling)
+    config.output_scores, config.return_dict_in_generate = True, True
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(sampling.seed)
+        out = model.generate(**batch, generation_config=config)
+        reference = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    new = out.sequences[:, batch["input_ids"].shape[1]:]
+    for row, completion in enumerate(completions):
+        n = len(completion.token_ids)
+        assert completion.token_ids == new[row, :n].tolist()
+        torch.testing.assert_close(torch.tensor(completion.logprobs), reference[row, :n].float(), atol=1e-5, rtol=0)
+
+
+def test_greedy_and_opted_out_engines_report_no_logprobs():
+    model, processor = policy("qwen2")
+    greedy = HFEngine(model, processor).generate(items_for("qwen2"), 2, SamplingParams(max_new_tokens=4,
+                                                                                       temperature=0.0))
+    plain = HFEngine(model, processor, return_logprobs=False).generate(items_for("qwen2"), 2,
+                                                                        SamplingParams(max_new_tokens=4, seed=0))
+    assert all(c.logprobs is None for rows in (greedy, plain) for g in rows for c in g)

@@ -29,6 +29,9 @@ class Completion:
     text: str
     token_ids: list[int]
     finish_reason: str = "stop"  # "stop" (EOS / stop string) or "length" (hit max_new_tokens)
+    # The sampler's log-prob of each token in token_ids, under the distribution it sampled from
+    # (temperature, top-k, top-p applied); None when the engine does not report them (greedy decoding).
+    logprobs: list[float] | None = None
 
     @property
     def truncated(self) -> bool:

@@ -7,6 +7,10 @@ its policy batches from the very same ids and pixels), left-padded, and sampled 
 :class:`~mmdps.rollout.base.SamplingParams` only: a checkpoint's own defaults (Qwen's
 ``repetition_penalty``, ``top_k=20`` ...) would make the sampler's distribution differ from the one
 the loss assumes.
+
+Each sampled completion carries the sampler's log-probs (``Completion.logprobs``): the log-prob of
+every sampled token under the distribution ``generate`` drew it from (temperature, top-k, top-p),
+recorded step by step without keeping the ``[steps, N, V]`` scores ``output_scores`` would.
 """
 
 from __future__ import annotations
@@ -65,6 +69,47 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+class SampledLogprobs:
+    """A ``generate`` logits processor that records the log-prob of each sampled token.
+
+    Custom processors run before ``generate``'s own sampling warpers, so this one applies the same
+    warpers (temperature, top-k, top-p, in ``generate``'s order) to a copy of the scores and keeps
+    the resulting log-softmax of one step. The token drawn from step ``t`` appears in ``input_ids``
+    at step ``t + 1``, where its log-prob is read; :meth:`finish` reads the last one.
+    """
+
+    def __init__(self, sampling: SamplingParams):
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.warpers: list[Any] = []
+        if sampling.temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(sampling.top_k))
+        if sampling.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(sampling.top_p))
+        self._last: torch.Tensor | None = None
+        self._steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._last is not None:
+            self._steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
+        warped = scores
+        for warper in self.warpers:
+            warped = warper(input_ids, warped)
+        self._last = torch.log_softmax(warped.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """``[rows, new_tokens]`` float32 log-probs of the generated tokens (the last read from ``sequences``)."""
+        if self._last is not None:
+            self._steps.append(self._last.gather(1, sequences[:, -1:]).squeeze(1))
+            self._last = None
+        if not self._steps:
+            return torch.zeros(sequences.shape[0], 0)
+        return torch.stack(self._steps, dim=1).cpu()
+
+
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
@@ -85,12 +130,14 @@ class HFEngine(RolloutEngine):
         generation_batch_size: prompts per ``generate`` call (``None``: all at once); each call
             generates ``generation_batch_size * k`` sequences.
         suppress_vision_tokens: never sample ``<|image_pad|>`` and the other vision placeholders.
+        return_logprobs: record the sampler's log-prob of every sampled token (``Completion.logprobs``;
+            not for greedy decoding).
     """
 
     def __init__(self, model: nn.Module, processor: Any, *, max_prompt_length: int = 1024,
                  min_pixels: int | None = None, max_pixels: int | None = None,
                  generation_batch_size: int | None = None, suppress_vision_tokens: bool = True,
-                 truncation: str = "error"):
+                 truncation: str = "error", return_logprobs: bool = True):
         if generation_batch_size is not None and generation_batch_size < 1:
             raise ValueError(f"generation_batch_size must be positive or None, got {generation_batch_size}")
         self.model = model
@@ -101,6 +148,7 @@ class HFEngine(RolloutEngine):
         if self.encoder.is_vision_language and not is_vision_language(model):
             raise ValueError("a vision-language processor was given with a text-only model")
         self.generation_batch_size = generation_batch_size
+        self.return_logprobs = return_logprobs
         self.stop_ids = eos_token_ids(model, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.stop_ids[0])
@@ -149,34 +197,41 @@ class HFEngine(RolloutEngine):
         return results
 
     def generate_encoded(self, prompts: Sequence[EncodedPrompt], k: int, sampling: SamplingParams,
-                         seed: int | None = None) -> torch.Tensor:
+                         seed: int | None = None, logits_processor: Sequence[Any] = ()) -> torch.Tensor:
         """Raw ``generate`` output ``[len(prompts) * k, P + new]`` for already-encoded prompts
-        (rows prompt-major: prompt 0's k samples first)."""
+        (rows prompt-major: prompt 0's k samples first); ``logits_processor`` is passed to ``generate``."""
         encoded = build_prompt_batch(prompts, pad_token_id=self.pad_token_id)
         batch = {name: t.to(self.device) for name, t in encoded.items()}
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(next(self.model.parameters()).dtype)
         if not is_vision_language(self.model):
             batch.pop("mm_token_type_ids", None)
+        from transformers import LogitsProcessorList
+
         config = self.generation_config(k, sampling)
         with _eval_mode(self.model), torch.no_grad(), _seeded(seed, self.device):
-            return self.model.generate(**batch, generation_config=config)
+            return self.model.generate(**batch, generation_config=config,
+                                       logits_processor=LogitsProcessorList(logits_processor))
 
     def _generate_chunk(self, prompts: Sequence[EncodedPrompt], k: int, sampling: SamplingParams,
                         seed: int | None) -> list[list[Completion]]:
         # Greedy decoding is deterministic and generate() refuses num_return_sequences > 1 for it:
         # decode once per prompt and copy.
         copies = k if sampling.temperature == 0 else 1
-        sequences = self.generate_encoded(prompts, k // copies, sampling, seed)
+        recorder = SampledLogprobs(sampling) if self.return_logprobs and copies == 1 else None
+        sequences = self.generate_encoded(prompts, k // copies, sampling, seed,
+                                          logits_processor=[recorder] if recorder else [])
         prompt_width = max(len(p) for p in prompts)
         new_tokens = [row for row in sequences[:, prompt_width:].tolist() for _ in range(copies)]
+        sampled = recorder.finish(sequences).tolist() if recorder else [None] * len(new_tokens)
         stop, banned = set(self.stop_ids), set(self.banned_ids)
         groups: list[list[Completion]] = []
         for i in range(len(prompts)):
             group = []
-            for row in new_tokens[i * k:(i + 1) * k]:
+            for row, row_logprobs in zip(new_tokens[i * k:(i + 1) * k], sampled[i * k:(i + 1) * k], strict=True):
                 token_ids, reason = cut_completion(row, stop, banned)
                 text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
-                group.append(Completion(text=text, token_ids=token_ids, finish_reason=reason))
+                logprobs = None if row_logprobs is None else row_logprobs[:len(token_ids)]
+                group.append(Completion(text=text, token_ids=token_ids, finish_reason=reason, logprobs=logprobs))
             groups.append(group)
         return groups

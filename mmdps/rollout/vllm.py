@@ -20,7 +20,6 @@ import random
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,13 +48,6 @@ def import_vllm() -> tuple[Any, Any]:
         raise VLLMUnavailableError(f"the vllm engine needs vLLM, which failed to import "
                                    f"({type(exc).__name__}: {exc}); {INSTALL_HINT}, or use engine 'hf'") from exc
     return LLM, VLLMSamplingParams
-
-
-@dataclass
-class SampledCompletion(Completion):
-    """A :class:`Completion` with the sampler's per-token log-probs (tempered, after logit_bias)."""
-
-    logprobs: list[float] | None = None
 
 
 # ---------------------------------------------------------------------- weight streaming
@@ -182,7 +174,8 @@ class VLLMEngine(RolloutEngine):
         max_images: images per prompt (``limit_mm_per_prompt``).
         min_pixels, max_pixels: image bounds, shared with the encoder and vLLM's processor.
         dtype, enforce_eager, max_num_seqs, max_num_batched_tokens: passed to ``vllm.LLM``.
-        return_logprobs: ask for the sampled tokens' log-probs (``SampledCompletion.logprobs``).
+        return_logprobs: ask for the sampled tokens' log-probs (``Completion.logprobs``; tempered,
+            after top-k / top-p and logit_bias: vLLM's ``processed_logprobs``).
         bucket_bytes: size of one ``load_weights`` call during sync.
         llm_factory, sampling_cls: stand-ins for ``vllm.LLM`` / ``vllm.SamplingParams`` (tests).
         llm_kwargs: extra ``vllm.LLM`` arguments (override the ones above).
@@ -293,8 +286,8 @@ class VLLMEngine(RolloutEngine):
                 logprobs = None
                 if self.return_logprobs and child.logprobs is not None:
                     logprobs = [float(child.logprobs[j][t].logprob) for j, t in enumerate(token_ids)]
-                group.append(SampledCompletion(text=self.tokenizer.decode(token_ids, skip_special_tokens=True),
-                                               token_ids=token_ids, finish_reason=reason, logprobs=logprobs))
+                group.append(Completion(text=self.tokenizer.decode(token_ids, skip_special_tokens=True),
+                                        token_ids=token_ids, finish_reason=reason, logprobs=logprobs))
             groups.append(group)
         return groups
 
