@@ -181,8 +181,10 @@ def test_sampler_logprobs_are_those_generate_sampled_from(sampling):
 
 def test_greedy_and_opted_out_engines_report_no_logprobs():
     model, processor = policy("qwen2")
-    greedy = HFEngine(model, processor).generate(items_for("qwen2"), 2, SamplingParams(max_new_tokens=4,
-                                                                                       temperature=0.0))
+    greedy = [HFEngine(model, processor).generate(items_for("qwen2"), k, SamplingParams(max_new_tokens=4,
+                                                                                        temperature=0.0))
+              for k in (1, 2)]
+    greedy = [group for rows in greedy for group in rows]
     plain = HFEngine(model, processor, return_logprobs=False).generate(items_for("qwen2"), 2,
                                                                         SamplingParams(max_new_tokens=4, seed=0))
     assert all(c.logprobs is None for rows in (greedy, plain) for g in rows for c in g)

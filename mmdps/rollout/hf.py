@@ -218,7 +218,7 @@ class HFEngine(RolloutEngine):
         # Greedy decoding is deterministic and generate() refuses num_return_sequences > 1 for it:
         # decode once per prompt and copy.
         copies = k if sampling.temperature == 0 else 1
-        recorder = SampledLogprobs(sampling) if self.return_logprobs and copies == 1 else None
+        recorder = SampledLogprobs(sampling) if self.return_logprobs and sampling.temperature > 0 else None
         sequences = self.generate_encoded(prompts, k // copies, sampling, seed,
                                           logits_processor=[recorder] if recorder else [])
         prompt_width = max(len(p) for p in prompts)
