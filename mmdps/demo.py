@@ -229,9 +229,10 @@ def sft_examples(items: Sequence[Item], tokenizer) -> tuple[list[list[int]], lis
 
 # ---------------------------------------------------------------------- evaluation
 def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: int = 0, max_new_tokens: int = 16,
-                    temperature: float = 1.0) -> dict[str, Any]:
+                    temperature: float = 1.0, levels: Sequence[str] = LEVELS) -> dict[str, Any]:
     """Greedy accuracy, mean accuracy over ``samples`` samples at ``temperature``, the share of
-    prompts whose samples are mixed (some right, some wrong), and both accuracies per level."""
+    prompts whose samples are mixed (some right, some wrong), and both accuracies per level
+    (``levels``: names ``"L<difficulty>: ..."``, keyed by the part before the colon)."""
     import numpy as np
 
     from mmdps.eval import evaluate_items
@@ -245,13 +246,13 @@ def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: in
                                                      seed=seed))
     rates = np.array([p["success_rate"] for p in sampled.problems])
     by_level = {}
-    for level, name in enumerate(LEVELS):
-        key = str(level)
+    for name in levels:
+        key = name.split(":")[0].lstrip("L")
         by_level[name.split(":")[0]] = {
             "greedy": greedy.report["by_difficulty"].get(key, {}).get("mean_at_n"),
             "sampled": sampled.report["by_difficulty"].get(key, {}).get("mean_at_n"),
         }
-    return {"greedy": greedy.report["mean_at_n"], "sampled": sampled.report["mean_at_n"],
+    return {"greedy": greedy.report["mean_at_n"], "sampled": sampled.report["mean_at_n"], "prompts": len(items),
             "mixed": float(np.mean((rates > 0) & (rates < 1))), "all_right": float(np.mean(rates == 1)),
             "all_wrong": float(np.mean(rates == 0)), "by_level": by_level,
             "seconds": time.perf_counter() - t0}
@@ -330,14 +331,16 @@ def grpo_config(settings: DemoSettings, model_dir: Path, output_dir: Path, *, se
 
 
 def run_grpo(config, data: DemoData, settings: DemoSettings, *, rollout_budget: int | None = None,
-             eval_every_rollouts: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+             eval_every_rollouts: int | None = None, log: Callable[[str], None] = print,
+             levels: Sequence[str] = LEVELS, controls: dict[str, Sequence[Item]] | None = None) -> dict[str, Any]:
     """GRPO with ``config.selector`` from ``config.model_name_or_path`` through :class:`GRPOTrainer`.
 
     Stops after ``config.max_steps`` steps, or once ``rollout_budget`` rollouts are spent when given
     (Dynamic Sampling spends a variable number per step). Evaluates the held-out set at the start,
     each time another ``eval_every_rollouts`` rollouts are spent (default: every ``settings.eval_every``
     steps' worth) and at the end. Returns the curve (accuracy vs rollouts and vs training seconds,
-    evaluation excluded) and per-step statistics.
+    evaluation excluded) and per-step statistics. ``controls`` (name -> items) are evaluated at every
+    point too, under ``point[name]`` (e.g. the held-out questions with blank images).
     """
 
     from mmdps.logging_utils import MetricsLogger, ProgressBar
@@ -350,12 +353,16 @@ def run_grpo(config, data: DemoData, settings: DemoSettings, *, rollout_budget: 
     total_steps = config.max_steps if rollout_budget is None else None
 
     def evaluate() -> dict[str, Any]:
-        point = evaluate_policy(engine, data.heldout, samples=settings.eval_samples, seed=settings.seed,
-                                max_new_tokens=config.max_new_tokens, temperature=settings.temperature)
+        options = dict(samples=settings.eval_samples, seed=settings.seed, max_new_tokens=config.max_new_tokens,
+                       temperature=settings.temperature, levels=levels)
+        point = evaluate_policy(engine, data.heldout, **options)
+        for name, items in (controls or {}).items():
+            point[name] = evaluate_policy(engine, items, **options)
         point.update(step=trainer.step, rollouts=trainer.rollouts_total, train_seconds=train_seconds)
         curve.append(point)
+        extra = "".join(f"  {name}: greedy {point[name]['greedy']:.3f}" for name in controls or {})
         log(f"  step {trainer.step:4d}  rollouts {trainer.rollouts_total:7d}  held-out greedy {point['greedy']:.3f}"
-            f"  sampled@{settings.eval_samples} {point['sampled']:.3f}  mixed {point['mixed']:.2f}")
+            f"  sampled@{settings.eval_samples} {point['sampled']:.3f}  mixed {point['mixed']:.2f}{extra}")
         return point
 
     curve: list[dict[str, Any]] = []
@@ -439,8 +446,10 @@ def run_demo(settings: DemoSettings, out: Path, *, log: Callable[[str], None] = 
     return summary
 
 
-def plot_curve(curve: Sequence[dict[str, Any]], path: Path, *, title: str) -> Path:
-    """Held-out accuracy (greedy and sampled) against cumulative rollouts."""
+def plot_curve(curve: Sequence[dict[str, Any]], path: Path, *, title: str,
+               controls: dict[str, str] | None = None) -> Path:
+    """Held-out accuracy (greedy and sampled) against cumulative rollouts; ``controls`` (key in each
+    point -> legend label) adds their greedy accuracy as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -450,8 +459,10 @@ def plot_curve(curve: Sequence[dict[str, Any]], path: Path, *, title: str) -> Pa
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(rollouts, [p["greedy"] for p in curve], marker="o", label="greedy")
     ax.plot(rollouts, [p["sampled"] for p in curve], marker="s", label="mean of 8 samples, T=1")
+    for key, label in (controls or {}).items():
+        ax.plot(rollouts, [p[key]["greedy"] for p in curve], linestyle="--", color="grey", label=f"{label}, greedy")
     ax.set_xlabel("cumulative rollouts")
-    ax.set_ylabel("held-out accuracy (400 prompts)")
+    ax.set_ylabel(f"held-out accuracy ({curve[0]['prompts']} prompts)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

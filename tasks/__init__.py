@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "math": "mmdps.tasks.math",
     "countdown": "mmdps.tasks.countdown",
     "geometry": "mmdps.tasks.geometry",
+    "visual": "mmdps.tasks.visual",
 }
 ALIASES: dict[str, str] = {"geometry3k": "geometry", "geo3k": "geometry", "gsm8k": "math"}
 

@@ -40,3 +40,60 @@ def test_warmup_learns_a_mapping():
 def test_warmup_needs_a_budget():
     with pytest.raises(ValueError, match="max_steps or max_seconds"):
         supervised_warmup(_model(), [[1]], [[2]], pad_token_id=0)
+
+
+# ---------------------------------------------------------------------- image prompts
+def _tiny_vl():
+    from mmdps import demo_vl
+
+    processor = demo_vl.build_processor()
+    settings = demo_vl.VLDemoSettings(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                      vision_width=16, vision_depth=1, vision_heads=1)
+    return demo_vl.build_model(processor.tokenizer, settings), processor
+
+
+def _image_items(shades):
+    from PIL import Image
+
+    from mmdps.data.item import Item
+
+    return [Item(id=i, messages=[{"role": "user", "content": [
+        {"type": "image", "image": Image.new("RGB", (56, 56), (shade,) * 3)}, {"type": "text", "text": "c="}]}],
+        ground_truth=i + 1, verifier="integer") for i, shade in enumerate(shades)]
+
+
+def test_image_prompt_loss_is_the_models_own_cross_entropy():
+    from mmdps.data.collate import PromptEncoder
+    from mmdps.sft import encoded_batch_loss
+
+    model, processor = _tiny_vl()
+    prompt = PromptEncoder(processor, max_prompt_length=48).encode(_image_items([0]))[0]
+    target = processor.tokenizer("17", add_special_tokens=False)["input_ids"] + [processor.tokenizer.eos_token_id]
+    ids = torch.tensor([prompt.input_ids + target])
+    labels = torch.tensor([[-100] * len(prompt.input_ids) + target])
+    reference = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels,
+                      pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
+                      mm_token_type_ids=torch.tensor([prompt.mm_token_type_ids + [0] * len(target)])).loss
+    ours = encoded_batch_loss(model, [prompt], [target], processor.tokenizer.pad_token_id)
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_warmup_learns_an_answer_that_only_the_image_gives():
+    from mmdps.data.collate import PromptEncoder
+    from mmdps.rollout.base import SamplingParams
+    from mmdps.rollout.hf import HFEngine
+
+    model, processor = _tiny_vl()
+    items = _image_items([0, 255])  # same question, black vs white image, answers 1 and 2
+    tokenizer = processor.tokenizer
+    prompts = PromptEncoder(processor, max_prompt_length=48).encode(items)
+    targets = [tokenizer(str(item.ground_truth), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+               for item in items]
+    result = supervised_warmup(model, prompts, targets, pad_token_id=tokenizer.pad_token_id, max_steps=40,
+                               batch_size=2, lr=2e-2, warmup_steps=5)
+    assert result.losses[-1] < 0.1 * result.losses[0]
+    groups = HFEngine(model, processor, max_prompt_length=48).generate(
+        items, 1, SamplingParams(max_new_tokens=3, temperature=0.0))
+    assert [group[0].text for group in groups] == ["1", "2"]
+    with pytest.raises(ValueError, match="not a mix"):
+        supervised_warmup(model, [prompts[0], [1, 2]], targets, pad_token_id=0, max_steps=1)

@@ -28,7 +28,7 @@ def test_builtin_packs_and_aliases():
     assert isinstance(tasks.get("geometry3k"), GeometryPack) and isinstance(tasks.get("geo3k"), GeometryPack)
     assert {"math", "countdown", "geometry"} <= set(tasks.available())
     assert {(name, cls.verifier) for name, cls in tasks.available().items() if name in tasks.BUILTIN} == \
-        {("math", "math"), ("countdown", "countdown"), ("geometry", "geometry")}
+        {("math", "math"), ("countdown", "countdown"), ("geometry", "geometry"), ("visual", "integer")}
     with pytest.raises(KeyError, match="unknown task pack 'nope'; known packs: .*countdown"):
         tasks.get("nope")
 

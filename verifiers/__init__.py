@@ -10,6 +10,7 @@ name               what it grades
 ``math_think``     same, grading only the text after ``</think>`` (DeepScaleR validation)
 ``countdown``      last ``<answer>`` expression; score 1 / 0.1 (well-formed, wrong) / 0
 ``geometry``       boxed value or choice letter; score 1 / 0.1 x format / 0
+``integer``        the whole completion is the integer answer; score = acc
 ``format_boxed``   ``<think>...</think>`` then ``\\boxed{}``; score = format
 ``format_answer``  ``<think>...</think>`` then ``<answer>...</answer>``; score = format
 =================  ============================================================================
@@ -42,6 +43,7 @@ _BUILTIN: dict[str, str] = {
     "math_think": "mmdps.verifiers.math:verify_math_think",
     "countdown": "mmdps.verifiers.countdown:verify_countdown",
     "geometry": "mmdps.verifiers.geometry:verify_geometry",
+    "integer": "mmdps.verifiers.integer:verify_integer",
     "format_boxed": "mmdps.verifiers.format:verify_think_boxed",
     "format_answer": "mmdps.verifiers.format:verify_think_answer",
 }

@@ -1,4 +1,5 @@
-"""``mmdps demo``: the CPU demo (docs/demo.md). The recipe and its pieces live in :mod:`mmdps.demo`."""
+"""``mmdps demo``: the CPU demos (docs/demo.md). The recipes and their pieces live in :mod:`mmdps.demo`
+(Countdown, a text model) and :mod:`mmdps.demo_vl` (``--vl``: the visual pack, a vision-language model)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,37 @@ import argparse
 from pathlib import Path
 
 from mmdps.demo import DemoSettings, run_demo
+from mmdps.demo_vl import VLDemoSettings
+
+# Options whose default differs between the two demos: None on the command line = the chosen demo's own.
+PER_DEMO = ("sft_steps", "rl_steps", "selector", "eval_every")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    d = DemoSettings()
-    parser.add_argument("--out", default="outputs/demo",
-                        help="folder for everything the demo writes (default %(default)s)")
+    d, v = DemoSettings(), VLDemoSettings()
+    parser.add_argument("--vl", action="store_true",
+                        help="the vision-language demo: a tiny Qwen2-VL learns to read digits and angle labels "
+                             "from images (default: the Countdown demo with a text model)")
+    parser.add_argument("--levels", nargs="+", default=None,
+                        help="--vl: visual pack levels, names or indices (default: all of "
+                             f"{', '.join(v.levels)})")
+    parser.add_argument("--out", default=None,
+                        help="folder for everything the demo writes (default outputs/demo, outputs/demo-vl with --vl)")
     parser.add_argument("--seed", type=int, default=d.seed,
                         help="seeds the model, the SFT and RL prompt sets and sampling; the held-out set is the same "
                              "for every seed (default %(default)s)")
     parser.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default %(default)s)")
-    parser.add_argument("--sft-steps", type=int, default=d.sft_steps,
-                        help=f"SFT optimizer steps, batch {d.sft_batch_size} (default %(default)s)")
+    parser.add_argument("--sft-steps", type=int, default=None,
+                        help=f"SFT optimizer steps, batch {d.sft_batch_size} (default {d.sft_steps}; "
+                             f"{v.sft_steps} with --vl)")
     parser.add_argument("--sft-seconds", type=float, default=None,
                         help="also stop SFT after this many seconds (results then depend on the machine's speed; "
                              "default: no time limit)")
-    parser.add_argument("--rl-steps", type=int, default=d.rl_steps, help="GRPO steps (default %(default)s)")
-    parser.add_argument("--selector", default=d.selector,
-                        help="prompt selector: uniform, ds, mopps or dps (default %(default)s)")
+    parser.add_argument("--rl-steps", type=int, default=None,
+                        help=f"GRPO steps (default {d.rl_steps}; {v.rl_steps} with --vl)")
+    parser.add_argument("--selector", default=None,
+                        help=f"prompt selector: uniform, ds, mopps or dps (default {d.selector}; "
+                             f"{v.selector} with --vl)")
     parser.add_argument("--candidate-ratio", type=float, default=d.candidate_ratio,
                         help="dps/mopps: rank only ratio x batch-size candidates from a shuffled pass over the pool "
                              "(default: the whole pool)")
@@ -35,18 +49,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="learning rate of the GRPO phase (default %(default)s)")
     parser.add_argument("--pool-size", type=int, default=d.pool_size,
                         help="RL training prompts (default %(default)s)")
-    parser.add_argument("--eval-every", type=int, default=d.eval_every,
-                        help="evaluate every N GRPO steps, 0: only before and after (default %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help=f"evaluate every N GRPO steps, 0: only before and after (default {d.eval_every}; "
+                             f"{v.eval_every} with --vl)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
-def settings_from_args(args: argparse.Namespace) -> DemoSettings:
-    return DemoSettings(seed=args.seed, threads=args.threads, sft_steps=args.sft_steps, sft_seconds=args.sft_seconds,
-                        rl_steps=args.rl_steps, selector=args.selector, candidate_ratio=args.candidate_ratio,
-                        batch_size=args.batch_size,
-                        num_generations=args.num_generations, rl_lr=args.rl_lr, pool_size=args.pool_size,
-                        eval_every=args.eval_every, progress=not args.no_progress,
-                        selector_kwargs={"decay": 0.5} if args.selector == "dps" else {})
+def settings_from_args(args: argparse.Namespace) -> DemoSettings | VLDemoSettings:
+    settings_class = VLDemoSettings if args.vl else DemoSettings
+    if args.levels is not None and not args.vl:
+        raise ValueError("--levels is an option of the vision-language demo: add --vl")
+    defaults = settings_class()
+    chosen = {name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
+              for name in PER_DEMO}
+    extra = {"levels": tuple(int(x) if x.isdigit() else x for x in args.levels)} if args.levels else {}
+    return settings_class(seed=args.seed, threads=args.threads, sft_seconds=args.sft_seconds,
+                          candidate_ratio=args.candidate_ratio, batch_size=args.batch_size,
+                          num_generations=args.num_generations, rl_lr=args.rl_lr, pool_size=args.pool_size,
+                          progress=not args.no_progress,
+                          selector_kwargs={"decay": 0.5} if chosen["selector"] == "dps" else {}, **chosen, **extra)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,5 +83,10 @@ def run(args: argparse.Namespace) -> int:
         from mmdps.cli import fail
 
         return fail("demo", error)
-    run_demo(settings, Path(args.out))
+    if args.vl:
+        from mmdps.demo_vl import run_demo as run_vl_demo
+
+        run_vl_demo(settings, Path(args.out or "outputs/demo-vl"))
+    else:
+        run_demo(settings, Path(args.out or "outputs/demo"))
     return 0

@@ -26,11 +26,13 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from mmdps.tasks.geometry_procedural.drawing import _render
-from mmdps.tasks.geometry_procedural.exact import Exact
-from mmdps.tasks.geometry_procedural.problems import _BUILDERS, KINDS, _choices
+from PIL import Image
 
-__all__ = ["KINDS", "LEVELS", "generate_problems", "generate_problem", "Exact"]
+from mmdps.tasks.geometry_procedural.drawing import _Figure, _render
+from mmdps.tasks.geometry_procedural.exact import Exact
+from mmdps.tasks.geometry_procedural.problems import _BUILDERS, KINDS, _choices, _triangle
+
+__all__ = ["KINDS", "LEVELS", "generate_problems", "generate_problem", "draw_triangle", "Exact"]
 
 LEVELS: tuple[int, ...] = (0, 1, 2, 3)
 LETTERS = "ABCD"
@@ -106,3 +108,22 @@ def generate_problems(n: int, seed: int = 0, levels: Sequence[int] | None = None
         item["index"] = index
         problems.append(item)
     return problems
+
+
+def draw_triangle(angles: Sequence[float], labels: Sequence[str | None], *, size: tuple[int, int] = (112, 112),
+                  font_size: int | None = None, rotation: float = 0.0, mirror: bool = False) -> Image.Image:
+    """A triangle with interior ``angles`` (degrees, at its three vertices in order) and, for each
+    vertex whose entry in ``labels`` is not None, an angle arc with that label: the problem
+    families' drawing code, for small figures (``font_size`` keeps labels legible at 112 px).
+    """
+    if len(angles) != 3 or len(labels) != 3:
+        raise ValueError(f"a triangle needs 3 angles and 3 labels, got {len(angles)} and {len(labels)}")
+    if any(a <= 0 for a in angles) or abs(sum(angles) - 180) > 1e-6:
+        raise ValueError(f"triangle angles must be positive and add up to 180, got {tuple(angles)}")
+    fig = _Figure(rotation=rotation, mirror=mirror)
+    points = _triangle(angles[0], angles[1])
+    fig.polygon(list(points))
+    for index, label in enumerate(labels):
+        if label is not None:
+            fig.angle(points[index], points[(index + 1) % 3], points[(index + 2) % 3], label)
+    return _render(fig, (int(size[0]), int(size[1])), font_size)[0]

@@ -308,9 +308,9 @@ def _dash(points: list[Point], on: float, off: float) -> list[list[Point]]:
     return pieces
 
 
-def _render(fig: _Figure, size: tuple[int, int]) -> tuple[Image.Image, _Layout]:
+def _render(fig: _Figure, size: tuple[int, int], font_size: int | None = None) -> tuple[Image.Image, _Layout]:
     width, height = size
-    font = _font(max(10, round(min(size) * 0.05)))
+    font = _font(font_size or max(10, round(min(size) * 0.05)))
     base = font.size * 1.3 + min(size) * 0.03
     layout = None
     # A label that cannot be placed cleanly gets a bigger figure (room inside angles) or more margin.

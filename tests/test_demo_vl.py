@@ -1,0 +1,84 @@
+"""The vision-language CPU demo at toy sizes: data, image SFT, GRPO through the trainer, blank control, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from mmdps import demo_vl
+from mmdps.commands import demo as demo_command
+
+
+def tiny_settings(**overrides) -> demo_vl.VLDemoSettings:
+    values = dict(threads=1, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vision_width=16,
+                  vision_depth=1, vision_heads=1, levels=("digit", "sum", "third"), sft_per_level=4, pool_size=8,
+                  heldout_per_level=2, sft_steps=3, sft_batch_size=8, rl_steps=2, batch_size=4, num_generations=2,
+                  eval_every=1, eval_samples=2, progress=False)
+    values.update(overrides)
+    return demo_vl.VLDemoSettings(**values)
+
+
+def test_data_blank_twin_and_encoded_sft_examples():
+    settings = tiny_settings()
+    data = demo_vl.make_data(settings)
+    assert len(data.heldout) == len(data.blank) == 6 and len(data.pool) == 8 and len(data.sft) == 12
+    assert [(i.text, i.ground_truth) for i in data.blank] == [(i.text, i.ground_truth) for i in data.heldout]
+    assert {i.metadata["problem_type"] for i in data.sft} == {"digit", "sum", "third"}
+    assert settings.level_names == ("L0: digit", "L2: sum", "L6: third")
+    # the held-out set does not depend on the seed; the pool does
+    other = demo_vl.make_data(tiny_settings(seed=1))
+    assert [i.metadata for i in other.heldout] == [i.metadata for i in data.heldout]
+    assert [i.metadata for i in other.pool] != [i.metadata for i in data.pool]
+    processor = demo_vl.build_processor()
+    prompts, targets = demo_vl.sft_examples(data.sft, processor)
+    tokenizer = processor.tokenizer
+    first = tokenizer.decode(prompts[0].input_ids + targets[0])
+    assert first.startswith("<|vision_start|><|image_pad|>")
+    assert first.endswith(f"digit={data.sft[0].ground_truth}<|im_end|>")
+    assert sum(prompts[0].mm_token_type_ids) == 8 and sum(prompts[2].mm_token_type_ids) == 16  # 112x56 / 112x112
+    assert max(len(p) for p in prompts) <= demo_vl.MAX_PROMPT_LENGTH
+
+
+@pytest.mark.slow
+def test_vl_demo_end_to_end_is_reproducible(tmp_path):
+    settings = tiny_settings()
+    first = demo_vl.run_demo(settings, tmp_path / "a", log=lambda _: None)
+    summary = json.loads((tmp_path / "a" / "demo.json").read_text())
+    assert (tmp_path / "a" / "demo.png").stat().st_size > 0
+    assert (tmp_path / "a" / "grpo" / "metrics.jsonl").is_file()
+    assert summary["rollouts"] == 2 * 4 * 2
+    assert [p["step"] for p in summary["curve"]] == [0, 1, 2]
+    for point in summary["curve"]:
+        assert set(point["by_level"]) == {"L0", "L2", "L6"} and point["prompts"] == 6
+        assert set(point["blank"]["by_level"]) == {"L0", "L2", "L6"} and 0 <= point["blank"]["greedy"] <= 1
+    assert summary["sft"]["steps"] == 3 and summary["sft"]["parameters"] > 0
+    assert summary["step_seconds"]["step"] > 0
+    second = demo_vl.run_demo(settings, tmp_path / "b", log=lambda _: None)
+
+    def numbers(point):
+        return {key: point[key] for key in ("greedy", "sampled", "mixed", "by_level", "rollouts")} | {
+            "blank": {key: point["blank"][key] for key in ("greedy", "sampled", "by_level")}}
+
+    assert [numbers(p) for p in second["curve"]] == [numbers(p) for p in first["curve"]]
+    assert [s["reward_mean"] for s in second["steps"]] == [s["reward_mean"] for s in first["steps"]]
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    demo_command.configure_parser(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_picks_the_demo_and_its_defaults(capsys):
+    vl = demo_command.settings_from_args(_parse(["--vl", "--levels", "digit", "6", "--rl-steps", "7"]))
+    assert isinstance(vl, demo_vl.VLDemoSettings)
+    assert vl.levels == ("digit", 6) and vl.rl_steps == 7 and vl.sft_steps == demo_vl.VLDemoSettings().sft_steps
+    assert vl.selector == "uniform"
+    text = demo_command.settings_from_args(_parse([]))
+    assert not isinstance(text, demo_vl.VLDemoSettings) and text.selector == "dps"
+    assert demo_command.run(_parse(["--levels", "digit"])) == 2
+    assert "add --vl" in capsys.readouterr().err
+    assert demo_command.run(_parse(["--vl", "--levels", "angles"])) == 2
+    assert "unknown visual level 'angles'" in capsys.readouterr().err
