@@ -295,7 +295,9 @@ def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int]) -> Non
 
 # ---------------------------------------------------------------------- RNG
 def rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()
+    assert isinstance(legacy, tuple)  # MT19937's (name, keys, pos, has_gauss, cached)
+    name, keys, pos, has_gauss, cached = legacy
     state = {
         "python": random.getstate(),
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
@@ -334,7 +336,7 @@ def save_selector_state(state: dict[str, Any], folder: Path) -> None:
 
     document = {key: encode(value, key) for key, value in state.items()}
     (folder / "selector.json").write_text(json.dumps(document, indent=1))
-    np.savez(folder / "selector_arrays.npz", **arrays)
+    np.savez(folder / "selector_arrays.npz", allow_pickle=False, **arrays)
 
 
 def load_selector_state(folder: Path) -> dict[str, Any]:

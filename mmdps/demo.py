@@ -369,7 +369,7 @@ def run_grpo(config, data: DemoData, settings: DemoSettings, *, rollout_budget: 
     steps: list[dict[str, Any]] = []
     train_seconds = 0.0
     evaluate()
-    next_eval = every
+    next_eval = every or 0
     metrics_logger = MetricsLogger(config.output_dir, config=config.to_dict())
     bar = ProgressBar(total_steps or max(1, rollout_budget // per_step), enabled=settings.progress)
     try:

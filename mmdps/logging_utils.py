@@ -119,8 +119,8 @@ class ProgressBar:
 
     def __init__(self, total: int, *, start: int = 0, enabled: bool = True):
         self.enabled = enabled
-        self._progress = None
-        self._task = None
+        self._progress: Any = None  # a rich Progress while enabled
+        self._task: Any = None  # its TaskID
         self._start_time = time.monotonic()
         if not enabled:
             return

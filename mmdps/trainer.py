@@ -200,6 +200,7 @@ class GRPOTrainer:
 
         config = self.config
         self.model_path = self._model_path()
+        model: torch.nn.Module  # the transformers model, or its peft wrapper with LoRA
         model, processor = load_policy(self.model_path, dtype=config.dtype,
                                        attn_implementation=config.attn_implementation)
         if config.use_lora:

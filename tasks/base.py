@@ -94,7 +94,7 @@ class TaskPack(ABC):
     # ------------------------------------------------------------------ loading
     @abstractmethod
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
         """Load (``source`` given) or generate (``source=None``, for packs with a generator) items.
 
         A bad row raises ``ValueError`` naming the file and row; with ``skip_invalid=True`` it is

@@ -208,7 +208,7 @@ class CountdownPack(TaskPack):
     default_template = "answer"
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
         if source is None:  # **ranges takes the CountdownConfig fields
             return self.call_loader(self._generate, options, mode="generator, source=None",
                                     extra_options=CountdownConfig.__dataclass_fields__, split=split, limit=limit,
@@ -216,7 +216,7 @@ class CountdownPack(TaskPack):
         return self.call_loader(self._load_file, options, mode="files", source=source, split=split, limit=limit,
                                 skip_invalid=skip_invalid)
 
-    def _generate(self, *, split: str, limit: int | None, seed: int, num: int = 1000, levels: Any = None,
+    def _generate(self, *, split: str, limit: int | None, seed: int | str, num: int = 1000, levels: Any = None,
                   **ranges: Any) -> list[Item]:
         base = SPLIT_ALIASES.get(split, split)
         if base not in SPLITS:
@@ -229,7 +229,7 @@ class CountdownPack(TaskPack):
                 raise ValueError(f"countdown split {split!r} has levels 0..{len(configs) - 1}, got {levels!r}")
         else:
             chosen = list(range(len(configs)))
-        overrides = {k: (str(v) if k == "ops" else int(v)) for k, v in ranges.items()}
+        overrides: dict[str, Any] = {k: (str(v) if k == "ops" else int(v)) for k, v in ranges.items()}
         picked = tuple(replace(configs[level], **overrides) for level in chosen)
         count = num if limit is None else min(num, limit)
         problems = generate_problems(count, levels=picked, seed=f"{split}:{seed}")

@@ -124,7 +124,7 @@ class GeometryPack(TaskPack):
     default_template = "think_boxed"
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
         if source is None:
             return self.call_loader(self._generate, options, mode="generator, source=None", split=split,
                                     limit=limit, seed=seed)
@@ -137,7 +137,7 @@ class GeometryPack(TaskPack):
                                 skip_invalid=skip_invalid)
 
     # ------------------------------------------------------------------ procedural
-    def _generate(self, *, split: str, limit: int | None, seed: int, num: int = 500, levels: Any = None,
+    def _generate(self, *, split: str, limit: int | None, seed: int | str, num: int = 500, levels: Any = None,
                   image_size: Any = None, kinds: Any = None, show_choices: bool = False) -> list[Item]:
         try:
             from mmdps.tasks import geometry_procedural
@@ -180,7 +180,7 @@ class GeometryPack(TaskPack):
             question = str(require(data, "problem_text", row.where)).strip()
             choices = _choices(require(data, "choices", row.where), row.where)
             letter = str(require(data, "answer", row.where)).strip().upper()
-            if len(letter) != 1 or LETTERS.find(letter) not in range(len(choices or [])):
+            if choices is None or len(letter) != 1 or LETTERS.find(letter) not in range(len(choices)):
                 raise ValueError(f"{row.where}: answer {letter!r} is not the letter of one of the "
                                  f"{len(choices or [])} choices; fix the row or pass skip_invalid=True")
             image = load_image(folder / DIAGRAM_FILE, where=row.where)

@@ -212,14 +212,15 @@ class MathPack(TaskPack):
     default_template = "boxed"
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
         if source is None:
             return self.call_loader(self._generate, options, mode="generator, source=None", split=split,
                                     limit=limit, seed=seed)
         return self.call_loader(self._load_file, options, mode="files", source=source, split=split, limit=limit,
                                 skip_invalid=skip_invalid)
 
-    def _generate(self, *, split: str, limit: int | None, seed: int, num: int = 1000, levels: Any = None) -> list[Item]:
+    def _generate(self, *, split: str, limit: int | None, seed: int | str, num: int = 1000,
+                  levels: Any = None) -> list[Item]:
         count = num if limit is None else min(num, limit)
         # The split is part of the seed so that "train" and "test" with the same seed differ.
         problems = generate_problems(count, seed=f"{split}:{seed}", levels=levels)

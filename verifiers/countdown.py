@@ -100,14 +100,16 @@ def parse_expression(expression: str) -> ast.expr:
 
 def literals(node: ast.expr) -> list[int]:
     """The integer literals of a checked expression, left to right."""
-    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, int)]
 
 
 def evaluate(node: ast.expr) -> Fraction:
     """Exact value of a checked expression; ``ZeroDivisionError`` on division by zero."""
-    if isinstance(node, ast.Constant):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
         return Fraction(node.value)
-    return _OPS[type(node.op)](evaluate(node.left), evaluate(node.right))
+    if isinstance(node, ast.BinOp):
+        return _OPS[type(node.op)](evaluate(node.left), evaluate(node.right))
+    raise InvalidExpression(f"{type(node).__name__} is not allowed")  # unreachable for checked expressions
 
 
 @never_raise

@@ -66,10 +66,13 @@ class _Worker:
         env = dict(os.environ, MMDPS_VERIFIER_WORKER_MEMORY_MB=str(memory_limit_mb))
         self.proc = subprocess.Popen([sys.executable, "-m", "mmdps.verifiers.isolation"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # both are pipes
+        self.stdin, self.stdout = stdin, stdout
         self._read_exact(1, time.monotonic() + STARTUP_TIMEOUT_S)  # the worker's "ready" byte
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
-        fd = self.proc.stdout.fileno()
+        fd = self.stdout.fileno()
         chunks, got = [], 0
         while got < n:
             left = deadline - time.monotonic()
@@ -84,7 +87,7 @@ class _Worker:
 
     def call(self, name: str, args: tuple, seconds: float) -> Any:
         payload = pickle.dumps((name, args, seconds), protocol=pickle.HIGHEST_PROTOCOL)
-        self.proc.stdin.write(_HEADER.pack(len(payload)) + payload)
+        self.stdin.write(_HEADER.pack(len(payload)) + payload)
         deadline = time.monotonic() + seconds + KILL_GRACE_S
         (size,) = _HEADER.unpack(self._read_exact(_HEADER.size, deadline))
         ok, value = pickle.loads(self._read_exact(size, deadline))
@@ -98,7 +101,7 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.stdin, self.stdout):
             stream.close()
 
 

@@ -115,7 +115,8 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
     from mmdps.models.loading import load_policy
     from mmdps.rollout import make_engine
 
-    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    pixels: dict[str, Any] = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels))
+                              if v is not None}
     if name == "hf":
         if device is None:
             import torch

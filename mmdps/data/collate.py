@@ -194,12 +194,17 @@ def _right_pad(rows: Sequence[Sequence[int]], width: int, value: int) -> torch.T
 
 def _vision_tensors(prompts: Sequence[EncodedPrompt]) -> dict[str, torch.Tensor]:
     """Concatenated patch rows and grids, plus per-sample row / image counts for slicing."""
-    with_images = [p for p in prompts if p.pixel_values is not None]
-    if not with_images:
+    pixels, grids = [], []
+    for p in prompts:
+        if p.pixel_values is not None:
+            assert p.image_grid_thw is not None  # the encoder sets both together
+            pixels.append(p.pixel_values)
+            grids.append(p.image_grid_thw)
+    if not pixels:
         return {}
     return {
-        "pixel_values": torch.cat([p.pixel_values for p in with_images]),
-        "image_grid_thw": torch.cat([p.image_grid_thw for p in with_images]),
+        "pixel_values": torch.cat(pixels),
+        "image_grid_thw": torch.cat(grids),
         "pixel_rows": torch.tensor([0 if p.pixel_values is None else p.pixel_values.shape[0] for p in prompts]),
         "image_counts": torch.tensor([0 if p.image_grid_thw is None else p.image_grid_thw.shape[0] for p in prompts]),
     }
@@ -259,13 +264,15 @@ class PolicyBatch:
                 ("input_ids", "attention_mask", "completion_ids", "completion_mask", "mm_token_type_ids")
                 if getattr(self, name) is not None}
         if self.pixel_values is not None:
-            pixel_start, pixel_stop = (int(self.pixel_rows[:i].sum()) for i in (start, stop))
-            image_start, image_stop = (int(self.image_counts[:i].sum()) for i in (start, stop))
-            rows["pixel_rows"] = self.pixel_rows[start:stop]
-            rows["image_counts"] = self.image_counts[start:stop]
+            pixel_rows, image_counts, grids = self.pixel_rows, self.image_counts, self.image_grid_thw
+            assert pixel_rows is not None and image_counts is not None and grids is not None  # set with pixel_values
+            pixel_start, pixel_stop = (int(pixel_rows[:i].sum()) for i in (start, stop))
+            image_start, image_stop = (int(image_counts[:i].sum()) for i in (start, stop))
+            rows["pixel_rows"] = pixel_rows[start:stop]
+            rows["image_counts"] = image_counts[start:stop]
             if pixel_stop > pixel_start:
                 rows["pixel_values"] = self.pixel_values[pixel_start:pixel_stop]
-                rows["image_grid_thw"] = self.image_grid_thw[image_start:image_stop]
+                rows["image_grid_thw"] = grids[image_start:image_stop]
         return PolicyBatch(**rows)
 
     def micro_batches(self, size: int) -> Iterator[PolicyBatch]:

@@ -198,7 +198,7 @@ def _user_text(messages: Sequence[Mapping[str, Any]]) -> str:
         content = message.get("content")
         if isinstance(content, str):
             chunks.append(content)
-        else:
+        elif content is not None:
             chunks.extend(p["text"] for p in content if p.get("type") == "text")
     return "\n".join(c.strip() for c in chunks if c.strip())
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def _build_sampler_class() -> type:
 
 def _build_trainer_class() -> type:
     import torch
-    from trl import GRPOTrainer
+    from trl import GRPOConfig, GRPOTrainer
 
     class DPSGRPOTrainer(GRPOTrainer):
         """TRL's ``GRPOTrainer`` whose prompts are chosen by an mmdps selector (DPS by default).
@@ -246,28 +246,31 @@ def _build_trainer_class() -> type:
         def _get_train_sampler(self, dataset: Any = None) -> Any:
             if self.selector is None:  # called from GRPOTrainer.__init__ before the selector exists
                 self.selector = self._build_selector()
+            args = cast(GRPOConfig, self.args)  # TRL's GRPOTrainer types it as Trainer's TrainingArguments
+            k, batch, steps = self.num_generations, args.generation_batch_size, args.steps_per_generation
+            assert k is not None and batch is not None and steps is not None  # filled in by GRPOConfig
             self.selector_sampler = __getattr__("SelectorSampler")(
                 self.selector,
-                num_generations=self.num_generations,
-                prompts_per_batch=self.args.generation_batch_size // self.num_generations,
-                repeat_count=self.num_iterations * self.args.steps_per_generation,
+                num_generations=k,
+                prompts_per_batch=batch // k,
+                repeat_count=self.num_iterations * steps,
                 defer=True,
             )
             return self.selector_sampler
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-            training = self.model.training and self.selector_sampler is not None
-            if training:
-                ids, changed = self.selector_sampler.begin_generation()
+            sampler = self.selector_sampler if self.model is not None and self.model.training else None
+            if sampler is not None:
+                ids, changed = sampler.begin_generation()
                 if changed:
                     inputs = self._rows_for_this_process(ids, len(inputs))
             self._captured_rewards = None
             output = super()._generate_and_score_completions(inputs)
-            if training:
+            if sampler is not None:
                 if self._captured_rewards is None:
                     raise RuntimeError("GRPOTrainer produced no rewards for this generation batch")
                 column = self._captured_rewards[:, self._accuracy_index].float().cpu().numpy()
-                self.selector_sampler.feed(column, self.success_threshold)
+                sampler.feed(column, self.success_threshold)
                 for key, value in self.selector.diagnostics().items():
                     if np.isfinite(value):
                         self._metrics["train"][f"selector/{key}"].append(float(value))
@@ -283,13 +286,16 @@ def _build_trainer_class() -> type:
 
         def _rows_for_this_process(self, ids: np.ndarray, local_size: int) -> list[dict[str, Any]]:
             """This rank's slice of the generation batch ``ids`` in TRL's layout, read from the dataset."""
-            layout = np.repeat(ids, self.num_generations)
+            k = self.num_generations
+            assert k is not None  # GRPOTrainer sets it from its config
+            layout = np.repeat(ids, k)
             start = self.accelerator.process_index * local_size
             rows = layout[start : start + local_size]
             if rows.size != local_size:
                 raise RuntimeError(f"generation batch of {layout.size} rows cannot give rank "
                                    f"{self.accelerator.process_index} {local_size} rows")
-            return [self.train_dataset[int(i)] for i in rows]
+            dataset: Any = self.train_dataset  # map-style: the sampler's ids index it
+            return [dataset[int(i)] for i in rows]
 
     return DPSGRPOTrainer
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import Qwen2VLProcessor
+from transformers import PreTrainedModel, Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
@@ -108,7 +108,7 @@ def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtyp
 
 
 def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", attn_implementation: str | None = None,
-                device: str | torch.device | None = None) -> tuple[nn.Module, Any]:
+                device: str | torch.device | None = None) -> tuple[PreTrainedModel, Any]:
     """Load a policy model and its processor (VL) or tokenizer (text) from a local folder or hub id.
 
     A LoRA adapter folder (``adapter_config.json``, as a LoRA run's checkpoint ``model/`` folder holds)
@@ -150,11 +150,11 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
     processor = load_processor(path)
     _fill_generation_tokens(model, processor)
     if device is not None:
-        model.to(target)
+        model.to(target)  # type: ignore[arg-type]  # transformers' decorated .to() signature drops self
     return model, processor
 
 
-def _fill_generation_tokens(model: nn.Module, processor: Any) -> None:
+def _fill_generation_tokens(model: PreTrainedModel, processor: Any) -> None:
     tokenizer = get_tokenizer(processor)
     generation_config = model.generation_config
     if generation_config.pad_token_id is None:
@@ -178,7 +178,7 @@ def adapter_base_model(path: str | os.PathLike) -> str:
 
 
 def _load_merged_adapter(path: str, *, dtype: str | torch.dtype, attn_implementation: str | None,
-                         device: str | torch.device | None) -> tuple[nn.Module, Any]:
+                         device: str | torch.device | None) -> tuple[PreTrainedModel, Any]:
     """Load the adapter's base model, apply the adapter and merge it (plain weights: fast inference, and
     every engine and ``save_pretrained`` see an ordinary model)."""
     from peft import PeftModel
@@ -238,7 +238,8 @@ def lora_target_modules(model: nn.Module, target_modules: str | Sequence[str] = 
     (``["q_proj", "v_proj"]``) selects by the last name component. With ``exclude_vision`` the vision
     tower (and its merger) is left out, so only the language model is adapted.
     """
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get_output_embeddings = getattr(model, "get_output_embeddings", None)  # transformers models have it
+    output = get_output_embeddings() if get_output_embeddings is not None else None
     wanted = None if target_modules == "all-linear" else {target_modules} if isinstance(target_modules, str) \
         else set(target_modules)
     names = []
@@ -270,8 +271,9 @@ def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float
     return get_peft_model(model, config)
 
 
-def enable_gradient_checkpointing(model: nn.Module) -> None:
-    """Turn on gradient checkpointing (non-reentrant), also under a peft wrapper with frozen embeddings."""
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Turn on gradient checkpointing (non-reentrant), also under a peft wrapper with frozen embeddings.
+    ``model`` is a transformers model or its peft wrapper; the methods are looked up by name."""
     # newer transformers 5.x renamed it activation checkpointing; older 5.x only has the old name
     if hasattr(model, "activation_checkpointing_enable"):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

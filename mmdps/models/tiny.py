@@ -16,6 +16,7 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 ARCHS = ("qwen2", "qwen2-vl", "qwen2.5-vl")
 
@@ -100,8 +101,10 @@ def build_tokenizer(vocab: str = "bpe", vocab_size: int = 4000, seed: int = 0):
     tokens = dict(tokens)
     for special in SPECIAL_TOKENS:
         tokens.setdefault(special, len(tokens))
-    tokenizer = Qwen2Tokenizer(vocab=tokens, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                               unk_token=None, additional_special_tokens=SPECIAL_TOKENS[1:])
+    # transformers annotates merges as strings and unk_token as str; pairs and None (no unknown token) work.
+    tokenizer = Qwen2Tokenizer(vocab=tokens, merges=merges,  # type: ignore[arg-type]
+                               eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                               unk_token=None, additional_special_tokens=SPECIAL_TOKENS[1:])  # type: ignore[arg-type]
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -133,6 +136,7 @@ def _build_model(arch: str, tokenizer, hidden_size: int, num_layers: int, num_he
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
                   tie_word_embeddings=True)
     vision_width = 32
+    vision: dict[str, Any]
     if arch == "qwen2-vl":
         vision = dict(depth=2, embed_dim=vision_width, hidden_size=hidden_size, num_heads=2, mlp_ratio=2,
                       patch_size=14, spatial_merge_size=2, temporal_patch_size=2)

@@ -18,6 +18,8 @@ therefore returned in ``promote_types(logits.dtype, float32)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -53,7 +55,7 @@ def _as_3d(logits: Tensor, name: str) -> Tensor:
     return logits.flatten(0, -3)  # a view whenever the leading dims can be merged
 
 
-def _blocks(num_a: int, num_t: int, rows: int):
+def _blocks(num_a: int, num_t: int, rows: int) -> Iterator[tuple[slice, slice]]:
     """Index pairs covering [A, T] in blocks of at most ``rows`` rows (at least one row each)."""
     if num_a == 0 or num_t == 0:
         return
@@ -75,7 +77,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         cdtype = _compute_dtype(logits.dtype)
         out = torch.empty(index.shape, dtype=cdtype, device=logits.device)
         lse = torch.empty_like(out)
-        for a, t in _blocks(*index.shape, rows):
+        for a, t in _blocks(index.shape[0], index.shape[1], rows):
             chunk = logits[a, t].to(cdtype)
             chunk_lse = torch.logsumexp(chunk, dim=-1)
             out[a, t] = chunk.gather(-1, index[a, t].unsqueeze(-1)).squeeze(-1) - chunk_lse
@@ -89,7 +91,7 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         logits, index, lse = ctx.saved_tensors
         grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
-        for a, t in _blocks(*index.shape, ctx.rows):
+        for a, t in _blocks(index.shape[0], index.shape[1], ctx.rows):
             g = grad_out[a, t].unsqueeze(-1).to(lse.dtype)
             # d log p_i / d x_j = [i == j] - softmax(x)_j
             chunk_grad = torch.exp(logits[a, t].to(lse.dtype) - lse[a, t].unsqueeze(-1)).mul_(-g)
@@ -106,7 +108,7 @@ class _Entropy(torch.autograd.Function):
         cdtype = _compute_dtype(logits.dtype)
         out = torch.empty(logits.shape[:-1], dtype=cdtype, device=logits.device)
         lse = torch.empty_like(out)
-        for a, t in _blocks(*out.shape, rows):
+        for a, t in _blocks(out.shape[0], out.shape[1], rows):
             chunk = logits[a, t].to(cdtype)
             chunk_lse = torch.logsumexp(chunk, dim=-1)
             probs = torch.exp(chunk - chunk_lse.unsqueeze(-1))
@@ -122,7 +124,7 @@ class _Entropy(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         logits, lse, entropy = ctx.saved_tensors
         grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
-        for a, t in _blocks(*entropy.shape, ctx.rows):
+        for a, t in _blocks(entropy.shape[0], entropy.shape[1], ctx.rows):
             probs = torch.exp(logits[a, t].to(lse.dtype) - lse[a, t].unsqueeze(-1))
             chunk_grad = torch.xlogy(probs, probs).add_(probs * entropy[a, t].unsqueeze(-1))
             grad[a, t] = chunk_grad.mul_(-grad_out[a, t].unsqueeze(-1).to(lse.dtype))

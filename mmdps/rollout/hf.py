@@ -31,8 +31,8 @@ from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
 def eos_token_ids(model: nn.Module, tokenizer: Any) -> list[int]:
     """Every id that ends a completion: the generation config's EOS ids and the tokenizer's."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = configured if isinstance(configured, (list, tuple)) else [configured]
-    ids = [int(i) for i in ids if i is not None]
+    listed = configured if isinstance(configured, (list, tuple)) else [configured]
+    ids = [int(i) for i in listed if i is not None]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(int(tokenizer.eos_token_id))
     if not ids:
@@ -140,7 +140,7 @@ class HFEngine(RolloutEngine):
                  truncation: str = "error", return_logprobs: bool = True):
         if generation_batch_size is not None and generation_batch_size < 1:
             raise ValueError(f"generation_batch_size must be positive or None, got {generation_batch_size}")
-        self.model = model
+        self.model: Any = model  # a transformers model or its peft wrapper (generate is looked up by name)
         self.processor = processor
         self.tokenizer = get_tokenizer(processor)
         self.encoder = PromptEncoder(processor, max_prompt_length=max_prompt_length, min_pixels=min_pixels,

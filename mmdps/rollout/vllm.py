@@ -70,12 +70,12 @@ def clean_parameter_name(name: str) -> str | None:
     return name.replace(".base_layer.", ".").replace("modules_to_save.default.", "")
 
 
-def _is_peft(model: nn.Module) -> bool:
+def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "merge_adapter")
 
 
 @contextmanager
-def merged_adapter(model: nn.Module) -> Iterator[nn.Module]:
+def merged_adapter(model: Any) -> Iterator[Any]:
     """Merge a PEFT model's adapters for the block (no-op for plain models), unmerge afterwards."""
     if not _is_peft(model):
         yield model
@@ -253,9 +253,11 @@ class VLLMEngine(RolloutEngine):
                 raise ValueError(f"item {item.id}: prompt of {len(prompt)} tokens (image tokens expanded) + "
                                  f"max_new_tokens={max_new_tokens} > max_model_len={self.max_model_len}; raise "
                                  "max_prompt_length / max_completion_length or lower max_pixels")
-            request: dict[str, Any] = {"prompt_token_ids": list(prompt.engine_prompt_ids)}
+            engine_ids = prompt.engine_prompt_ids
+            assert engine_ids is not None  # the encoder always sets them
+            request: dict[str, Any] = {"prompt_token_ids": list(engine_ids)}
             if prompt.images:
-                pads = sum(1 for t in prompt.engine_prompt_ids if t == self.image_token_id)
+                pads = sum(1 for t in engine_ids if t == self.image_token_id)
                 if pads != len(prompt.images):
                     raise ValueError(f"item {item.id}: {pads} <|image_pad|> placeholders for {len(prompt.images)} "
                                      "images; the chat template must emit one placeholder per image")
@@ -273,12 +275,12 @@ class VLLMEngine(RolloutEngine):
         if len(outputs) != len(items):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(items)} prompts")
         stop, banned = set(self.stop_ids), set(self.banned_ids)
-        groups = []
+        groups: list[list[Completion]] = []
         for item, output in zip(items, outputs, strict=True):
             children = sorted(output.outputs, key=lambda c: c.index)
             if len(children) != k:
                 raise RuntimeError(f"item {item.id}: vLLM returned {len(children)} completions, expected {k}")
-            group = []
+            group: list[Completion] = []
             for child in children:
                 token_ids, reason = cut_completion(child.token_ids, stop, banned)
                 if child.finish_reason != "stop":

@@ -89,6 +89,15 @@ class DPSSelector(Selector):
     takes_candidates: ClassVar[bool] = True
     _state_scalars: ClassVar[tuple[str, ...]] = ("decay", "strategy", "entropy_weight", "temperature",
                                                  "max_consecutive")
+    # Per-slot storage (see _allocate): Dirichlet counts [3, 3, S], prior and last posterior [3, S], scratch,
+    # global id, observation count and selection streak per slot.
+    _alpha: np.ndarray
+    _prior: np.ndarray
+    _last: np.ndarray
+    _buf: np.ndarray
+    _gid: np.ndarray
+    _count: np.ndarray
+    _streak: np.ndarray
 
     def __init__(
         self,
@@ -135,14 +144,13 @@ class DPSSelector(Selector):
 
     # ------------------------------------------------------------------ storage
     def _allocate(self, capacity: int) -> None:
-        size = self._size
-        old = getattr(self, "_alpha", None)
+        size = self._size  # slots in use, copied into the new arrays (0 on the first call)
         alpha = np.empty((3, 3, capacity))
         prior, last, buf = np.empty((3, capacity)), np.empty((3, capacity)), np.empty((3, capacity))
         gid = np.empty(capacity, dtype=np.int64)
         count = np.zeros(capacity, dtype=np.int64)
         streak = np.zeros(capacity, dtype=np.int32)  # steps in a row each prompt was chosen (max_consecutive)
-        if old is not None and size:
+        if size:
             alpha[:, :, :size] = self._alpha[:, :, :size]
             prior[:, :size] = self._prior[:, :size]
             last[:, :size] = self._last[:, :size]
@@ -384,7 +392,6 @@ class DPSSelector(Selector):
                 raise ValueError(f"state_dict[{key!r}] has shape {np.shape(arrays[key])}, expected {shape}")
         self._size = 0
         self._slot[:] = -1
-        self._alpha = None
         self._allocate(max(m, min(self.num_prompts, 1024)))
         self._size = m
         self._gid[:m] = ids

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmdps.selection import make_selector
+from mmdps.selection.dps import DPSSelector
 
 DEFAULT_SELECTORS = ("uniform", "ds", "dps", "mopps", "cdas", "dopr", "greso")
 
@@ -111,7 +112,7 @@ def _run_one(name: str, *, num_prompts: int, batch_size: int, k: int, steps: int
         "curve_rollouts": curve_rollouts,
         "curve_mean_solve_rate": curve_solve,
     }
-    if name == "dps":
+    if isinstance(sel, DPSSelector):
         conf = sel.confusion_matrix(cumulative=True)
         result["dps_prediction_accuracy"] = float(np.trace(conf) / conf.sum())
         result["dps_confusion"] = conf.tolist()  # rows: predicted argmax state, columns: observed state

@@ -129,7 +129,10 @@ class _Figure:
 
 @lru_cache(maxsize=16)
 def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
+    font = ImageFont.load_default(size=size)
+    if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow without FreeType has one fixed-size bitmap font
+        raise RuntimeError("drawing geometry figures needs Pillow built with FreeType (see PIL.features)")
+    return font
 
 
 def _segment_hits_box(p: Point, q: Point, box: tuple[float, float, float, float]) -> bool:
@@ -261,6 +264,7 @@ def _layout(fig: _Figure, size: tuple[int, int], margin: float, font: ImageFont.
                 break
         if best_cost >= 1:
             collisions += 1
+        assert best is not None  # the first candidate's finite cost always beats math.inf
         placed.append((label.text, best))
     return _Layout(polylines, dots, placed, collisions)
 
@@ -312,14 +316,14 @@ def _render(fig: _Figure, size: tuple[int, int], font_size: int | None = None) -
     width, height = size
     font = _font(font_size or max(10, round(min(size) * 0.05)))
     base = font.size * 1.3 + min(size) * 0.03
-    layout = None
+    layout = _layout(fig, size, base, font)
     # A label that cannot be placed cleanly gets a bigger figure (room inside angles) or more margin.
-    for grow in (1.0, 0.75, 1.35, 1.75):
-        attempt = _layout(fig, size, base * grow, font)
-        if layout is None or attempt.collisions < layout.collisions:
-            layout = attempt
+    for grow in (0.75, 1.35, 1.75):
         if layout.collisions == 0:
             break
+        attempt = _layout(fig, size, base * grow, font)
+        if attempt.collisions < layout.collisions:
+            layout = attempt
     s = _SUPERSAMPLE
     image = Image.new("RGB", (width * s, height * s), "white")
     draw = ImageDraw.Draw(image)

@@ -25,6 +25,9 @@ from mmdps.tasks.geometry_procedural.drawing import (
 )
 from mmdps.tasks.geometry_procedural.exact import Exact, _fmt
 
+#: An answer or distractor before it becomes an option: a whole number, a fraction or an exact value.
+Value = int | Fraction | Exact
+
 KINDS: tuple[str, ...] = ("triangle_angle", "parallel_lines", "circle_arc", "circle_chord", "right_triangle",
                           "area", "perimeter")
 
@@ -34,7 +37,7 @@ class _Problem:
     figure: _Figure
     question: str
     answer: Exact
-    distractors: list[Any]
+    distractors: Sequence[Value]
     variant: str
     upper: float | None = None           # distractors must stay below (180 for triangle angles, ...)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -92,7 +95,7 @@ def _triangle_angles(rng: random.Random, lo: int = 30, hi: int = 105) -> tuple[i
 def _build_triangle_angle(rng: random.Random, level: int) -> _Problem:
     fig = _Figure()
     names = rng.choice(_NAMES3)
-    n_a, n_b, n_c = names
+    n_a, n_b, n_c = tuple(names)
     if level == 0:
         a, b, c = _triangle_angles(rng)
         pa, pb, pc = _triangle(a, b)
@@ -201,6 +204,7 @@ _PAIRS = {
 
 def _build_parallel_lines(rng: random.Random, level: int) -> _Problem:
     fig = _Figure()
+    wrong: Sequence[Value]
     if level == 3:
         return _build_zigzag(rng, fig)
     theta = rng.choice([rng.randint(40, 75), rng.randint(105, 140)])
@@ -435,20 +439,22 @@ def _triple(rng: random.Random, max_hyp: int = 30) -> tuple[int, int, int]:
 
 def _build_circle_chord(rng: random.Random, level: int) -> _Problem:
     fig = _Figure()
+    wrong: Sequence[Value]
     o = (0.0, 0.0)
     turn = rng.uniform(0, 360)
     if level == 3:
         return _build_power_of_point(rng, fig)
+    half: int | None = None  # the half-chord, when it is a whole number (a Pythagorean triple)
     if level < 2 or rng.random() < 0.5:
         half, dist, radius = _triple(rng)
     else:
         radius, dist = rng.choice([(r, d) for r in range(3, 13) for d in range(1, r)
                                    if math.isqrt(r * r - d * d) ** 2 != r * r - d * d])
-        half = math.sqrt(radius * radius - dist * dist)
+    half_length = math.sqrt(radius * radius - dist * dist) if half is None else half
     scale = 1.0 / radius
     fig.circle(o, 1.0)
     m = _polar(dist * scale, turn)
-    along = _polar(half * scale, turn + 90)
+    along = _polar(half_length * scale, turn + 90)
     pa, pb = _add(m, along), _sub(m, along)
     fig.segment(pa, pb)
     fig.segment(o, m, dashed=False)
@@ -462,27 +468,7 @@ def _build_circle_chord(rng: random.Random, level: int) -> _Problem:
     fig.point_label("O", o, m)
     # M goes in the unmarked right angle BMO, clear of the chord's own length label
     fig.labels.append(_Label("M", m, _add(_unit(_sub(pb, m)), _unit(_sub(o, m))), gap=4.0, spread=30.0))
-    chord = 2 * half
-    if level == 0:
-        fig.side_label(_fmt(radius), o, pa, pb)
-        fig.side_label(_fmt(dist), o, m, pa)
-        question = (f"In circle O, OM is perpendicular to chord AB, OA = {radius} and OM = {dist}. "
-                    "Find the length of chord AB.")
-        answer, wrong = Exact.of(chord), [half, radius + dist, 2 * radius, 2 * (radius - dist) or 1]
-        variant = "chord_length"
-    elif level == 1:
-        fig.side_label(_fmt(radius), o, pa, pb)
-        fig.side_label(_fmt(chord), pa, pb, o)
-        question = "In circle O, OM is perpendicular to chord AB. Find the distance OM."
-        answer, wrong = Exact.of(dist), [half, radius - half // 2 or 1, chord - radius, radius + 1]
-        variant = "chord_distance"
-    elif isinstance(half, int):
-        fig.side_label(_fmt(chord), pa, pb, o)
-        fig.side_label(_fmt(dist), o, m, pa)
-        question = "In circle O, OM is perpendicular to chord AB. Find the radius of the circle."
-        answer, wrong = Exact.of(radius), [chord, half + dist, Exact.surd(1, chord * chord + dist * dist), dist + 2]
-        variant = "chord_radius"
-    else:
+    if half is None:  # level 2 without a whole half-chord: an exact surd
         fig.side_label(_fmt(radius), o, pa, pb)
         fig.side_label(_fmt(dist), o, m, pa)
         rad = radius * radius - dist * dist
@@ -492,6 +478,28 @@ def _build_circle_chord(rng: random.Random, level: int) -> _Problem:
         wrong = [Exact.surd(1, rad), Exact.surd(2, radius * radius + dist * dist), 2 * (radius - dist),
                  Exact.surd(4, rad)]
         variant = "chord_length_surd"
+    elif level == 0:
+        chord = 2 * half
+        fig.side_label(_fmt(radius), o, pa, pb)
+        fig.side_label(_fmt(dist), o, m, pa)
+        question = (f"In circle O, OM is perpendicular to chord AB, OA = {radius} and OM = {dist}. "
+                    "Find the length of chord AB.")
+        answer, wrong = Exact.of(chord), [half, radius + dist, 2 * radius, 2 * (radius - dist) or 1]
+        variant = "chord_length"
+    elif level == 1:
+        chord = 2 * half
+        fig.side_label(_fmt(radius), o, pa, pb)
+        fig.side_label(_fmt(chord), pa, pb, o)
+        question = "In circle O, OM is perpendicular to chord AB. Find the distance OM."
+        answer, wrong = Exact.of(dist), [half, radius - half // 2 or 1, chord - radius, radius + 1]
+        variant = "chord_distance"
+    else:
+        chord = 2 * half
+        fig.side_label(_fmt(chord), pa, pb, o)
+        fig.side_label(_fmt(dist), o, m, pa)
+        question = "In circle O, OM is perpendicular to chord AB. Find the radius of the circle."
+        answer, wrong = Exact.of(radius), [chord, half + dist, Exact.surd(1, chord * chord + dist * dist), dist + 2]
+        variant = "chord_radius"
     fig.mirror = rng.random() < 0.5
     return _Problem(fig, question, answer, wrong, variant, meta={"radius": radius, "distance": dist})
 
@@ -534,7 +542,7 @@ def _build_power_of_point(rng: random.Random, fig: _Figure) -> _Problem:
     fig.rotation = rng.uniform(0, 360)
     fig.mirror = rng.random() < 0.5
     question = "Chords AB and CD intersect at E. Find x, the length of ED."
-    wrong = [Fraction(ae * ce, eb), ae + eb - ce, Fraction(eb * ce, ae), ed + 2]
+    wrong: list[Value] = [Fraction(ae * ce, eb), ae + eb - ce, Fraction(eb * ce, ae), ed + 2]
     return _Problem(fig, question, Exact.of(ed), wrong, "intersecting_chords_length",
                     meta={"segments": [ae, eb, ce, ed]})
 
@@ -547,8 +555,9 @@ def _right_triangle_points(leg_a: float, leg_b: float) -> tuple[Point, Point, Po
 
 def _build_right_triangle(rng: random.Random, level: int) -> _Problem:
     fig = _Figure()
+    wrong: Sequence[Value]
     names = rng.choice(_NAMES3)
-    n_a, n_b, n_c = names
+    n_a, n_b, n_c = tuple(names)
     if level == 3:
         return _build_shared_altitude(rng, fig)
     if level < 2:
@@ -638,9 +647,9 @@ def _special_distractors(answer: Exact, given: Exact) -> list[Exact]:
 def _build_shared_altitude(rng: random.Random, fig: _Figure) -> _Problem:
     """BD is perpendicular to AC; AB and AD give BD (Pythagoras), then DC gives BC."""
     by_leg: dict[int, list[tuple[int, int]]] = {}
-    for a, b, c in _TRIPLES:
-        by_leg.setdefault(a, []).append((b, c))
-        by_leg.setdefault(b, []).append((a, c))
+    for leg_a, leg_b, hyp in _TRIPLES:
+        by_leg.setdefault(leg_a, []).append((leg_b, hyp))
+        by_leg.setdefault(leg_b, []).append((leg_a, hyp))
     shared = rng.choice(sorted(leg for leg, options in by_leg.items() if len(options) >= 2 and leg <= 24))
     (ad, ab), (dc, bc) = rng.sample(by_leg[shared], 2)
     d, b = (0.0, 0.0), (0.0, float(shared))
@@ -660,8 +669,8 @@ def _build_shared_altitude(rng: random.Random, fig: _Figure) -> _Problem:
     fig.mirror = rng.random() < 0.5
     fig.rotation = rng.uniform(-15, 15)
     question = "In triangle ABC, BD is perpendicular to AC. Find x, the length of BC."
-    wrong = [Exact.surd(1, ab * ab + dc * dc), ab + dc - ad, Exact.surd(1, abs(dc * dc - shared * shared) or 2),
-             bc + 2]
+    wrong: list[Value] = [Exact.surd(1, ab * ab + dc * dc), ab + dc - ad,
+                          Exact.surd(1, abs(dc * dc - shared * shared) or 2), bc + 2]
     return _Problem(fig, question, Exact.of(bc), wrong, "shared_altitude",
                     meta={"BD": shared, "AB": ab, "AD": ad, "DC": dc})
 
@@ -677,6 +686,7 @@ def _rectangle(fig: _Figure, w: float, h: float, names: str) -> list[Point]:
 
 def _build_area(rng: random.Random, level: int) -> _Problem:
     fig = _Figure()
+    wrong: Sequence[Value]
     names = rng.choice(_NAMES4)
     tilt = 0.0
     if level == 0:
@@ -780,6 +790,7 @@ def _build_area(rng: random.Random, level: int) -> _Problem:
 
 def _build_perimeter(rng: random.Random, level: int) -> _Problem:
     fig = _Figure()
+    wrong: Sequence[Value]
     names = rng.choice(_NAMES4)
     if level == 0:
         w, h = rng.randint(4, 20), rng.randint(3, 14)
