@@ -95,8 +95,12 @@ def breakdown_metrics(problems: Sequence[dict[str, Any]], n: int, ks: Sequence[i
     """``{breakdown name: {label: {num_problems, mean_at_n, pass_at_k}}}``, names in first-seen order;
     a problem with several labels (MathVista's skills) counts once in each."""
     names = list(dict.fromkeys(name for p in problems for name in p.get("breakdowns", {})))
-    return {name: metrics_by_group(problems, lambda p, name=name: p.get("breakdowns", {}).get(name, []), n, ks)
-            for name in names}
+    return {name: metrics_by_group(problems, _labels_under(name), n, ks) for name in names}
+
+
+def _labels_under(name: str) -> Callable[[dict], Iterable[str]]:
+    """A problem's labels in breakdown ``name``."""
+    return lambda p: p.get("breakdowns", {}).get(name, [])
 
 
 def problem_difficulty(metadata: Mapping[str, Any]) -> str | None:

@@ -63,7 +63,7 @@ class BenchmarkPreset(TaskPack):
 
     # ------------------------------------------------------------------ loading
     def load(self, source: str | os.PathLike | None = None, *, split: str | None = None, limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
         """Load the benchmark from ``source`` (a hub id or a local copy; default :attr:`hub_id`).
 
         ``seed`` is unused (a benchmark is fixed); it is accepted for the task-pack contract.

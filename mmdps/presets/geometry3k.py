@@ -56,7 +56,7 @@ class Geometry3K(BenchmarkPreset):
     breakdowns = ("problem_type_goal", "problem_type_graph")
 
     def load(self, source: str | os.PathLike | None = None, *, split: str | None = None, limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, **options: Any) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
         del seed  # a benchmark is fixed
         split = split or self.default_split
         source = str(source) if source not in (None, "") else self.hub_id
