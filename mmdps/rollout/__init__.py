@@ -68,12 +68,15 @@ def make_engine(name: str, model: Any = None, processor: Any = None, *, model_pa
         options: the engine's keyword options (:func:`engine_options`); an unknown one is a
             ``ValueError`` naming it and the valid ones (:func:`check_engine_options`).
     """
-    cls = _engine_class(name)
     check_engine_options(name, options)
     if name == "hf":
+        from mmdps.rollout.hf import HFEngine
+
         if model is None or processor is None:
             raise ValueError("engine 'hf' generates with the policy itself: pass model and processor")
-        return cls(model, processor, **options)
+        return HFEngine(model, processor, **options)
+    from mmdps.rollout.vllm import VLLMEngine
+
     model_path = model_path or getattr(model, "name_or_path", None)
     if not model_path:
         raise ValueError("engine 'vllm' needs model_path= (the checkpoint folder the policy was loaded from)")
@@ -81,7 +84,7 @@ def make_engine(name: str, model: Any = None, processor: Any = None, *, model_pa
         from mmdps.models.loading import load_processor
 
         processor = load_processor(model_path)
-    engine = cls(model_path, processor, **options)
+    engine = VLLMEngine(model_path, processor, **options)
     if model is not None:
         engine.sync_weights(model)
     return engine
