@@ -72,7 +72,6 @@ def _number(text: str, unit: str | None, time_limit: float) -> float | None:
     if unit:
         text = text.replace(unit, " ")
     cleaned = clean_value(text.replace("\\$", "")).replace("$", "").replace(",", "").strip()
-    value: float | None
     try:
         value: float | None = float(cleaned)
     except ValueError:
