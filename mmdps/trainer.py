@@ -661,11 +661,11 @@ class GRPOTrainer:
             for key in ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "approx_kl", "ratio_mean"):
                 sums[key] = sums.get(key, 0.0) + float(stats[key]) * micro_tokens
             sums["ratio_max"] = max(sums.get("ratio_max", 0.0), float(stats["ratio_max"]))
-            for key, value in rollout_stats.items():
+            for key, stat in rollout_stats.items():
                 if key == "logprob_diff_max":
-                    sums["rollout/logprob_diff_max"] = max(sums.get("rollout/logprob_diff_max", 0.0), float(value))
+                    sums["rollout/logprob_diff_max"] = max(sums.get("rollout/logprob_diff_max", 0.0), float(stat))
                 elif key != "ratio_mean":
-                    sums[f"rollout/{key}"] = sums.get(f"rollout/{key}", 0.0) + float(value) * micro_tokens
+                    sums[f"rollout/{key}"] = sums.get(f"rollout/{key}", 0.0) + float(stat) * micro_tokens
         token_means = ["clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "approx_kl", "ratio_mean"]
         token_means += [key for key in sums if key.startswith("rollout/") and key != "rollout/logprob_diff_max"]
         for key in token_means:
@@ -783,8 +783,8 @@ def _drop_zero_advantage_groups(local, advantages: torch.Tensor, weight: float, 
 def _sampler_logprobs(completions: Sequence[Completion], width: int) -> torch.Tensor | None:
     """The engine's log-probs of the completions' tokens, ``[N, width]`` right-padded with zeros (the
     layout of a policy batch), or None unless every completion has one per token."""
-    rows = [c.logprobs for c in completions]
-    if not rows or any(row is None or len(row) != len(c.token_ids) for row, c in zip(rows, completions, strict=True)):
+    rows = [c.logprobs for c in completions if c.logprobs is not None and len(c.logprobs) == len(c.token_ids)]
+    if not rows or len(rows) != len(completions):
         return None
     out = torch.zeros(len(rows), width)
     for i, row in enumerate(rows):
