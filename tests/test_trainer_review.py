@@ -89,9 +89,9 @@ def _capture_updates(trainer: GRPOTrainer) -> list[dict]:
     calls: list[dict] = []
     real = trainer._update
 
-    def capture(batch, advantages, mask, old, ref, **kwargs):
+    def capture(batch, advantages, mask, old, ref, *rest, **kwargs):
         calls.append(dict(batch=batch, advantages=advantages.clone(), mask=mask.clone(), old=old, **kwargs))
-        return real(batch, advantages, mask, old, ref, **kwargs)
+        return real(batch, advantages, mask, old, ref, *rest, **kwargs)
 
     trainer._update = capture
     return calls
