@@ -218,7 +218,7 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient(tmp_path, byte_
     compared = []
     real_update = trainer._update
 
-    def check(batch, advantages, mask, old, ref, **kwargs):
+    def check(batch, advantages, mask, old, ref, *rest, **kwargs):
         expected = _full_batch_gradient(trainer, batch, advantages, mask)
         real_step = trainer.optimizer.step
 
@@ -231,7 +231,7 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient(tmp_path, byte_
 
         trainer.optimizer.step = step
         try:
-            return real_update(batch, advantages, mask, old, ref, **kwargs)
+            return real_update(batch, advantages, mask, old, ref, *rest, **kwargs)
         finally:
             del trainer.optimizer.step
 
