@@ -23,9 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdps.data.item import Item
+
+if TYPE_CHECKING:  # the vision-language demo reuses the loop below with its own settings and data
+    from mmdps.demo_vl import VLDemoData, VLDemoSettings
 
 # The four levels of the tiny Countdown split (tasks/countdown.py TINY_LEVELS): 2 numbers in 1-20,
 # 3 in 1-9, 3 in 1-25, 4 in 1-9; + - * only.
@@ -310,8 +313,8 @@ class _Progress:
 
 
 # ---------------------------------------------------------------------- GRPO
-def grpo_config(settings: DemoSettings, model_dir: Path, output_dir: Path, *, selector: str | None = None,
-                selector_kwargs: dict | None = None, max_steps: int | None = None):
+def grpo_config(settings: DemoSettings | VLDemoSettings, model_dir: Path, output_dir: Path, *,
+                selector: str | None = None, selector_kwargs: dict | None = None, max_steps: int | None = None):
     """The trainer configuration of the demo recipe (docs/demo.md)."""
     from mmdps.config import GRPOConfig
 
@@ -330,8 +333,9 @@ def grpo_config(settings: DemoSettings, model_dir: Path, output_dir: Path, *, se
         log_completions_steps=50, save_steps=0, save_final=False, resume=None, eval_steps=0)
 
 
-def run_grpo(config, data: DemoData, settings: DemoSettings, *, rollout_budget: int | None = None,
-             eval_every_rollouts: int | None = None, log: Callable[[str], None] = print,
+def run_grpo(config, data: DemoData | VLDemoData, settings: DemoSettings | VLDemoSettings, *,
+             rollout_budget: int | None = None, eval_every_rollouts: int | None = None,
+             log: Callable[[str], None] = print,
              levels: Sequence[str] = LEVELS, controls: dict[str, Sequence[Item]] | None = None) -> dict[str, Any]:
     """GRPO with ``config.selector`` from ``config.model_name_or_path`` through :class:`GRPOTrainer`.
 

@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Union, cast
 
 import torch
 
@@ -111,11 +111,11 @@ def supervised_warmup(model: torch.nn.Module, prompt_ids: Sequence[Prompt], targ
             order_rng.shuffle(fresh)
             order.extend(fresh)
         idx, order = order[:batch_size], order[batch_size:]
-        if encoded:
-            loss = encoded_batch_loss(model, [prompt_ids[i] for i in idx], [target_ids[i] for i in idx], pad_token_id)
+        prompts, targets = [prompt_ids[i] for i in idx], [target_ids[i] for i in idx]
+        if encoded:  # all prompts are of one kind (checked above)
+            loss = encoded_batch_loss(model, cast("list[EncodedPrompt]", prompts), targets, pad_token_id)
         else:
-            input_ids, attention, labels = pack_examples([prompt_ids[i] for i in idx], [target_ids[i] for i in idx],
-                                                         pad_token_id)
+            input_ids, attention, labels = pack_examples(cast("list[Sequence[int]]", prompts), targets, pad_token_id)
             loss = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                          labels=labels.to(device)).loss
         if not math.isfinite(loss.item()):

@@ -71,7 +71,7 @@ def draw_digits(digits: Sequence[int], rng: random.Random, size: tuple[int, int]
     font = digit_font(rng.randint(30, 40))
     shade = rng.randint(0, 100)
     gap = rng.randint(2, 14)
-    boxes = [font.getbbox(str(d)) for d in digits]
+    boxes = [tuple(int(v) for v in font.getbbox(str(d))) for d in digits]  # FreeType boxes are whole pixels
     widths = [box[2] - box[0] for box in boxes]
     height = max(box[3] for box in boxes) - min(box[1] for box in boxes)
     total = sum(widths) + gap * (len(digits) - 1)
@@ -179,14 +179,16 @@ class VisualPack(TaskPack):
     default_template = "plain"
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
-             skip_invalid: bool = False, seed: int = 0, num: int = 400, levels: Sequence[str | int] | None = None,
-             blank: bool = False, angle_step: int = 10) -> list[Item]:
+             skip_invalid: bool = False, seed: int | str = 0, num: int = 400, levels: Sequence[str | int] | None = None,
+             blank: bool = False, angle_step: int = 10, **options: Any) -> list[Item]:
         """Generate ``num`` items cycling through ``levels`` (names or indices; default all).
 
         The split name is part of the seed, so ``train`` and ``test`` differ; ``blank`` gives the
         same items with white images; angles are multiples of ``angle_step`` (a divisor of 180 such as
         1, 5 or 10).
         """
+        if options:  # TaskPack.load takes pack options by keyword; this pack has only the ones above
+            raise TypeError(f"the visual pack has no option(s) {', '.join(sorted(options))}")
         if source is not None:
             raise ValueError(f"the visual pack generates its items; got source={os.fspath(source)!r}: "
                              "pass source=None (or use another pack for files)")

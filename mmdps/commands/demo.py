@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mmdps.demo import DemoSettings, run_demo
 from mmdps.demo_vl import VLDemoSettings
+from mmdps.demo_vl import run_demo as run_vl_demo
 
 # Options whose default differs between the two demos: None on the command line = the chosen demo's own.
 PER_DEMO = ("sft_steps", "rl_steps", "selector", "eval_every")
@@ -62,7 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings | VLDemoSetting
     defaults = settings_class()
     chosen = {name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
               for name in PER_DEMO}
-    extra = {"levels": tuple(int(x) if x.isdigit() else x for x in args.levels)} if args.levels else {}
+    extra: dict[str, Any] = {"levels": tuple(int(x) if x.isdigit() else x for x in args.levels)} if args.levels else {}
     return settings_class(seed=args.seed, threads=args.threads, sft_seconds=args.sft_seconds,
                           candidate_ratio=args.candidate_ratio, batch_size=args.batch_size,
                           num_generations=args.num_generations, rl_lr=args.rl_lr, pool_size=args.pool_size,
@@ -83,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
         from mmdps.cli import fail
 
         return fail("demo", error)
-    if args.vl:
-        from mmdps.demo_vl import run_demo as run_vl_demo
-
+    if isinstance(settings, VLDemoSettings):
         run_vl_demo(settings, Path(args.out or "outputs/demo-vl"))
     else:
         run_demo(settings, Path(args.out or "outputs/demo"))
