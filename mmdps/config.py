@@ -23,11 +23,27 @@ from typing import Any, Union
 
 import yaml
 
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-KL_ESTIMATORS = ("k1", "k3")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REPORT_TO = ("tensorboard", "wandb")
 BASE_KEY = "base"
+
+
+def field_choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of each choice field, taken from the module that implements the choice, so
+    that the config, the code and the docs cannot disagree (imported here because mmdps.rl needs torch)."""
+    from mmdps.rl import (
+        ADVANTAGE_ESTIMATORS,
+        KL_KINDS,
+        LOSS_AGG_MODES,
+        LOSS_TYPES,
+        RATIO_LEVELS,
+        ROLLOUT_CORRECTION_LEVELS,
+    )
+    from mmdps.rollout import ENGINES
+
+    return {"dtype": DTYPES, "engine": ENGINES, "loss_agg_mode": LOSS_AGG_MODES, "kl_estimator": KL_KINDS,
+            "advantage_estimator": ADVANTAGE_ESTIMATORS, "ratio_level": RATIO_LEVELS, "loss_type": LOSS_TYPES,
+            "rollout_correction_level": ROLLOUT_CORRECTION_LEVELS}
 
 
 @dataclass
@@ -35,228 +51,185 @@ class GRPOConfig:
     """Everything a GRPO run needs. Defaults follow the DPS paper's released scripts (verl, see
     ``docs/training.md``) unless noted; per-domain files in ``configs/`` set the rest.
 
-    Model
-
-    - ``model_name_or_path`` (str, required): a local HF model folder, or ``tiny:<arch>`` with arch in
-      ``qwen2``, ``qwen2-vl``, ``qwen2.5-vl``: a tiny random-weight model built offline on the fly into
-      ``<output_dir>/tiny-model`` (for tests and CPU demos).
-    - ``dtype`` (str, ``"auto"``): weight dtype, one of ``auto`` / ``float32`` / ``bfloat16`` / ``float16``.
-    - ``attn_implementation`` (str | None, None): passed to ``from_pretrained`` (``sdpa``, ``flash_attention_2``).
-    - ``bf16`` (bool | None, None): bf16 autocast through accelerate; None = on when a CUDA GPU is present.
-    - ``gradient_checkpointing`` (bool, False): recompute activations in the backward pass (verl default on
-      for large models).
-    - ``use_lora`` (bool, False): train a LoRA adapter through peft instead of all weights.
-    - ``lora_r`` (int, 16), ``lora_alpha`` (int, 32), ``lora_dropout`` (float, 0.0),
-      ``lora_target_modules`` (str | list, ``"all-linear"``), ``lora_exclude_vision`` (bool, True: no
-      adapters in the vision tower of VL models).
-
-    Data
-
-    - ``task`` (str, ``"countdown"``): task pack name (``mmdps.tasks.get``): ``math``, ``countdown``, ``geometry``.
-    - ``train_source`` (str | None, None): file or folder of training rows; None = the pack's generator.
-    - ``train_split`` (str, ``"train"``), ``train_limit`` (int | None, None): passed to ``pack.load``.
-    - ``task_options`` (dict, {}): extra keyword arguments of ``pack.load`` (e.g. ``num``, ``image_dir``).
-    - ``task_template`` (str | None, None), ``system_prompt`` (str | None, None): prompt template name or format
-      string and optional system message of the pack.
-    - ``eval_source`` (str | None, None), ``eval_split`` (str, ``"test"``), ``eval_limit`` (int | None, None),
-      ``eval_options`` (dict, {}): the held-out set for in-training evaluation (None with the pack's
-      generator and ``eval_steps > 0`` generates it).
-    - ``max_prompt_length`` (int, 1024): prompt tokens after the chat template (paper: 1024 MATH / Geo3K,
-      256 Countdown). Prompts with images are never truncated (clear error instead).
-    - ``min_pixels`` (int | None, None), ``max_pixels`` (int | None, None): Qwen2-VL image resize bounds; None = the
-      processor's own (the Geo3K configs use 3136 / 1003520 as EasyR1 and verl do). One resize rule serves
-      rollout and the training forward pass.
-
-    Prompt selection
-
-    - ``selector`` (str, ``"dps"``): ``uniform``, ``ds`` (DAPO Dynamic Sampling), ``mopps``, ``dps``, or any name
-      ``mmdps.selection.make_selector`` knows.
-    - ``selector_kwargs`` (dict, {}): selector options, e.g. ``decay`` (DPS lambda 0.7 MATH / 0.5 Countdown,
-      Geo3K), ``strategy``, ``max_rounds`` for DS (4 MATH / 10 otherwise, DAPO).
-    - ``candidate_ratio`` (float | None, None): for selectors that rank candidates (``dps``, ``mopps``): None
-      ranks the whole pool every step (the DPS paper's rule; its released scripts' ratio x B covers the
-      pool); a number r >= 1 ranks only the next ceil(r x B) prompts of a seeded shuffled pass over the
-      pool (the official trainers' dataloader batch) and trains on the best B of them. The candidate
-      order is checkpointed, so a resumed run draws the same candidates. None leaves MoPPS at its own
-      default (16).
-    - ``batch_size`` (int, 256): prompts per step, B (paper: 256 MATH / Countdown, 512 Geo3K).
-    - ``num_generations`` (int, 8): rollouts per prompt, k (paper: 8).
-
-    Rollout
-
-    - ``engine`` (str, ``"hf"``): ``hf`` (transformers ``generate``) or ``vllm`` (GPU, optional extra).
-    - ``engine_kwargs`` (dict, {}): extra engine options (e.g. ``gpu_memory_utilization`` for vLLM).
-    - ``generation_batch_size`` (int | None, None): prompts per ``generate`` call of the HF engine (None = all).
-    - ``max_new_tokens`` (int, 1024): response length limit (paper: 8192 MATH, 1024 Countdown / Geo3K).
-    - ``temperature`` (float, 1.0), ``top_p`` (float, 1.0), ``top_k`` (int, 0 = off): rollout sampling (paper).
-
-    Optimisation (GRPO / DAPO, Shao et al. 2024; Yu et al. 2025)
-
-    - ``learning_rate`` (float, 1e-6): AdamW learning rate (paper).
-    - ``weight_decay`` (float, 0.1): paper (verl default).
-    - ``adam_beta1`` (float, 0.9), ``adam_beta2`` (float, 0.999), ``adam_epsilon`` (float, 1e-8).
-    - ``lr_scheduler_type`` (str, ``"constant"``): any ``transformers.get_scheduler`` name; ``warmup_steps`` (int, 0):
-      the paper uses no warmup. Warm-up and decay count optimizer updates.
-    - ``max_grad_norm`` (float, 1.0): gradient clipping (paper).
-    - ``max_steps`` (int, 100): training steps (paper: 360 MATH-1.5B, 120 Countdown / Geo3K-3B).
-    - ``mini_batch_size`` (int | None, None): prompts per optimizer update (verl ``ppo_mini_batch_size``: 128 MATH,
-      64 Countdown, 256 Geo3K); None = one update per step on the whole batch.
-    - ``ppo_epochs`` (int, 1): passes over the batch per step (verl ``ppo_epochs``).
-    - ``micro_batch_size`` (int, 8): sequences per forward/backward; gradients accumulate over micro-batches.
-    - ``clip_low`` (float, 0.2), ``clip_high`` (float, 0.28): asymmetric ratio clip (DAPO clip-higher).
-    - ``clip_c`` (float | None, 10.0): dual-clip bound for negative advantages (verl ``clip_ratio_c``); None = off.
-    - ``loss_agg_mode`` (str, ``"token-mean"``): ``token-mean`` (DAPO), ``seq-mean-token-mean`` (GRPO),
-      ``seq-mean-token-sum-norm`` (Dr.GRPO).
-    - ``advantage_estimator`` (str, ``"grpo"``): ``grpo`` (group mean baseline, scaled as ``scale_rewards`` says),
-      ``rloo`` (leave-one-out baseline, no scaling; Ahmadian et al. 2024) or ``reinforce_pp`` (group mean
-      subtracted, then divided by the batch std; REINFORCE++ with baseline, Hu 2025).
-    - ``scale_rewards`` (bool | str, True): GRPO's scaling of the centred rewards: True / ``group`` = the group
-      std (GRPO), ``batch`` = the std of the batch's rewards (TRL ``scale_rewards="batch"``), False / ``none`` =
-      none (Dr.GRPO). Only for ``advantage_estimator=grpo``; the other estimators ignore the default.
-    - ``ratio_level`` (str, ``"token"``): importance ratio per ``token`` (PPO/GRPO), per ``sequence`` (GSPO, the
-      length-normalised sequence ratio; its paper clips at 3e-4 / 4e-4 and aggregates ``seq-mean-token-mean``) or
-      ``sequence_token`` (GSPO-token).
-    - ``loss_type`` (str, ``"clip"``): ``clip`` (PPO clipped surrogate, with ``clip_c``) or ``cispo`` (MiniMax-M1:
-      REINFORCE on every token weighted by ``sg(min(ratio, 1 + clip_high))``; ``clip_low`` and ``clip_c`` unused).
-    - ``rollout_correction`` (str | None, None): correct for the sampler/trainer log-prob mismatch with ``tis``
-      (weight ``min(rho, cap)``, Yao et al. 2025) or ``mis`` (weight ``rho``, 0 beyond ``cap``), where ``rho`` is
-      the trainer's over the sampler's probability of each sampled token (``rollout_correction_level="token"``)
-      or of the whole sequence (``"sequence"``). Needs an engine that reports sampling log-probs (both do,
-      except for greedy decoding). The mismatch is logged every step either way (``rollout/*``).
-    - ``rollout_correction_level`` (str, ``"token"``), ``rollout_correction_cap`` (float, 2.0): see above.
-    - ``beta`` (float, 0.0): KL-loss coefficient to a frozen reference (paper: 0 MATH / Countdown, 0.01 Geo3K-3B).
-      0 loads no reference model.
-    - ``kl_estimator`` (str, ``"k3"``): ``k1`` or ``k3`` (Schulman's estimators; verl ``low_var_kl`` = k3).
-    - ``entropy_coeff`` (float, 0.001): entropy bonus (paper).
-    - ``mask_truncated_completions`` (bool, False): drop completions that hit ``max_new_tokens`` from the loss
-      (DAPO overlong filtering).
-    - ``overlong_buffer_len`` (int, 0): DAPO soft overlong punishment window in tokens; 0 = off.
-    - ``overlong_penalty_factor`` (float, 1.0): the penalty at ``max_new_tokens`` (DAPO).
-    - ``skip_zero_advantage_groups`` (bool, True): leave groups whose advantages are all 0 out of the
-      forward/backward pass when that cannot change the gradient (``entropy_coeff == 0``, ``beta == 0``, one
-      update per step). Their tokens still count in the loss normaliser, so the update is identical; the step
-      gets faster in proportion to the zero-variance share (mmdps; an exact form of the recipe's "drop
-      zero-variance groups"). Clip-fraction statistics then cover the trained groups only.
-
-    Rewards
-
-    - ``reward_workers`` (int, 1): threads that run verifiers; 1 = in the main thread.
-
-    Run, logging, checkpoints
-
-    - ``output_dir`` (str, ``"outputs/run"``): metrics, samples, checkpoints.
-    - ``run_name`` (str | None, None): name for W&B / TensorBoard (default: the folder name).
-    - ``seed`` (int, 42): seeds python, numpy, torch, the selector and rollout sampling.
-    - ``logging_steps`` (int, 1): write a metrics line every N steps.
-    - ``report_to`` (list, []): extra sinks, ``tensorboard`` and/or ``wandb`` (optional extras).
-    - ``wandb_project`` (str | None, None): W&B project (default ``mmdps``).
-    - ``progress_bar`` (bool, True): rich progress bar with step, reward, effective-sample ratio and ETA.
-    - ``log_completions_steps`` (int, 10): save sampled completions to ``samples/step_XXXX.jsonl`` every N
-      steps (0 = never); ``num_completions_to_log`` (int, 8) of them.
-    - ``save_steps`` (int, 50): checkpoint every N steps (0 = only at the end); ``save_total_limit``
-      (int | None, 3): keep the newest N checkpoints; ``save_final`` (bool, True): checkpoint the last step.
-    - ``resume`` (str | None, ``"auto"``): ``auto`` = continue from the newest complete checkpoint in
-      ``output_dir`` if any; a checkpoint path; or None / ``none`` to start fresh.
-    - ``eval_steps`` (int, 0): evaluate every N steps (0 = off, paper: every 5 MATH / 10 otherwise) with
-      ``eval_num_samples`` (int, 16) samples at ``eval_temperature`` (float, 0.6), ``eval_top_p`` (float, 1.0),
-      ``eval_max_new_tokens`` (int | None, None = ``max_new_tokens``) (paper: n=16, T=0.6).
-    - ``max_consecutive_nan`` (int, 3): stop after this many non-finite losses / gradients in a row.
+    Each field is documented beside its declaration (``metadata["help"]``, with the paper or the
+    reference a default comes from); ``mmdps train --help`` lists every key from there
+    (:func:`config_help`). Fields whose value is one of a set take it from the module that implements
+    the choice (:func:`field_choices`).
     """
 
-    # model
-    model_name_or_path: str = ""
-    dtype: str = "auto"
-    attn_implementation: str | None = None
-    bf16: bool | None = None
-    gradient_checkpointing: bool = False
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: str | list = "all-linear"
-    lora_exclude_vision: bool = True
-    # data
-    task: str = "countdown"
-    train_source: str | None = None
-    train_split: str = "train"
-    train_limit: int | None = None
-    task_options: dict = field(default_factory=dict)
-    task_template: str | None = None
-    system_prompt: str | None = None
-    eval_source: str | None = None
-    eval_split: str = "test"
-    eval_limit: int | None = None
-    eval_options: dict = field(default_factory=dict)
-    max_prompt_length: int = 1024
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    # selection
-    selector: str = "dps"
-    selector_kwargs: dict = field(default_factory=dict)
-    candidate_ratio: float | None = None
-    batch_size: int = 256
-    num_generations: int = 8
-    # rollout
-    engine: str = "hf"
-    engine_kwargs: dict = field(default_factory=dict)
-    generation_batch_size: int | None = None
-    max_new_tokens: int = 1024
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    # optimisation
-    learning_rate: float = 1e-6
-    weight_decay: float = 0.1
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    max_steps: int = 100
-    mini_batch_size: int | None = None
-    ppo_epochs: int = 1
-    micro_batch_size: int = 8
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    clip_c: float | None = 10.0
-    loss_agg_mode: str = "token-mean"
-    advantage_estimator: str = "grpo"
-    scale_rewards: bool | str = True
-    ratio_level: str = "token"
-    loss_type: str = "clip"
-    rollout_correction: str | None = None
-    rollout_correction_level: str = "token"
-    rollout_correction_cap: float = 2.0
-    beta: float = 0.0
-    kl_estimator: str = "k3"
-    entropy_coeff: float = 0.001
-    mask_truncated_completions: bool = False
-    overlong_buffer_len: int = 0
-    overlong_penalty_factor: float = 1.0
-    skip_zero_advantage_groups: bool = True
-    # rewards
-    reward_workers: int = 1
-    # run, logging, checkpoints
-    output_dir: str = "outputs/run"
-    run_name: str | None = None
-    seed: int = 42
-    logging_steps: int = 1
-    report_to: list = field(default_factory=list)
-    wandb_project: str | None = None
-    progress_bar: bool = True
-    log_completions_steps: int = 10
-    num_completions_to_log: int = 8
-    save_steps: int = 50
-    save_total_limit: int | None = 3
-    save_final: bool = True
-    resume: str | None = "auto"
-    eval_steps: int = 0
-    eval_num_samples: int = 16
-    eval_temperature: float = 0.6
-    eval_top_p: float = 1.0
-    eval_max_new_tokens: int | None = None
-    max_consecutive_nan: int = 3
+    # ------------------------------------------------------------------ model
+    model_name_or_path: str = field(default="", metadata={"help": (
+        "required: a local HF model folder, or tiny:<arch> with arch qwen2, qwen2-vl or qwen2.5-vl (a tiny "
+        "random-weight model built offline into <output_dir>/tiny-model, for tests and CPU demos)")})
+    dtype: str = field(default="auto", metadata={"help": (
+        "weight dtype; auto = bfloat16 on a GPU that supports it, float32 on the CPU")})
+    attn_implementation: str | None = field(default=None, metadata={"help": (
+        "passed to from_pretrained (sdpa, flash_attention_2); None = transformers' default")})
+    bf16: bool | None = field(default=None, metadata={"help": (
+        "bf16 autocast through accelerate; None = on when a CUDA GPU is present")})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": (
+        "recompute activations in the backward pass (verl turns it on for large models)")})
+    use_lora: bool = field(default=False, metadata={"help": "train a LoRA adapter through peft instead of all weights"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank r"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale alpha / r)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path"})
+    lora_target_modules: str | list = field(default="all-linear", metadata={"help": (
+        "modules that get adapters: all-linear or a list of module names")})
+    lora_exclude_vision: bool = field(default=True, metadata={"help": (
+        "no adapters in the vision tower of VL models")})
+    # ------------------------------------------------------------------ data
+    task: str = field(default="countdown", metadata={"help": (
+        "task pack (mmdps.tasks.get): math, countdown, geometry, or an alias / entry point")})
+    train_source: str | None = field(default=None, metadata={"help": (
+        "file or folder of training rows; None = the pack's generator")})
+    train_split: str = field(default="train", metadata={"help": "split passed to pack.load for the training set"})
+    train_limit: int | None = field(default=None, metadata={"help": "use only the first N training items"})
+    task_options: dict = field(default_factory=dict, metadata={"help": (
+        "extra keyword arguments of pack.load for the training set (e.g. num, image_dir)")})
+    task_template: str | None = field(default=None, metadata={"help": (
+        "prompt template: a name the pack knows or a format string with {question}; None = the pack's default")})
+    system_prompt: str | None = field(default=None, metadata={"help": "system message put before every prompt"})
+    eval_source: str | None = field(default=None, metadata={"help": (
+        "held-out set for in-training evaluation; None with a generator pack and eval_steps > 0 generates it")})
+    eval_split: str = field(default="test", metadata={"help": "split passed to pack.load for the held-out set"})
+    eval_limit: int | None = field(default=None, metadata={"help": "use only the first N held-out items"})
+    eval_options: dict = field(default_factory=dict, metadata={"help": (
+        "extra keyword arguments of pack.load for the held-out set")})
+    max_prompt_length: int = field(default=1024, metadata={"help": (
+        "prompt tokens after the chat template (paper: 1024 MATH / Geo3K, 256 Countdown); prompts with images "
+        "are never truncated (a clear error instead)")})
+    min_pixels: int | None = field(default=None, metadata={"help": (
+        "Qwen2-VL image resize lower bound; None = the processor's own (the Geo3K configs use 3136 as EasyR1 "
+        "and verl); one resize rule serves rollout and the training forward pass")})
+    max_pixels: int | None = field(default=None, metadata={"help": (
+        "Qwen2-VL image resize upper bound; None = the processor's own (the Geo3K configs use 1003520)")})
+    # ------------------------------------------------------------------ prompt selection
+    selector: str = field(default="dps", metadata={"help": (
+        "prompt selector: uniform, ds (DAPO Dynamic Sampling), mopps, dps, or any name "
+        "mmdps.selection.make_selector knows")})
+    selector_kwargs: dict = field(default_factory=dict, metadata={"help": (
+        "selector options, e.g. decay (DPS lambda: 0.7 MATH, 0.5 Countdown / Geo3K), strategy, max_rounds for "
+        "DS (4 MATH, 10 otherwise, DAPO)")})
+    candidate_ratio: float | None = field(default=None, metadata={"help": (
+        "selectors that rank candidates (dps, mopps): None ranks the whole pool every step (the DPS paper's "
+        "rule); r >= 1 ranks only the next ceil(r x B) prompts of a seeded shuffled pass over the pool (the "
+        "official trainers' dataloader batch) and trains on the best B; the candidate order is checkpointed. "
+        "None leaves MoPPS at its own default (16)")})
+    batch_size: int = field(default=256, metadata={"help": (
+        "prompts per step, B (paper: 256 MATH / Countdown, 512 Geo3K)")})
+    num_generations: int = field(default=8, metadata={"help": "rollouts per prompt, k (paper: 8); at least 2"})
+    # ------------------------------------------------------------------ rollout
+    engine: str = field(default="hf", metadata={"help": (
+        "rollout engine (mmdps.rollout.make_engine): hf (transformers generate) or vllm (GPU, optional extra)")})
+    engine_kwargs: dict = field(default_factory=dict, metadata={"help": (
+        "engine options with vLLM's own names, e.g. gpu_memory_utilization, tensor_parallel_size, sleep_level "
+        "(mmdps.rollout.engine_options lists them)")})
+    generation_batch_size: int | None = field(default=None, metadata={"help": (
+        "prompts per generate call of the hf engine; None = all")})
+    max_new_tokens: int = field(default=1024, metadata={"help": (
+        "response length limit (paper: 8192 MATH, 1024 Countdown / Geo3K)")})
+    temperature: float = field(default=1.0, metadata={"help": "rollout sampling temperature (paper); 0 = greedy"})
+    top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling (paper: 1.0, off)"})
+    top_k: int = field(default=0, metadata={"help": "rollout top-k sampling; 0 = off"})
+    # ------------------------------------------------------------------ optimisation (GRPO / DAPO)
+    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (paper)"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper, verl default)"})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2"})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": (
+        "any transformers.get_scheduler name; warm-up and decay count optimizer updates")})
+    warmup_steps: int = field(default=0, metadata={"help": "learning-rate warm-up in optimizer updates (paper: none)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (paper)"})
+    max_steps: int = field(default=100, metadata={"help": (
+        "training steps (paper: 360 MATH-1.5B, 120 Countdown / Geo3K-3B)")})
+    mini_batch_size: int | None = field(default=None, metadata={"help": (
+        "prompts per optimizer update (verl ppo_mini_batch_size: 128 MATH, 64 Countdown, 256 Geo3K); None = "
+        "one update per step on the whole batch")})
+    ppo_epochs: int = field(default=1, metadata={"help": "passes over the batch per step (verl ppo_epochs)"})
+    micro_batch_size: int = field(default=8, metadata={"help": (
+        "sequences per forward/backward; gradients accumulate over micro-batches")})
+    clip_low: float = field(default=0.2, metadata={"help": "lower ratio clip, 1 - clip_low (PPO; DAPO clip-higher)"})
+    clip_high: float = field(default=0.28, metadata={"help": "upper ratio clip, 1 + clip_high (DAPO clip-higher)"})
+    clip_c: float | None = field(default=10.0, metadata={"help": (
+        "dual-clip bound for negative advantages (Ye et al. 2020; verl clip_ratio_c); None = off")})
+    loss_agg_mode: str = field(default="token-mean", metadata={"help": (
+        "loss aggregation (mmdps.rl.aggregate_loss, docs/rl_math.md): token-mean is DAPO's, seq-mean-token-mean "
+        "GRPO's, seq-mean-token-sum-norm Dr.GRPO's")})
+    advantage_estimator: str = field(default="grpo", metadata={"help": (
+        "grpo (group mean baseline, scaled as scale_rewards says), rloo (leave-one-out baseline, no scaling; "
+        "Ahmadian et al. 2024) or reinforce_pp (group mean subtracted, then divided by the batch std; REINFORCE++ "
+        "with baseline, Hu 2025)")})
+    scale_rewards: bool | str = field(default=True, metadata={"help": (
+        "GRPO's scaling of the centred rewards: true / group = the group std (GRPO), batch = the std of the "
+        "batch's rewards (TRL scale_rewards='batch'), false / none = none (Dr.GRPO). Only for "
+        "advantage_estimator=grpo; the other estimators ignore the default")})
+    ratio_level: str = field(default="token", metadata={"help": (
+        "importance ratio per token (PPO/GRPO), per sequence (GSPO, the length-normalised sequence ratio; its "
+        "paper clips at 3e-4 / 4e-4 and aggregates seq-mean-token-mean) or sequence_token (GSPO-token)")})
+    loss_type: str = field(default="clip", metadata={"help": (
+        "clip (PPO clipped surrogate, with clip_c) or cispo (MiniMax-M1: REINFORCE on every token weighted by "
+        "sg(min(ratio, 1 + clip_high)); clip_low and clip_c unused)")})
+    rollout_correction: str | None = field(default=None, metadata={"help": (
+        "correct for the sampler/trainer log-prob mismatch with tis (weight min(rho, cap), Yao et al. 2025) or "
+        "mis (weight rho, 0 beyond cap), where rho is the trainer's over the sampler's probability of each "
+        "sampled token or of the whole sequence (rollout_correction_level); needs sampling log-probs (both "
+        "engines report them, except for greedy decoding); the mismatch is logged every step either way "
+        "(rollout/*)")})
+    rollout_correction_level: str = field(default="token", metadata={"help": (
+        "rho of rollout_correction per token or per sequence")})
+    rollout_correction_cap: float = field(default=2.0, metadata={"help": (
+        "the cap of the rollout_correction weights (tis truncates at it, mis zeroes beyond it)")})
+    beta: float = field(default=0.0, metadata={"help": (
+        "KL-loss coefficient to a frozen reference (paper: 0 MATH / Countdown, 0.01 Geo3K-3B); 0 loads no "
+        "reference model")})
+    kl_estimator: str = field(default="k3", metadata={"help": (
+        "KL estimator (mmdps.rl.kl_penalty; Schulman 2020): k3 is GRPO's KL loss and verl's low_var_kl")})
+    entropy_coeff: float = field(default=0.001, metadata={"help": "entropy bonus coefficient (paper)"})
+    mask_truncated_completions: bool = field(default=False, metadata={"help": (
+        "drop completions that hit max_new_tokens from the loss (DAPO overlong filtering)")})
+    overlong_buffer_len: int = field(default=0, metadata={"help": (
+        "DAPO soft overlong punishment window in tokens; 0 = off")})
+    overlong_penalty_factor: float = field(default=1.0, metadata={"help": (
+        "the soft overlong penalty at max_new_tokens (DAPO)")})
+    skip_zero_advantage_groups: bool = field(default=True, metadata={"help": (
+        "leave groups whose advantages are all 0 out of the forward/backward pass when that cannot change the "
+        "gradient (entropy_coeff == 0, beta == 0, one update per step); their tokens still count in the loss "
+        "normaliser, so the update is identical and the step faster (mmdps); clip statistics then cover the "
+        "trained groups only")})
+    # ------------------------------------------------------------------ rewards
+    reward_workers: int = field(default=1, metadata={"help": "threads that run verifiers; 1 = in the main thread"})
+    # ------------------------------------------------------------------ run, logging, checkpoints
+    output_dir: str = field(default="outputs/run", metadata={"help": "folder for metrics, samples and checkpoints"})
+    run_name: str | None = field(default=None, metadata={"help": (
+        "name for W&B / TensorBoard; None = the output folder's name")})
+    seed: int = field(default=42, metadata={"help": (
+        "seeds python, numpy, torch, the selector and rollout sampling")})
+    logging_steps: int = field(default=1, metadata={"help": "write a metrics line every N steps"})
+    report_to: list = field(default_factory=list, metadata={"help": (
+        "extra metric sinks: tensorboard and/or wandb (optional extras)")})
+    wandb_project: str | None = field(default=None, metadata={"help": "W&B project; None = mmdps"})
+    progress_bar: bool = field(default=True, metadata={"help": (
+        "rich progress bar with step, reward, effective-sample ratio and ETA")})
+    log_completions_steps: int = field(default=10, metadata={"help": (
+        "save sampled completions to samples/step_XXXX.jsonl every N steps; 0 = never")})
+    num_completions_to_log: int = field(default=8, metadata={"help": "completions saved each time"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps; 0 = only at the end"})
+    save_total_limit: int | None = field(default=3, metadata={"help": (
+        "keep the newest N checkpoints; None = all")})
+    save_final: bool = field(default=True, metadata={"help": "checkpoint the last step"})
+    resume: str | None = field(default="auto", metadata={"help": (
+        "auto = continue from the newest intact checkpoint in output_dir if any; a checkpoint path; or None / "
+        "none to start fresh")})
+    eval_steps: int = field(default=0, metadata={"help": (
+        "evaluate on the held-out set every N steps; 0 = off (paper: every 5 MATH, 10 otherwise)")})
+    eval_num_samples: int = field(default=16, metadata={"help": "samples per held-out problem (paper: 16)"})
+    eval_temperature: float = field(default=0.6, metadata={"help": "evaluation sampling temperature (paper: 0.6)"})
+    eval_top_p: float = field(default=1.0, metadata={"help": "evaluation nucleus sampling"})
+    eval_max_new_tokens: int | None = field(default=None, metadata={"help": (
+        "evaluation response length limit; None = max_new_tokens")})
+    max_consecutive_nan: int = field(default=3, metadata={"help": (
+        "stop after this many non-finite losses / gradients in a row")})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -284,13 +257,10 @@ class GRPOConfig:
         if self.mini_batch_size is not None and not 1 <= self.mini_batch_size <= self.batch_size:
             raise ValueError(f"mini_batch_size must be in [1, batch_size={self.batch_size}] or None, "
                              f"got {self.mini_batch_size}")
-        if self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {self.loss_agg_mode!r}")
+        for name, choices in field_choices().items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         self._validate_objective()
-        if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for sink in self.report_to:
             if sink not in REPORT_TO:
                 raise ValueError(f"report_to entries must be in {REPORT_TO}, got {sink!r}")
@@ -327,20 +297,10 @@ class GRPOConfig:
             self.resume = None
 
     def _validate_objective(self) -> None:
-        """The advantage estimator, ratio level, loss type and rollout correction (choices from mmdps.rl)."""
-        from mmdps.rl import (
-            ADVANTAGE_ESTIMATORS,
-            LOSS_TYPES,
-            RATIO_LEVELS,
-            REWARD_SCALES,
-            ROLLOUT_CORRECTION_LEVELS,
-            ROLLOUT_CORRECTIONS,
-        )
+        """scale_rewards and rollout_correction (choices from mmdps.rl), and how they combine; the plain choice
+        fields are checked against :func:`field_choices`."""
+        from mmdps.rl import REWARD_SCALES, ROLLOUT_CORRECTIONS
 
-        for name, choices in (("advantage_estimator", ADVANTAGE_ESTIMATORS), ("ratio_level", RATIO_LEVELS),
-                              ("loss_type", LOSS_TYPES), ("rollout_correction_level", ROLLOUT_CORRECTION_LEVELS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if not isinstance(self.scale_rewards, bool) and self.scale_rewards not in REWARD_SCALES:
             raise ValueError(f"scale_rewards must be true, false or one of {REWARD_SCALES}, got {self.scale_rewards!r}")
         if self.advantage_estimator != "grpo" and self.scale_rewards not in (True, "group"):
@@ -372,6 +332,32 @@ class GRPOConfig:
         check_keys(values.keys())
         hints = _field_types()
         return cls(**{key: coerce(value, hints[key], key) for key, value in values.items()})
+
+
+# ---------------------------------------------------------------------- help
+# The field that opens each section of ``mmdps train --help``.
+_SECTIONS = {"model_name_or_path": "model", "task": "data", "selector": "prompt selection", "engine": "rollout",
+             "learning_rate": "optimisation (GRPO, Shao et al. 2024; DAPO, Yu et al. 2025)",
+             "reward_workers": "rewards", "output_dir": "run, logging, checkpoints"}
+
+
+def config_help(width: int = 100) -> str:
+    """Every config key with its type, default, choices and help, from the field declarations (the text
+    ``mmdps train --help`` shows)."""
+    import textwrap
+
+    choices = field_choices()
+    hints = _field_types()
+    lines: list[str] = []
+    for f in dataclasses.fields(GRPOConfig):
+        if f.name in _SECTIONS:
+            lines += ["", f"{_SECTIONS[f.name]}:"]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        head = f"  {f.name} ({_type_name(hints[f.name])}, default {default!r})"
+        text = f.metadata["help"] + (f"; one of: {', '.join(choices[f.name])}" if f.name in choices else "")
+        lines.append(head)
+        lines += textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False)
+    return "\n".join(lines).lstrip("\n")
 
 
 # ---------------------------------------------------------------------- loading

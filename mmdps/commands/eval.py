@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmdps.config import DTYPES
 from mmdps.eval.compare import COMPARISON_PLOT_FILE, COMPARISON_TABLE_FILE, compare_reports
 from mmdps.eval.report import percent, print_rich_table, write_report
 from mmdps.eval.runner import evaluate_items, load_benchmark_items, load_eval_items
@@ -64,7 +65,7 @@ def configure_parser(parser) -> None:
     eng.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="rollout engine (default hf)")
     eng.add_argument("--batch-size", type=int, default=None,
                      help="prompts per generate call (default: 8 for hf, all at once for vllm)")
-    eng.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+    eng.add_argument("--dtype", default="auto", choices=DTYPES,
                      help="model dtype (default auto: bfloat16 on a GPU, float32 on the CPU)")
     eng.add_argument("--device", default=None, help="torch device for the hf engine (default: cuda if available)")
     eng.add_argument("--max-prompt-length", type=int, default=1024, help="prompt token limit (default 1024)")

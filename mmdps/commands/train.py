@@ -14,6 +14,11 @@ import json
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from mmdps.config import config_help
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the config keys' layout
+    parser.epilog = ("config keys (YAML file or key=value overrides; dotted keys reach into dict fields, e.g. "
+                     "selector_kwargs.decay=0.5):\n\n" + config_help())
     parser.add_argument("--config", required=True, help="YAML config file (see configs/ and docs/training.md)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. max_steps=10 output_dir=outputs/x selector_kwargs.decay=0.5")
