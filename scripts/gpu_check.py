@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -46,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 # the released Qwen2.5-VL) in front of it.
 FULL = dict(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, vocab=151936,
             vision_depth=4, vision_width=1280, vision_heads=16, vision_intermediate=3420, image_side=336,
-            batch=32, k=8, max_new_tokens=512, micro_batch=8, steps=2)
+            batch=32, k=8, max_new_tokens=512, micro_batch=8, steps=1)
 DRY = dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=None,
            vision_depth=2, vision_width=32, vision_heads=2, vision_intermediate=64, image_side=56,
            batch=2, k=2, max_new_tokens=8, micro_batch=2, steps=1)
@@ -58,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the wiring, not speed")
     parser.add_argument("--budget-s", type=float, default=250.0,
                         help="wall-clock seconds for everything; phases that would not fit are skipped")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per trainer (default 2; dry run 1)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per trainer after one full-size warm-up step (default 1)")
     parser.add_argument("--batch-size", type=int, default=None, help="prompts per step, B (default 32)")
     parser.add_argument("--num-generations", type=int, default=None, help="completions per prompt, k (default 8)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="completion length, forced (default 512)")
@@ -114,9 +116,11 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(device=props.name, device_memory_gib=round(props.total_memory / 2**30, 1))
+    info["PYTORCH_CUDA_ALLOC_CONF"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
     for name in ("transformers", "accelerate", "peft", "trl", "datasets", "math_verify"):
         try:
-            info[name] = __import__(name).__version__
+            __import__(name)
+            info[name] = importlib.metadata.version(name.replace("_", "-"))
         except Exception as exc:  # noqa: BLE001 - a broken optional package is a finding, not a crash
             info[name] = f"unavailable ({type(exc).__name__}: {exc})"[:200]
     return info
@@ -270,7 +274,11 @@ def force_length(engine) -> None:
 
 def time_mmdps(kind: str, model_dir: Path, items: list, sizes: dict[str, Any], out: Path,
                report: Report) -> dict[str, Any]:
-    """A small untimed warm-up step, then up to ``steps`` full steps (fewer when the budget runs low)."""
+    """One untimed full-size warm-up step (CUDA libraries, and the allocator's blocks for every KV-cache
+    size), then up to ``steps`` timed steps (fewer when the budget runs low); peak memory is that of
+    the timed steps."""
+    import torch
+
     from mmdps.trainer import GRPOTrainer
 
     reset_accelerate()
@@ -279,15 +287,12 @@ def time_mmdps(kind: str, model_dir: Path, items: list, sizes: dict[str, Any], o
     trainer = GRPOTrainer(config, items=items)
     force_length(trainer.engine)
     load_s = time.perf_counter() - t0
-    trainer.config = dataclasses.replace(config, batch_size=min(2, config.batch_size), max_new_tokens=16)
-    trainer.step += 1
-    trainer.train_step()  # warm-up: CUDA kernels and libraries, allocator
-    trainer.config = config
-    free_memory()
     steps: list[dict[str, float]] = []
-    for _ in range(sizes["steps"]):
-        if steps and report.left() < 1.5 * steps[-1]["step_s"]:
+    for index in range(1 + sizes["steps"]):
+        if index > 1 and report.left() < 1.5 * steps[-1]["step_s"]:
             break
+        if index == 1 and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         trainer.step += 1
         t0 = time.perf_counter()
         metrics = trainer.train_step()
@@ -295,11 +300,14 @@ def time_mmdps(kind: str, model_dir: Path, items: list, sizes: dict[str, Any], o
         steps.append({"step_s": step_s, "rollout_s": metrics["time/rollout"], "train_s": metrics["time/train"],
                       "reward_s": metrics["time/reward"], "tokens": metrics["tokens_generated"],
                       "completion_length_mean": metrics["completion_length_mean"]})
-        print(f"[mmdps {kind}] step {len(steps)}: {step_s:.2f} s (rollout {metrics['time/rollout']:.2f} s, "
+        label = f"step {index}" if index else "warm-up step"
+        print(f"[mmdps {kind}] {label}: {step_s:.2f} s (rollout {metrics['time/rollout']:.2f} s, "
               f"train {metrics['time/train']:.2f} s, {metrics['tokens_generated']} tokens)")
-    result = {"load_s": round(load_s, 2), "steps": steps, "step_s": statistics.median(s["step_s"] for s in steps),
-              "rollout_tokens_per_s": statistics.median(s["tokens"] / s["rollout_s"] for s in steps),
-              "train_s": statistics.median(s["train_s"] for s in steps), **peak_memory()}
+    warmup, timed = steps[0], steps[1:]
+    result = {"load_s": round(load_s, 2), "warmup_step_s": warmup["step_s"], "steps": timed,
+              "step_s": statistics.median(s["step_s"] for s in timed),
+              "rollout_tokens_per_s": statistics.median(s["tokens"] / s["rollout_s"] for s in timed),
+              "train_s": statistics.median(s["train_s"] for s in timed), **peak_memory()}
     del trainer
     free_memory()
     return result
@@ -342,6 +350,8 @@ def time_trl(kind: str, model_dir: Path, items: list, sizes: dict[str, Any], out
 
         def on_step_end(self, *_, **__):
             self.marks.append(time.perf_counter())
+            if len(self.marks) == 2 and torch.cuda.is_available():  # the warm-up step is done
+                torch.cuda.reset_peak_memory_stats()
 
     cuda = torch.cuda.is_available()
     sequences = sizes["batch"] * sizes["k"]
@@ -421,7 +431,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mmdps-gpu-check-"))
     models: dict[str, tuple[Path, list]] = {}
     ours: dict[str, dict[str, Any]] = {}
-    for kind in ("text", "vl"):
+    trl_ok = env["trl"][0].isdigit()
+    for kind in ("text", "vl"):  # mmdps text, TRL text, mmdps VL, TRL VL
         if kind in skip:
             continue
 
@@ -433,23 +444,24 @@ def main(argv=None) -> int:
             result.update(time_mmdps(kind, folder, models[kind][1], sizes, work, report))
             return result
 
-        # about: build + load + warm-up + two steps; the first step's time is only known afterwards
-        result = guarded(report, f"mmdps_{kind}", 45 if not ours else 30 + 3 * next(iter(ours.values()))["step_s"],
-                         run_ours)
-        if result is not None:
-            ours[kind] = result
-    for kind, result in ours.items():
+        # The first phase's cost is unknown; later ones are sized from it (VL: images, longer prompts).
+        need = 1.3 * ours["text"]["phase_s"] if "text" in ours else 45
+        result = guarded(report, f"mmdps_{kind}", need, run_ours)
+        if result is None:
+            continue
+        ours[kind] = result
         if "trl" in skip:
-            break
-        if not env["trl"][0].isdigit():
+            continue
+        if not trl_ok:
             report.skip(f"trl_{kind}", f"TRL is not importable here: {env['trl']}")
             continue
-        theirs = guarded(report, f"trl_{kind}", 20 + (1 + sizes["steps"]) * 1.3 * result["step_s"],
+        theirs = guarded(report, f"trl_{kind}", 1.2 * result["phase_s"],
                          lambda kind=kind: time_trl(kind, models[kind][0], models[kind][1], sizes, work))
         if theirs is not None:
             theirs["ratio_mmdps_over_trl"] = result["step_s"] / theirs["step_s"]
             report.put(f"trl_{kind}", theirs)
 
+    shutil.rmtree(work, ignore_errors=True)
     print_summary(report.data, report.path)
     shutil.rmtree(work, ignore_errors=True)
     tests = report.data.get("gpu_tests", {})

@@ -89,3 +89,14 @@ def test_lora_can_exclude_the_vision_tower():
     assert not any("visual" in n for n in trainable)
     with pytest.raises(ValueError, match="no linear modules"):
         lora_target_modules(model, ["not_a_layer"])
+
+
+def test_auto_dtype_is_bfloat16_for_a_model_headed_for_the_gpu(monkeypatch):
+    # The trainer loads with device=None and lets accelerate move the model: on a GPU machine "auto"
+    # must still mean bfloat16 (it used to resolve against the CPU and trained float32 weights).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: True)
+    model, _ = load_policy(build("qwen2"), dtype="auto")
+    assert next(model.parameters()).dtype == torch.bfloat16 and next(model.parameters()).device.type == "cpu"
+    model, _ = load_policy(build("qwen2"), dtype="auto", device="cpu")
+    assert next(model.parameters()).dtype == torch.float32

@@ -95,12 +95,14 @@ def load_processor(path: str | os.PathLike, config: Any = None) -> Any:
                                      chat_template=tokenizer.chat_template)
 
 
-def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+def _resolve_dtype(dtype: str | torch.dtype, device: str | torch.device | None) -> torch.dtype:
+    """``device`` is where the model will run; None means "moved there later": the GPU when there is
+    one (the trainer's accelerator places it there), so "auto" is bfloat16 on a GPU machine."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":  # bf16 on GPUs that support it, float32 on the CPU (bf16 CPU kernels are slow)
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
+        on_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+        return torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float32
     choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in choices:
         raise ValueError(f"dtype must be 'auto' or one of {sorted(choices)}, got {dtype!r}")
@@ -117,7 +119,8 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
     folder when it has a tokenizer, else from the base.
 
     Args:
-        dtype: "auto" (bfloat16 on a CUDA device, float32 otherwise), "float32", "bfloat16", "float16".
+        dtype: "auto" (bfloat16 on a CUDA device, float32 otherwise; with ``device=None`` the model is
+            meant for the GPU when the machine has one), "float32", "bfloat16", "float16".
         attn_implementation: passed to ``from_pretrained`` ("sdpa", "flash_attention_2", "eager", ...).
         device: where to put the model; ``None`` leaves it on the CPU (accelerate moves it later).
     """
@@ -143,7 +146,7 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
                                 f"({exc}); pass a model folder (e.g. from `mmdps tiny-model`) or a hub id "
                                 "that is cached or reachable") from exc
     model_cls = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, target)}
+    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, device)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     model = model_cls.from_pretrained(path, **kwargs)
@@ -186,7 +189,7 @@ def _load_merged_adapter(path: str, *, dtype: str | torch.dtype, attn_implementa
     base = adapter_base_model(path)
     target = torch.device(device) if device is not None else torch.device("cpu")
     try:  # "auto" is resolved for the final device (bfloat16 on a GPU), not the CPU where the merge happens
-        model, base_processor = load_policy(base, dtype=_resolve_dtype(dtype, target),
+        model, base_processor = load_policy(base, dtype=_resolve_dtype(dtype, device),
                                             attn_implementation=attn_implementation)
     except OSError as exc:  # FileNotFoundError included: a moved folder, or a hub id not cached offline
         raise FileNotFoundError(
