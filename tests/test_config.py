@@ -143,3 +143,8 @@ def test_cli_print_config_and_bad_key(tmp_path, capsys):
     assert '"max_steps": 2' in out and str(tmp_path) in out
     assert cli.main(["train", "--config", str(config_file), "max_stepz=2"]) == 2
     assert "did you mean max_steps" in capsys.readouterr().err
+
+
+def test_clip_low_of_one_or_more_is_refused_at_config_time():
+    with pytest.raises(ValueError, match=r"clip_low must be in \[0, 1\)"):
+        GRPOConfig(model_name_or_path="tiny:qwen2", clip_low=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -64,6 +65,7 @@ def test_settings_reject_bad_values():
         tiny_settings(batch_size=64).validate()
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_is_reproducible(tmp_path):
     settings = tiny_settings()
     first = demo.run_demo(settings, tmp_path / "a", log=lambda _: None)
@@ -84,11 +86,21 @@ def test_demo_end_to_end_is_reproducible(tmp_path):
 
 
 def test_cli_parses_and_reports_bad_input(capsys):
-    import argparse
-
     parser = argparse.ArgumentParser()
     demo_command.configure_parser(parser)
     args = parser.parse_args(["--rl-steps", "5", "--selector", "uniform", "--num-generations", "1"])
     assert demo_command.run(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("mmdps demo: error:") and "num-generations" in err
+
+
+def test_every_demo_option_has_a_help_text_with_its_default():
+    parser = argparse.ArgumentParser(prog="mmdps demo")
+    demo_command.configure_parser(parser)
+    options = [action for action in parser._actions if action.option_strings and action.dest != "help"]
+    assert {action.dest for action in options} >= {"seed", "rl_lr", "out", "no_progress"}
+    for action in options:
+        assert action.help, f"{action.option_strings[0]} has no help text"
+        assert "default" in action.help, f"{action.option_strings[0]}: help does not give the default"
+    text = parser.format_help()
+    assert "(default 0.0001)" in text and "(default 0)" in text  # --rl-lr and --seed, formatted

@@ -56,6 +56,7 @@ def _negated_advantages(monkeypatch) -> None:
     monkeypatch.setattr(mmdps.rl, "group_advantages", lambda *args, **kwargs: -real(*args, **kwargs))
 
 
+@pytest.mark.slow
 def test_reward_rises_with_grpo_and_falls_with_negated_advantages(tmp_path, byte_model, monkeypatch):
     # Measured (seeds 0..3, rewards of steps 1 / 12): GRPO 0.62 -> 0.97, 0.56 -> 0.94, 0.53 -> 1.0,
     # 0.56 -> 0.91; negated 0.62 -> 0.19, 0.56 -> 0.09, 0.53 -> 0.03, 0.56 -> 0.09.

@@ -58,6 +58,7 @@ def test_every_gold_boxed_verifies(golds):
     assert not failures, failures[:10]
 
 
+@pytest.mark.slow
 def test_math_verify_parses_the_golds(golds):
     """Golds are understood by math-verify as math (not only as strings), except the listed ones.
 

@@ -1,6 +1,5 @@
-"""Small user-facing details: help texts, benchmark defaults and the evaluation scripts' arguments."""
+"""The scripts/ folder: the benchmark scripts' defaults and the evaluation shell scripts' arguments."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -9,21 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdps.commands import demo
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-def test_every_demo_option_has_a_help_text_with_its_default():
-    parser = argparse.ArgumentParser(prog="mmdps demo")
-    demo.configure_parser(parser)
-    options = [action for action in parser._actions if action.option_strings and action.dest != "help"]
-    assert {action.dest for action in options} >= {"seed", "rl_lr", "out", "no_progress"}
-    for action in options:
-        assert action.help, f"{action.option_strings[0]} has no help text"
-        assert "default" in action.help, f"{action.option_strings[0]}: help does not give the default"
-    text = parser.format_help()
-    assert "(default 0.0001)" in text and "(default 0)" in text  # --rl-lr and --seed, formatted
 
 
 def test_bench_selectors_all_covers_every_registered_selector(tmp_path):

@@ -1,5 +1,6 @@
-"""Checks of the GRPO step's wiring that the end-to-end tests cannot see: what the selector, the
-advantages and the loss actually receive, and that micro-batch gradients add up to the full-batch one.
+"""One GRPO step, checked from the inside (what the end-to-end tests cannot see): what the selector, the
+advantages and the loss actually receive, that micro-batch gradients add up to the full-batch one, the
+zero-advantage skip, and resuming mid-run.
 
 A scripted engine returns known completions (varied lengths, EOS or truncated, independent of the
 policy), so every expected value is computed here by hand from what the engine returned.
@@ -23,7 +24,7 @@ from tiny_models import build, text_item
 K = 4
 
 
-@verifiers.register("test_review_length")
+@verifiers.register("test_step_length")
 def _length_verdict(completion: str, ground_truth, **metadata) -> dict:
     """acc 1 for an even length, 0.5 for an odd multiple of 3 (partial credit: not a success), else 0;
     items with ``metadata['solved']`` always get 1."""
@@ -70,7 +71,7 @@ def byte_model() -> Path:
 
 def _items(n: int, solved: int = 0) -> list:
     # ids 100.. so that a position (the selector id) never equals an item id
-    return [text_item(100 + i, f"Question {i}?", verifier="test_review_length", metadata={"solved": i < solved})
+    return [text_item(100 + i, f"Question {i}?", verifier="test_step_length", metadata={"solved": i < solved})
             for i in range(n)]
 
 
@@ -328,11 +329,6 @@ def test_resume_restores_weights_optimizer_scheduler_and_step(tmp_path, byte_mod
     assert [r["lr"] for r in a] != [a[0]["lr"]] * 4  # the schedule did move
     for (name, p), q in zip(full.unwrapped_model.named_parameters(), resumed.unwrapped_model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
-
-
-def test_clip_low_of_one_or_more_is_refused_at_config_time():
-    with pytest.raises(ValueError, match=r"clip_low must be in \[0, 1\)"):
-        GRPOConfig(model_name_or_path="tiny:qwen2", clip_low=1.0)
 
 
 def _gradients_at_optimizer_step(trainer: GRPOTrainer) -> list[list[torch.Tensor]]:
