@@ -1,6 +1,6 @@
 """The GRPO trainer: selector in the loop, text and vision-language policies, accelerate underneath.
 
-One step (issue 4, section 1)::
+One step::
 
     select B prompt ids (before any rollout)  ->  generate k completions per prompt  ->  verify
     -> selector.update(ids, success_rates)  [-> DS: admit + refill rounds, every rollout counted]

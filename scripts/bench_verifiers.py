@@ -3,7 +3,7 @@
     python scripts/bench_verifiers.py                       # main thread (in-process SIGALRM guard)
                                                             #   -> outputs/bench_verifiers.json
     python scripts/bench_verifiers.py --threads 2           # from worker threads (worker processes)
-    python scripts/bench_verifiers.py --golds ../shared/data   # + how many benchmark golds math-verify parses
+    python scripts/bench_verifiers.py --golds data   # + how many benchmark golds math-verify parses
 """
 
 from __future__ import annotations

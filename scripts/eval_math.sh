@@ -4,7 +4,7 @@
 # response limit, then put the five reports side by side (table + bar plot).
 #
 #   scripts/eval_math.sh MODEL [TEST_DIR] [OUTPUT] [extra mmdps eval flags...]
-#   scripts/eval_math.sh outputs/math_dps/checkpoints/checkpoint-000360/model ../shared/data/math/test \
+#   scripts/eval_math.sh outputs/math_dps/checkpoints/checkpoint-000360/model data/math/test \
 #       runs/eval/math/math_dps --engine vllm
 #
 # MODEL is a model folder or hub id; for a training run, the `model/` folder of one of its checkpoints,

@@ -2,7 +2,8 @@
 
 vLLM only runs on GPUs, so the engine is unit-tested against this module:
 ``VLLMEngine(path, processor, llm_factory=FakeLLM, sampling_cls=FakeSamplingParams)``. Each rule
-the stand-in enforces mirrors real vLLM 0.32/0.33 behaviour (../shared/docs/vllm_notes.md §6):
+the stand-in enforces mirrors real vLLM 0.32/0.33 behaviour (docs/models_and_rollout.md, "Why the vLLM
+engine works this way"):
 
 - ``generate`` refuses to run while anything is asleep, and after ``sleep(level=2)`` until weights
   were loaded again (real vLLM would produce gibberish);

@@ -1,10 +1,10 @@
-"""Independent cross-check of the selectors against plain per-prompt references written from the specs.
+"""Independent cross-check of the selectors against plain per-prompt references written from the papers.
 
-The references below were written from ``shared/docs/dps_spec.md`` (sections 1-2) and
-``shared/docs/baselines_spec.md`` (sections 2, 3, 5) alone, before reading ``mmdps/selection``: one Python
-object per prompt, the equations and the pseudo-code of dps_spec section 1.8 followed line by line, no
-vectorisation and no shared state between prompts. A misreading shared by the library and its own tests
-would therefore show up here.
+The references below were written from the published equations alone (DPS: Mao et al., ICLR 2026; MoPPS:
+Qu et al., arXiv 2507.04632; DAPO's Dynamic Sampling: Yu et al., arXiv 2503.14476; CDAS: Kong et al., arXiv
+2505.17652; restated in docs/selection.md), before reading ``mmdps/selection``: one Python object per
+prompt, the DPS filter followed step by step, no vectorisation and no shared state between prompts. A
+misreading shared by the library and its own tests would therefore show up here.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from mmdps.selection import CDASSelector, DPSSelector, DynamicSamplingSelector, MoPPSSelector
 
 # ----------------------------------------------------------------------------------------------------------------
-# DPS reference (dps_spec section 1). States are 0-based here: 0 unsolved, 1 partial, 2 solved.
-# Matrices are written row = to-state i, column = from-state j, as in the spec: Phi(i, j) = P(z_t = i | z_{t-1} = j).
+# DPS reference (the DPS model). States are 0-based here: 0 unsolved, 1 partial, 2 solved.
+# Matrices are written row = to-state i, column = from-state j, as in the paper: Phi(i, j) = P(z_t = i | z_{t-1} = j).
 # ----------------------------------------------------------------------------------------------------------------
 
 PRIOR_MATRICES = {
@@ -243,7 +243,7 @@ def test_dps_state_dict_round_trip_keeps_matching_reference():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# MoPPS reference (dps_spec section 2, baselines_spec section 5).
+# MoPPS reference (Beta posterior with discounting, Thompson sampling toward a target rate).
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -327,7 +327,7 @@ def test_mopps_candidates_come_from_a_shuffled_epoch():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# DAPO Dynamic Sampling accounting (baselines_spec section 2).
+# DAPO Dynamic Sampling accounting (keep 0 < s < 1, count every rollout).
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -359,7 +359,7 @@ def test_dynamic_sampling_admit_and_accounting():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# CDAS reference (baselines_spec section 3).
+# CDAS reference (competence vs per-prompt difficulty).
 # ----------------------------------------------------------------------------------------------------------------
 
 

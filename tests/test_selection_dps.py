@@ -1,4 +1,4 @@
-"""DPS against an independent per-prompt implementation of the spec's pseudo-code (dps_spec.md 1.8)."""
+"""DPS against an independent per-prompt implementation of its filter (docs/selection.md, "The model")."""
 
 import zlib
 

@@ -5,8 +5,8 @@ vLLM is imported lazily, and any failure (not only ``ImportError``: a broken tor
 (``distributed_executor_backend="external_launcher"``), so weights are synced in place after each
 optimizer step: PEFT adapters merged, parameter names cleaned of PEFT / FSDP / DDP / checkpointing
 prefixes, streamed in buckets through ``apply_model(lambda m: m.load_weights(...))``, then the
-prefix cache (and, for VL models, the encoder cache) is reset. See docs/models_and_rollout.md and
-../shared/docs/vllm_notes.md for the reasons behind each rule.
+prefix cache (and, for VL models, the encoder cache) is reset. docs/models_and_rollout.md gives the
+reasons behind each rule ("Why the vLLM engine works this way").
 
 Prompts are encoded by the same :class:`~mmdps.data.collate.PromptEncoder` as the HF engine; vLLM
 gets the *unexpanded* ids (one ``<|image_pad|>`` per image, vLLM expands them itself) and the

@@ -2,7 +2,7 @@
 
 Each prompt's solving state z in {unsolved, partial, solved} follows a hidden Markov chain with its own
 3x3 Dirichlet transition counts ``alpha`` (column j = "from state j", row i = "to state i"). Every update
-step, for every prompt (``docs/selection.md`` and the shared spec, section 1.5):
+step, for every prompt (the model and its filter: ``docs/selection.md``):
 
 * observed prompt, state o: posterior = onehot(o); soft counts
   ``xi(i, j) ∝ post(i) * Phibar_old(i, j) * lastpost(j)`` (normalised over i, j);
