@@ -339,24 +339,28 @@ def run_grpo(config, data: DemoData | VLDemoData, settings: DemoSettings | VLDem
              levels: Sequence[str] = LEVELS, controls: dict[str, Sequence[Item]] | None = None) -> dict[str, Any]:
     """GRPO with ``config.selector`` from ``config.model_name_or_path`` through :class:`GRPOTrainer`.
 
-    Stops after ``config.max_steps`` steps, or once ``rollout_budget`` rollouts are spent when given
-    (Dynamic Sampling spends a variable number per step). Evaluates the held-out set at the start,
+    Stops after ``config.max_steps`` steps or, when given, once ``rollout_budget`` rollouts are spent
+    (:class:`~mmdps.trainer.RolloutBudget`; Dynamic Sampling spends a variable number per step), whichever
+    comes first. Evaluates the held-out set at the start,
     each time another ``eval_every_rollouts`` rollouts are spent (default: every ``settings.eval_every``
     steps' worth) and at the end. Returns the curve (accuracy vs rollouts and vs training seconds,
     evaluation excluded) and per-step statistics. ``controls`` (name -> items) are evaluated at every
     point too, under ``point[name]`` (e.g. the held-out questions with blank images).
     """
 
-    from mmdps.logging_utils import MetricsLogger, ProgressBar
-    from mmdps.trainer import GRPOTrainer
+    from mmdps.logging_utils import ProgressBar
+    from mmdps.trainer import GRPOTrainer, RolloutBudget
 
-    trainer = GRPOTrainer(config, items=data.pool, eval_items=data.heldout)
+    # The trainer's own bar counts steps; this one counts rollouts when a budget is given.
+    trainer = GRPOTrainer(dataclasses.replace(config, progress_bar=False), items=data.pool, eval_items=data.heldout)
     engine = trainer.engine
     per_step = config.batch_size * config.num_generations
     every = eval_every_rollouts or (settings.eval_every * per_step if settings.eval_every else None)
     total_steps = config.max_steps if rollout_budget is None else None
+    curve: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
 
-    def evaluate() -> dict[str, Any]:
+    def evaluate(train_seconds: float) -> dict[str, Any]:
         options = dict(samples=settings.eval_samples, seed=settings.seed, max_new_tokens=config.max_new_tokens,
                        temperature=settings.temperature, levels=levels)
         point = evaluate_policy(engine, data.heldout, **options)
@@ -369,35 +373,33 @@ def run_grpo(config, data: DemoData | VLDemoData, settings: DemoSettings | VLDem
             f"  sampled@{settings.eval_samples} {point['sampled']:.3f}  mixed {point['mixed']:.2f}{extra}")
         return point
 
-    curve: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    evaluate()
-    next_eval = every or 0
-    metrics_logger = MetricsLogger(config.output_dir, config=config.to_dict())
-    bar = ProgressBar(total_steps or max(1, rollout_budget // per_step), enabled=settings.progress)
-    try:
-        while (trainer.step < config.max_steps) if rollout_budget is None else \
-                (trainer.rollouts_total < rollout_budget):
-            trainer.step += 1
-            t0 = time.perf_counter()
-            metrics = trainer.train_step()
-            train_seconds += time.perf_counter() - t0
-            metrics_logger.log(trainer.step, metrics)
-            steps.append(_step_record(metrics, train_seconds))
+    class Curve:
+        """After each step: the step record, the bar, and an evaluation each ``every`` rollouts."""
+
+        train_seconds = 0.0  # training time, evaluation excluded
+        next_eval = every or 0
+
+        def on_step_end(self, trainer: GRPOTrainer, metrics: dict[str, Any]) -> None:
+            self.train_seconds += metrics["time/step"]
+            steps.append(_step_record(metrics, self.train_seconds))
             bar.update(trainer.step if total_steps else trainer.rollouts_total // per_step,
                        reward=metrics.get("reward_mean"), acc=metrics.get("acc_mean"),
                        effective=metrics.get("effective_ratio"))
-            if every and trainer.rollouts_total >= next_eval:
-                evaluate()
-                while next_eval <= trainer.rollouts_total:
-                    next_eval += every
+            if every and trainer.rollouts_total >= self.next_eval:
+                evaluate(self.train_seconds)
+                while self.next_eval <= trainer.rollouts_total:
+                    self.next_eval += every
+
+    evaluate(0.0)
+    recorder = Curve()
+    bar = ProgressBar(total_steps or max(1, rollout_budget // per_step), enabled=settings.progress)
+    try:
+        trainer.train(stop=None if rollout_budget is None else RolloutBudget(rollout_budget), callbacks=[recorder])
     finally:
         bar.close()
-        metrics_logger.close()
     if curve[-1]["step"] != trainer.step:
-        evaluate()
-    return {"curve": curve, "steps": steps, "rollouts": curve[-1]["rollouts"], "train_seconds": train_seconds}
+        evaluate(recorder.train_seconds)
+    return {"curve": curve, "steps": steps, "rollouts": curve[-1]["rollouts"], "train_seconds": recorder.train_seconds}
 
 
 def _step_record(metrics: dict[str, Any], train_seconds: float) -> dict[str, Any]:

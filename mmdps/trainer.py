@@ -11,7 +11,10 @@ One step::
 
     from mmdps.config import load_config
     from mmdps.trainer import GRPOTrainer
-    GRPOTrainer(load_config("configs/tiny/countdown_dps.yaml", ["max_steps=3"])).train()
+    trainer = GRPOTrainer(load_config("configs/tiny/countdown_dps.yaml", ["max_steps=3"]))
+    trainer.train()
+    # or stop at a rollout budget, calling my_callback.on_step_end(trainer, metrics) after each step:
+    trainer.train(stop=RolloutBudget(50_000), callbacks=[my_callback])
 
 Selector ids are positions in the training list (``0..N-1``); checkpoints also store the items'
 stable ids and refuse to resume onto another dataset. Multi-GPU runs go through ``accelerate
@@ -28,11 +31,11 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +50,23 @@ from mmdps.verifiers import is_correct, score_completion
 logger = logging.getLogger(__name__)
 
 TINY_PREFIX = "tiny:"
+
+
+class TrainerCallback(Protocol):
+    """Called by :meth:`GRPOTrainer.train` after each step, once the step is logged and checkpointed."""
+
+    def on_step_end(self, trainer: GRPOTrainer, metrics: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RolloutBudget:
+    """A stop condition for :meth:`GRPOTrainer.train`: stop once ``budget`` rollouts are spent (checked
+    before each step, so the last step may overshoot; Dynamic Sampling spends a variable number per step)."""
+
+    budget: int
+
+    def __call__(self, trainer: GRPOTrainer) -> bool:
+        return trainer.rollouts_total >= self.budget
 
 
 class TrainingDivergedError(RuntimeError):
@@ -297,8 +317,12 @@ class GRPOTrainer:
             logger.info("resumed from %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------ the loop
-    def train(self) -> dict[str, Any]:
-        """Run until ``max_steps``; returns the last step's metrics (empty when nothing was left to do)."""
+    def train(self, *, stop: Callable[[GRPOTrainer], bool] | None = None,
+              callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+        """Run until ``max_steps``, or until ``stop(trainer)`` is true (asked before each step, e.g.
+        :class:`RolloutBudget`; it must give the same answer on every process). After each step, once it is
+        logged and checkpointed, every callback's ``on_step_end(trainer, metrics)`` runs (evaluation
+        curves, custom logging). Returns the last step's metrics (empty when nothing was left to do)."""
         from mmdps.logging_utils import MetricsLogger, ProgressBar
 
         config = self.config
@@ -310,7 +334,7 @@ class GRPOTrainer:
         bar = ProgressBar(config.max_steps, start=self.step, enabled=main and config.progress_bar)
         last: dict[str, Any] = {}
         try:
-            while self.step < config.max_steps:
+            while self.step < config.max_steps and not (stop is not None and stop(self)):
                 self.step += 1
                 last = self.train_step()
                 if self.step % config.logging_steps == 0 or self.step == config.max_steps:
@@ -319,6 +343,8 @@ class GRPOTrainer:
                            effective=last.get("effective_ratio"))
                 if config.save_steps and self.step % config.save_steps == 0:
                     self.save_checkpoint()
+                for callback in callbacks:
+                    callback.on_step_end(self, last)
             if config.save_final and self.step > 0:
                 from mmdps.checkpoint import find_latest_checkpoint
 

@@ -20,7 +20,7 @@ from PIL import Image
 from mmdps import cli, tasks, verifiers
 from mmdps.config import GRPOConfig
 from mmdps.logging_utils import read_metrics
-from mmdps.trainer import GRPOTrainer, TrainingDivergedError
+from mmdps.trainer import GRPOTrainer, RolloutBudget, TrainingDivergedError
 from tiny_models import build, text_item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,3 +295,26 @@ def test_data_diagnostics_and_candidate_batches(tmp_path, text_model):
     with pytest.raises(ValueError, match="does not rank candidates"):
         GRPOTrainer(make_config(tmp_path / "u", text_model, selector="uniform", candidate_ratio=2.0),
                     items=parity_items(8))
+
+
+def test_train_stops_at_a_rollout_budget_and_calls_back_after_each_step(tmp_path, text_model):
+    """The loop the demo and the benchmarks need: a stop condition and per-step callbacks, no hand-set step."""
+    config = make_config(tmp_path, text_model, max_steps=50, selector="uniform", log_completions_steps=0)
+    trainer = GRPOTrainer(config, items=parity_items(8))
+    seen: list[tuple[int, int, float]] = []
+
+    class Spy:
+        def on_step_end(self, trainer: GRPOTrainer, metrics: dict) -> None:
+            seen.append((trainer.step, trainer.rollouts_total, metrics["reward_mean"]))
+
+    per_step = config.batch_size * config.num_generations
+    last = trainer.train(stop=RolloutBudget(2 * per_step + 1), callbacks=[Spy()])
+    assert trainer.step == 3 and trainer.rollouts_total == 3 * per_step  # asked before each step: 3 steps
+    assert [(step, rollouts) for step, rollouts, _ in seen] == [(s, s * per_step) for s in (1, 2, 3)]
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2, 3]  # logged before the callbacks ran
+    assert [r["reward_mean"] for r in records] == [reward for *_, reward in seen]
+    assert last["rollouts_total"] == 3 * per_step  # train() returns the last step's metrics
+    # a stop condition that holds at once runs no step
+    assert trainer.train(stop=lambda t: True) == {} and trainer.step == 3
+
