@@ -79,13 +79,17 @@ def mmdps_block_timer(args, model_dir: Path, data, out: Path):
     trainer = GRPOTrainer(config, items=data.pool)
 
     def block() -> list[float]:
-        times = []
-        for index in range(args.warmup + args.steps):
-            trainer.step += 1
-            t0 = time.perf_counter()
-            trainer.train_step()
-            if index >= args.warmup:
-                times.append(time.perf_counter() - t0)
+        """``--warmup`` untimed then ``--steps`` timed steps; a step's time is the trainer's ``time/step``."""
+        first_timed = trainer.step + args.warmup + 1
+        end = trainer.step + args.warmup + args.steps
+        times: list[float] = []
+
+        class StepTimes:
+            def on_step_end(self, trainer: GRPOTrainer, metrics: dict) -> None:
+                if trainer.step >= first_timed:
+                    times.append(metrics["time/step"])
+
+        trainer.train(stop=lambda t: t.step >= end, callbacks=[StepTimes()])
         return times
 
     return block
