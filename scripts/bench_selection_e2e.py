@@ -152,7 +152,7 @@ def _items(problems: list[dict], levels: list[int], source: str) -> list:
 
     pack = tasks.get("countdown", template="compact")
     out = []
-    for index, (p, level) in enumerate(zip(problems, levels)):
+    for index, (p, level) in enumerate(zip(problems, levels, strict=True)):
         name = LEVELS[level].split(":")[0] if level < len(LEVELS) else "hard"
         out.append(pack.make_item(id=index, question=countdown_question(p["target"], p["numbers"]),
                                   ground_truth={"target": p["target"], "numbers": p["numbers"]},
@@ -289,12 +289,12 @@ def screen_pool_c(args, engine, data) -> tuple[list, dict]:
     n1, n2 = len(easy_cand), len(easy_cand) + len(data["c_hard"])
     groups = ((easy_cand, rates[:n1], lambda r: r == 1.0), (data["c_hard"], rates[n1:n2], lambda r: r == 0.0),
               (data["c_mid"], rates[n2:], lambda r: (r > 0.0) & (r < 1.0)))
-    found = [[item for item, ok in zip(items, test(r)) if ok] for items, r, test in groups]
+    found = [[item for item, ok in zip(items, test(r), strict=True) if ok] for items, r, test in groups]
     # If a kind runs short, shrink the whole pool so that the shares stay as designed; if that leaves too
     # few prompts to train on (a warm start that solves nothing, as in --tiny), fill up unscreened.
-    factor = min(1.0, *(len(f) / w for f, w in zip(found, want) if w))
+    factor = min(1.0, *(len(f) / w for f, w in zip(found, want, strict=True) if w))
     counts = [int(w * factor) for w in want]
-    for items, count in zip(found, counts):
+    for items, count in zip(found, counts, strict=True):
         picked += items[:count]
     mix_met = len(picked) >= 4 * args.batch_size
     if not mix_met:
@@ -322,7 +322,7 @@ def sample_success(engine, items: list, k: int, args, *, seed: int, temperature:
     for start in range(0, len(items), chunk):
         part = items[start:start + chunk]
         rows = engine.generate(part, k, sampling)
-        for offset, (item, row) in enumerate(zip(part, rows)):
+        for offset, (item, row) in enumerate(zip(part, rows, strict=True)):
             fn = verify.setdefault(item.verifier, verifiers.get(item.verifier))
             out[start + offset] = np.mean([fn(c.text, item.ground_truth)["acc"] >= 1.0 for c in row])
     return out
@@ -657,7 +657,8 @@ def markdown(summary: dict, meta: dict) -> str:
                 f"{f['steps']:.0f} |")
         choice = block["choice"]
         if choice:
-            lines += ["", f"DPS setting chosen on validation (largest validation AUC): **{choice['chosen_on_validation']}**."]
+            lines += ["", "DPS setting chosen on validation (largest validation AUC): "
+                          f"**{choice['chosen_on_validation']}**."]
             for key, value in choice.items():
                 if key.endswith(("_final_test_sampled", "_auc_test_sampled")):
                     lines.append(f"- {key.replace('_', ' ')} (paired by seed, test): {_fmt(value)}")
