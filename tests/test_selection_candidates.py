@@ -71,6 +71,9 @@ def test_history_counts_distinct_prompts_repeats_and_visits():
         assert diag["prompts/repeat_share"] == np.mean([i in recent for i in ids])
     assert REPEAT_WINDOW == 5 and diag["prompts/repeat_share"] == 0.0  # prompt 2 was last trained 6 steps ago
     assert diag["prompts/distinct_total"] == 25 and diag["prompts/mean_visits"] == pytest.approx(28 / 25)
+    sel.record_trained(np.array([30, 30, 2]))  # DS refills may bring a prompt twice: it counts once
+    assert sel.training_diagnostics()["prompts/distinct_total"] == 26
+    assert sel.training_diagnostics()["prompts/repeat_share"] == 0.5
 
 
 def test_sample_strategy_draws_in_proportion_to_predicted_partial():

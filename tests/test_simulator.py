@@ -47,3 +47,27 @@ def test_cli_writes_outputs(tmp_path, capsys):
 def test_bad_sizes():
     with pytest.raises(ValueError, match="batch_size"):
         simulate(num_prompts=5, batch_size=10)
+
+
+def test_shared_skills_reach_the_heldout_set_and_repeats_teach_less():
+    """Every prompt starts half solved, so DPS keeps its first batch (partial again and again) while uniform
+    sweeps the pool; with diminishing returns per prompt (novelty_power 1) the held-out set gains less
+    from DPS's repeats, without them (0) both teach the skill equally."""
+    base = dict(init_mean=0.0, init_sd=0.0, direct=0.0, transfer=0.0, drift=0.0, skills=2, skill_gain=0.4,
+                heldout=50)
+    held = {}
+    for power in (0.0, 1.0):
+        rep = simulate(["uniform", "dps"], num_prompts=80, batch_size=8, k=8, steps=10,
+                       dynamics=Dynamics(**base, novelty_power=power))
+        held[power] = {r["selector"]: r for r in rep["results"]}
+        for r in rep["results"]:
+            assert r["curve_heldout_solve_rate"][-1] > r["curve_heldout_solve_rate"][0] == 0.5
+    assert held[1.0]["dps"]["repeat_share"] > 0.8 > held[1.0]["uniform"]["repeat_share"]
+    assert held[1.0]["dps"]["final_heldout_solve_rate"] < held[1.0]["uniform"]["final_heldout_solve_rate"] - 0.02
+    assert abs(held[0.0]["dps"]["final_heldout_solve_rate"] - held[0.0]["uniform"]["final_heldout_solve_rate"]) < 0.01
+
+
+def test_configured_variants_run_under_their_labels():
+    rep = simulate(["uniform", ("dps-c2", "dps", {"candidate_ratio": 2.0})], num_prompts=60, batch_size=6, k=4,
+                   steps=4)
+    assert [r["selector"] for r in rep["results"]] == ["uniform", "dps-c2"] == rep["config"]["selectors"]

@@ -127,8 +127,10 @@ class Selector(ABC):
         return self.candidate_sampler.next(self.candidate_rng, int(size))
 
     def record_trained(self, ids: np.ndarray) -> None:
-        """Note the prompts that entered this step's training batch (for ``training_diagnostics``)."""
-        self.history.record(self._check_ids(ids, "ids"))
+        """Note the prompts that entered this step's training batch (for ``training_diagnostics``). A prompt
+        may appear twice (DS refill rounds that cross an epoch boundary); it counts once."""
+        arr = np.unique(np.asarray(ids, dtype=np.int64))
+        self.history.record(self._check_ids(arr, "ids"))
 
     def training_diagnostics(self) -> dict[str, float]:
         """``prompts/distinct_total``, ``prompts/repeat_share``, ``prompts/mean_visits`` (see TrainingHistory)."""

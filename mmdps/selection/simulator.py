@@ -8,7 +8,12 @@ Every selector faces the same dynamics (``docs/simulator.md``):
   zero advantage) raises its own prompt's logit by ``direct``, and every prompt's logit rises by
   ``transfer * c_p * (informative groups) / B`` (shared skill; c_p ~ U(0.5, 1.5) per prompt);
 * drift: every prompt's logit takes a Gaussian step of sd ``drift * sqrt(|T| / B)`` (the side effects of
-  an update scale with its size).
+  an update scale with its size);
+* shared skills (``skills > 0``): prompts belong to ``skills`` groups; an informative group also raises
+  its group's skill, which every prompt of the group (and of the held-out set) gains, by
+  ``skill_gain / B`` times the prompt's novelty ``visits ** -novelty_power`` (repeating a prompt mostly
+  memorises it: only its ``direct`` gain stays full). A held-out set of ``heldout`` prompts from the same
+  distribution, never trained on, measures what generalises.
 
 Selectors run ``steps`` optimizer steps (DS takes as many rounds per step as it needs); one-shot DoPR runs
 until it has spent the rollouts uniform sampling spent. Reported per selector: rollouts spent, the
@@ -40,6 +45,10 @@ class Dynamics:
     direct: float = 0.2  # logit gain of a prompt trained with an informative group
     transfer: float = 0.01  # logit gain of every prompt per fully informative batch
     drift: float = 0.1  # sd of the per-step random walk of every logit (for a full batch)
+    skills: int = 0  # skill groups (0: no shared-skill component, the original toy)
+    skill_gain: float = 0.0  # skill gain of a group per fully informative, never-seen batch of its prompts
+    novelty_power: float = 1.0  # a prompt's skill contribution falls as visits ** -novelty_power
+    heldout: int = 0  # held-out prompts (never trained on); scored as "held-out solve rate"
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -53,18 +62,37 @@ def _selector_kwargs(name: str, k: int, seed: int, ds_oversample: float, ds_max_
     return kwargs
 
 
-def _run_one(name: str, *, num_prompts: int, batch_size: int, k: int, steps: int, target: float, seed: int,
-             dyn: Dynamics, ds_oversample: float, ds_max_rounds: int) -> dict[str, Any]:
+def _spec(entry: str | tuple[str, str, dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+    """A selector entry: a name, or (label, name, keyword arguments) for a configured variant."""
+    if isinstance(entry, str):
+        return entry, entry, {}
+    label, name, kwargs = entry
+    return label, name, dict(kwargs)
+
+
+def _run_one(entry: str | tuple[str, str, dict[str, Any]], *, num_prompts: int, batch_size: int, k: int, steps: int,
+             target: float, seed: int, dyn: Dynamics, ds_oversample: float, ds_max_rounds: int) -> dict[str, Any]:
+    label, name, extra = _spec(entry)
     world = np.random.default_rng(seed)  # same initial population for every selector
     theta = world.normal(dyn.init_mean, dyn.init_sd, num_prompts)
     sensitivity = world.uniform(0.5, 1.5, num_prompts)
+    skills = int(dyn.skills)
+    held = int(dyn.heldout)
+    # The held-out set and skill groups are drawn after the pool, so the pool is the same as without them.
+    held_theta = world.normal(dyn.init_mean, dyn.init_sd, held)
+    held_sensitivity = world.uniform(0.5, 1.5, held)
+    group = world.integers(0, max(skills, 1), num_prompts)
+    held_group = world.integers(0, max(skills, 1), held)
+    visits = np.zeros(num_prompts)
     rng = np.random.default_rng(seed + 1)  # rollout outcomes and drift
-    sel = make_selector(name, num_prompts, **_selector_kwargs(name, k, seed, ds_oversample, ds_max_rounds))
+    sel = make_selector(name, num_prompts, **{**_selector_kwargs(name, k, seed, ds_oversample, ds_max_rounds), **extra})
     budget = steps * batch_size * k  # uniform's rollouts: one-shot selectors run until they spend this
     max_steps = steps if name not in ("dopr",) else steps * batch_size
 
     rollouts = rolled = rolled_partial = trained = trained_partial = 0
     curve_rollouts, curve_solve, dps_acc = [0], [float(_sigmoid(theta).mean())], []
+    curve_held = [float(_sigmoid(held_theta).mean())] if held else []
+    repeats: list[float] = []
     reached = float(_sigmoid(theta).mean()) >= target
     rollouts_to_target: int | None = 0 if reached else None
     step = 0
@@ -90,18 +118,33 @@ def _run_one(name: str, *, num_prompts: int, batch_size: int, k: int, steps: int
         informative = (rates > 0) & (rates < 1)
         trained += ids.size
         trained_partial += int(informative.sum())
-        # The optimizer step: direct gain, shared transfer, drift.
+        sel.record_trained(ids)
+        repeats.append(sel.training_diagnostics()["prompts/repeat_share"])
+        # The optimizer step: direct gain, shared transfer, group skills, drift.
         theta[ids[informative]] += dyn.direct
-        theta += dyn.transfer * sensitivity * (informative.sum() / batch_size)
-        theta += rng.normal(0.0, dyn.drift * np.sqrt(ids.size / batch_size), num_prompts)
+        shared = dyn.transfer * (informative.sum() / batch_size)
+        theta += shared * sensitivity
+        held_theta += shared * held_sensitivity
+        if skills:
+            learners = ids[informative]
+            visits[learners] += 1
+            gain = np.bincount(group[learners], weights=visits[learners] ** -dyn.novelty_power, minlength=skills)
+            gain *= dyn.skill_gain / batch_size
+            theta += gain[group] * sensitivity
+            held_theta += gain[held_group] * held_sensitivity
+        step_sd = dyn.drift * np.sqrt(ids.size / batch_size)
+        theta += rng.normal(0.0, step_sd, num_prompts)
+        held_theta += rng.normal(0.0, step_sd, held)
         solve = float(_sigmoid(theta).mean())
         curve_rollouts.append(rollouts)
         curve_solve.append(solve)
+        if held:
+            curve_held.append(float(_sigmoid(held_theta).mean()))
         if rollouts_to_target is None and solve >= target:
             rollouts_to_target = rollouts
 
     result: dict[str, Any] = {
-        "selector": name,
+        "selector": label,
         "steps": step,
         "rollouts": rollouts,
         "rollouts_vs_uniform_budget": rollouts / budget,
@@ -111,7 +154,12 @@ def _run_one(name: str, *, num_prompts: int, batch_size: int, k: int, steps: int
         "rollouts_to_target": rollouts_to_target,
         "curve_rollouts": curve_rollouts,
         "curve_mean_solve_rate": curve_solve,
+        "repeat_share": float(np.nanmean(repeats)) if repeats else float("nan"),
+        "distinct_trained": int(sel.training_diagnostics()["prompts/distinct_total"]),
     }
+    if held:
+        result["final_heldout_solve_rate"] = curve_held[-1]
+        result["curve_heldout_solve_rate"] = curve_held
     if isinstance(sel, DPSSelector):
         conf = sel.confusion_matrix(cumulative=True)
         result["dps_prediction_accuracy"] = float(np.trace(conf) / conf.sum())
@@ -121,7 +169,7 @@ def _run_one(name: str, *, num_prompts: int, batch_size: int, k: int, steps: int
 
 
 def simulate(
-    selectors: Sequence[str] = DEFAULT_SELECTORS,
+    selectors: Sequence[str | tuple[str, str, dict[str, Any]]] = DEFAULT_SELECTORS,
     num_prompts: int = 2000,
     batch_size: int = 64,
     k: int = 8,
@@ -132,7 +180,11 @@ def simulate(
     ds_oversample: float = 1.0,
     ds_max_rounds: int = 10,
 ) -> dict[str, Any]:
-    """Run every selector on the same simulated population; returns ``{"config": ..., "results": [...]}``."""
+    """Run every selector on the same simulated population; returns ``{"config": ..., "results": [...]}``.
+
+    A selector is a name, or ``(label, name, kwargs)`` for a configured variant such as
+    ``("dps-c4", "dps", {"candidate_ratio": 4})``.
+    """
     if batch_size > num_prompts:
         raise ValueError(f"batch_size {batch_size} must not exceed num_prompts {num_prompts}")
     if steps < 1 or k < 1:
@@ -143,6 +195,7 @@ def simulate(
                  dyn=dyn, ds_oversample=ds_oversample, ds_max_rounds=ds_max_rounds)
         for name in selectors
     ]
-    config = {"num_prompts": num_prompts, "batch_size": batch_size, "k": k, "steps": steps, "target": target,
+    config = {"selectors": [_spec(entry)[0] for entry in selectors],
+              "num_prompts": num_prompts, "batch_size": batch_size, "k": k, "steps": steps, "target": target,
               "seed": seed, "ds_oversample": ds_oversample, "ds_max_rounds": ds_max_rounds, "dynamics": asdict(dyn)}
     return {"config": config, "results": results}
