@@ -71,7 +71,8 @@ def _spec(entry: str | tuple[str, str, dict[str, Any]]) -> tuple[str, str, dict[
 
 
 def _run_one(entry: str | tuple[str, str, dict[str, Any]], *, num_prompts: int, batch_size: int, k: int, steps: int,
-             target: float, seed: int, dyn: Dynamics, ds_oversample: float, ds_max_rounds: int) -> dict[str, Any]:
+             target: float, seed: int, dyn: Dynamics, ds_oversample: float, ds_max_rounds: int,
+             equal_rollouts: bool = False) -> dict[str, Any]:
     label, name, extra = _spec(entry)
     world = np.random.default_rng(seed)  # same initial population for every selector
     theta = world.normal(dyn.init_mean, dyn.init_sd, num_prompts)
@@ -87,7 +88,8 @@ def _run_one(entry: str | tuple[str, str, dict[str, Any]], *, num_prompts: int, 
     rng = np.random.default_rng(seed + 1)  # rollout outcomes and drift
     sel = make_selector(name, num_prompts, **{**_selector_kwargs(name, k, seed, ds_oversample, ds_max_rounds), **extra})
     budget = steps * batch_size * k  # uniform's rollouts: one-shot selectors run until they spend this
-    max_steps = steps if name not in ("dopr",) else steps * batch_size
+    by_rollouts = equal_rollouts or name == "dopr"  # run until uniform's rollouts are spent
+    max_steps = steps * batch_size if by_rollouts else steps
 
     rollouts = rolled = rolled_partial = trained = trained_partial = 0
     curve_rollouts, curve_solve, dps_acc = [0], [float(_sigmoid(theta).mean())], []
@@ -96,7 +98,7 @@ def _run_one(entry: str | tuple[str, str, dict[str, Any]], *, num_prompts: int, 
     reached = float(_sigmoid(theta).mean()) >= target
     rollouts_to_target: int | None = 0 if reached else None
     step = 0
-    while step < max_steps and (name != "dopr" or rollouts < budget):
+    while step < max_steps and (not by_rollouts or rollouts < budget):
         step += 1
         batch_ids, batch_rates = [], []
         for _ in range(sel.max_rounds):
@@ -179,8 +181,13 @@ def simulate(
     dynamics: Dynamics | None = None,
     ds_oversample: float = 1.0,
     ds_max_rounds: int = 10,
+    equal_rollouts: bool = False,
 ) -> dict[str, Any]:
     """Run every selector on the same simulated population; returns ``{"config": ..., "results": [...]}``.
+
+    Every selector takes ``steps`` optimizer steps, except DoPR and, with ``equal_rollouts``, every
+    selector: those run until they have spent uniform's rollouts (``steps * batch_size * k``), as in the
+    end-to-end benchmark.
 
     A selector is a name, or ``(label, name, kwargs)`` for a configured variant such as
     ``("dps-c4", "dps", {"candidate_ratio": 4})``.
@@ -192,10 +199,11 @@ def simulate(
     dyn = dynamics or Dynamics()
     results = [
         _run_one(name, num_prompts=num_prompts, batch_size=batch_size, k=k, steps=steps, target=target, seed=seed,
-                 dyn=dyn, ds_oversample=ds_oversample, ds_max_rounds=ds_max_rounds)
+                 dyn=dyn, ds_oversample=ds_oversample, ds_max_rounds=ds_max_rounds, equal_rollouts=equal_rollouts)
         for name in selectors
     ]
     config = {"selectors": [_spec(entry)[0] for entry in selectors],
               "num_prompts": num_prompts, "batch_size": batch_size, "k": k, "steps": steps, "target": target,
-              "seed": seed, "ds_oversample": ds_oversample, "ds_max_rounds": ds_max_rounds, "dynamics": asdict(dyn)}
+              "seed": seed, "equal_rollouts": equal_rollouts, "ds_oversample": ds_oversample,
+              "ds_max_rounds": ds_max_rounds, "dynamics": asdict(dyn)}
     return {"config": config, "results": results}
