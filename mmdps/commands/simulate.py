@@ -31,6 +31,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the population, rollouts and selectors")
     parser.add_argument("--ds-oversample", type=float, default=1.0, help="DS generation batch / training batch")
     parser.add_argument("--ds-max-rounds", type=int, default=10, help="DS refill rounds per step")
+    parser.add_argument("--equal-rollouts", action="store_true",
+                        help="every selector spends uniform's rollouts (default: every selector takes --steps steps)")
     for field, default in asdict(Dynamics()).items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=default,
                             help="dynamics (docs/simulator.md)")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     dyn = Dynamics(**{field: getattr(args, field) for field in asdict(Dynamics())})
     try:
         report = simulate(args.selectors, args.num_prompts, args.batch_size, args.k, args.steps, args.target,
-                          args.seed, dyn, args.ds_oversample, args.ds_max_rounds)
+                          args.seed, dyn, args.ds_oversample, args.ds_max_rounds, args.equal_rollouts)
     except ValueError as exc:  # e.g. a batch larger than the pool
         from mmdps.cli import fail
 
@@ -61,15 +63,19 @@ def print_table(report: dict[str, Any]) -> None:
 
     cfg = report["config"]
     table = Table(title=f"selectors on {cfg['num_prompts']} simulated prompts, B={cfg['batch_size']}, k={cfg['k']}")
+    held = any("final_heldout_solve_rate" in r for r in report["results"])
     for col in ("selector", "steps", "rollouts", "x uniform", "eff. rolled", "eff. trained", "final solve",
-                f"rollouts to {cfg['target']:.2f}", "DPS acc."):
+                *(("held-out solve",) if held else ()), "repeat share", f"rollouts to {cfg['target']:.2f}",
+                "DPS acc."):
         table.add_column(col, justify="right")
     for r in report["results"]:
         to_target = "never" if r["rollouts_to_target"] is None else f"{r['rollouts_to_target']:,}"
         acc = f"{r['dps_prediction_accuracy']:.3f}" if "dps_prediction_accuracy" in r else ""
         table.add_row(r["selector"], str(r["steps"]), f"{r['rollouts']:,}", f"{r['rollouts_vs_uniform_budget']:.2f}",
                       f"{r['effective_ratio_rolled']:.3f}", f"{r['effective_ratio_trained']:.3f}",
-                      f"{r['final_mean_solve_rate']:.3f}", to_target, acc)
+                      f"{r['final_mean_solve_rate']:.3f}",
+                      *((f"{r['final_heldout_solve_rate']:.3f}",) if held else ()), f"{r['repeat_share']:.2f}",
+                      to_target, acc)
     console = Console(width=max(Console().width, 130))
     console.print(table)
     for r in report["results"]:
@@ -91,7 +97,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for r in report["results"]:
-        ax1.plot(r["curve_rollouts"], r["curve_mean_solve_rate"], label=r["selector"])
+        line, = ax1.plot(r["curve_rollouts"], r["curve_mean_solve_rate"], label=r["selector"])
+        if "curve_heldout_solve_rate" in r:  # dashed, same colour: the held-out set
+            ax1.plot(r["curve_rollouts"], r["curve_heldout_solve_rate"], ls="--", color=line.get_color())
         if "dps_accuracy_per_step" in r:
             acc = np.asarray(r["dps_accuracy_per_step"])
             ax2.plot(r["curve_rollouts"][1:], acc, lw=0.8, alpha=0.5, label="per step")
@@ -99,7 +107,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
             smooth = np.convolve(acc, np.ones(window) / window, mode="valid")
             ax2.plot(r["curve_rollouts"][window:], smooth, lw=2, label=f"{window}-step mean")
     ax1.axhline(report["config"]["target"], color="grey", ls=":", lw=1)
-    ax1.set(xlabel="rollouts", ylabel="mean solve rate (simulated accuracy)", title="accuracy vs rollouts")
+    ax1.set(xlabel="rollouts", ylabel="mean solve rate (simulated accuracy)",
+            title="accuracy vs rollouts (dashed: held-out)")
     ax1.legend()
     ax2.set(xlabel="rollouts", ylabel="accuracy of argmax belief", title="DPS prediction accuracy", ylim=(0, 1))
     ax2.legend()
