@@ -379,7 +379,7 @@ def run_one(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from mmdps.demo import DemoSettings, grpo_config
-    from mmdps.trainer import GRPOTrainer
+    from mmdps.trainer import GRPOTrainer, RolloutBudget
 
     if _PREP is None:
         _PREP = pickle.loads((Path(args.work) / "prep.pkl").read_bytes())
@@ -396,25 +396,13 @@ def run_one(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     config = dataclasses.replace(config, candidate_ratio=ratio, bf16=False, log_completions_steps=0)
     torch.manual_seed(seed)
     trainer = GRPOTrainer(config, items=pool)
-    params = [p for p in trainer.unwrapped_model.parameters() if p.requires_grad]
-    eval_at = [regime.budget * (i + 1) / args.evals for i in range(args.evals)]
-    curve = [{**prep["start"][job["regime"]], "rollouts": 0, "step": 0, "train_seconds": 0.0}]
-    steps: list[dict[str, Any]] = []
-    train_seconds = 0.0
+    recorder = _Recorder(trainer, [regime.budget * (i + 1) / args.evals for i in range(args.evals)],
+                         lambda: evaluate(trainer.engine, prep["test"], prep["validation"], pool, args,
+                                          seed=1000 + len(recorder.curve)))
+    recorder.curve.append({**prep["start"][job["regime"]], "rollouts": 0, "step": 0, "train_seconds": 0.0})
     started = time.perf_counter()
-    while trainer.rollouts_total < regime.budget:
-        trainer.step += 1
-        before = torch.cat([p.detach().flatten() for p in params])
-        t0 = time.perf_counter()
-        metrics = trainer.train_step()
-        train_seconds += time.perf_counter() - t0
-        update = float((torch.cat([p.detach().flatten() for p in params]) - before).norm())
-        steps.append(_step_record(metrics, update))
-        while eval_at and trainer.rollouts_total >= eval_at[0] - 1e-9:
-            eval_at.pop(0)
-            point = evaluate(trainer.engine, prep["test"], prep["validation"], pool, args, seed=1000 + len(curve))
-            curve.append({**point, "rollouts": trainer.rollouts_total, "step": trainer.step,
-                          "train_seconds": train_seconds})
+    trainer.train(stop=RolloutBudget(regime.budget), callbacks=[recorder])
+    steps, curve, train_seconds = recorder.steps, recorder.curve, recorder.train_seconds
     result = {**job, "selector": selector, "selector_kwargs": kwargs, "candidate_ratio": ratio,
               "budget": regime.budget, "pool_size": len(pool), "curve": curve, "steps": steps,
               "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started,
@@ -425,6 +413,35 @@ def run_one(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     tmp.write_text(json.dumps(result, default=float))
     tmp.replace(path)
     return {"tag": tag, "seconds": result["wall_seconds"], "steps": len(steps)}
+
+
+class _Recorder:
+    """A ``GRPOTrainer.train`` callback: per-step records (with the norm of the parameter update) and the
+    evaluations due once the run's rollouts pass each point of ``eval_at``."""
+
+    def __init__(self, trainer, eval_at: list[float], evaluate_now) -> None:
+        self.params = [p for p in trainer.unwrapped_model.parameters() if p.requires_grad]
+        self.before = self._flat()
+        self.eval_at, self.evaluate_now = list(eval_at), evaluate_now
+        self.steps: list[dict[str, Any]] = []
+        self.curve: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+
+    def _flat(self):
+        import torch
+
+        return torch.cat([p.detach().flatten() for p in self.params])
+
+    def on_step_end(self, trainer, metrics: dict[str, Any]) -> None:
+        after = self._flat()
+        self.steps.append(_step_record(metrics, float((after - self.before).norm())))
+        self.before = after
+        self.train_seconds += metrics["time/step"]
+        while self.eval_at and trainer.rollouts_total >= self.eval_at[0] - 1e-9:
+            self.eval_at.pop(0)
+            point = self.evaluate_now()
+            self.curve.append({**point, "rollouts": trainer.rollouts_total, "step": trainer.step,
+                               "train_seconds": self.train_seconds})
 
 
 def _step_record(metrics: dict[str, Any], update_norm: float) -> dict[str, Any]:
