@@ -145,6 +145,8 @@ def countdown_question(target: int, numbers: list[int]) -> str:
 
 
 def _as_int(value: Any, what: str, where: str) -> int:
+    if hasattr(value, "tolist"):  # a numpy scalar from a parquet / pandas row
+        value = value.tolist()
     if isinstance(value, bool):
         raise ValueError(f"{where}: {what} must be an integer, got {value!r}")
     if isinstance(value, float) and value.is_integer():
@@ -263,8 +265,8 @@ class CountdownPack(TaskPack):
             return record_to_item(record, self, ground_truth=truth, metadata=metadata, question=question,
                                   raw_prompt=raw_prompt)
 
-        return build_items(read_rows(source, split=split), convert, source=source, limit=limit,
-                           skip_invalid=skip_invalid)
+        rows = read_rows(source, split=split, keep_bad_rows=True)  # skip_invalid skips unparsable lines too
+        return build_items(rows, convert, source=source, limit=limit, skip_invalid=skip_invalid)
 
 
 __all__ = ["CountdownPack", "CountdownConfig", "SPLITS", "TINY_LEVELS", "generate_problems", "parse_ground_truth",

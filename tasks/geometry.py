@@ -23,6 +23,7 @@ from typing import Any
 
 from mmdps.data.images import load_image
 from mmdps.data.item import Item
+from mmdps.data.layouts import is_missing
 from mmdps.data.loaders import (
     Row,
     build_items,
@@ -48,12 +49,12 @@ def with_choices(question: str, choices: Sequence[str]) -> str:
 
 
 def _answer_text(value: Any, where: str) -> str:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{where}: the row has no answer; fix the row or pass skip_invalid=True")
     if hasattr(value, "tolist") and not isinstance(value, str):
         value = value.tolist()
     if isinstance(value, (list, tuple)) and len(value) == 1:
         value = value[0]
+    if isinstance(value, bool) or is_missing(value):  # None, or NaN from a numeric parquet column
+        raise ValueError(f"{where}: the row has no answer; fix the row or pass skip_invalid=True")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
@@ -87,7 +88,8 @@ def _letter_of(answer: str, choices: list[str] | None) -> str | None:
 def find_geometry3k_dir(path: Path, split: str) -> Path | None:
     """The folder of numbered problem folders (``<id>/data.json``) for ``split``, or ``None``.
 
-    Accepts the problem folder itself or the release root with ``train/ val/ test/`` inside.
+    Accepts the problem folder itself or the release root with ``train/ val/ test/`` inside. Problem
+    folders without a ``data.json`` are rows too: they fail (or are skipped and counted), never vanish.
     """
     for candidate in (path / split, path / {"validation": "val"}.get(split, split), path):
         if candidate.is_dir() and any((child / "data.json").is_file() for child in candidate.iterdir()):
@@ -96,7 +98,7 @@ def find_geometry3k_dir(path: Path, split: str) -> Path | None:
 
 
 def _problem_dirs(root: Path) -> list[Path]:
-    dirs = [child for child in root.iterdir() if (child / "data.json").is_file()]
+    dirs = [child for child in root.iterdir() if child.is_dir() and not child.name.startswith((".", "_"))]
     return sorted(dirs, key=lambda d: (0, int(d.name)) if d.name.isdigit() else (1, d.name))
 
 
@@ -172,9 +174,12 @@ class GeometryPack(TaskPack):
         def convert(row: Row) -> Item:
             folder = Path(row.data["folder"])
             data_file = folder / "data.json"
+            if not data_file.is_file():
+                raise ValueError(f"{folder}: problem folder without data.json; restore the file, remove the folder, "
+                                 "or pass skip_invalid=True")
             try:
                 data = json.loads(data_file.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{row.where}: cannot read {data_file} ({exc}); fix the file or pass "
                                  "skip_invalid=True") from exc
             question = str(require(data, "problem_text", row.where)).strip()
@@ -202,8 +207,9 @@ class GeometryPack(TaskPack):
     def _load_rows(self, source: Path, *, split: str, limit: int | None, skip_invalid: bool,
                    show_choices: bool = False, columns: dict[str, str] | None = None, layout: str = "auto",
                    raw_prompt: bool | None = None, image_dir: str | os.PathLike | None = None) -> list[Item]:
-        return self.row_items(read_rows(source, split=split), source=source, limit=limit, skip_invalid=skip_invalid,
-                              show_choices=show_choices, columns=columns, layout=layout, raw_prompt=raw_prompt,
+        rows = read_rows(source, split=split, keep_bad_rows=True)  # skip_invalid skips unparsable lines too
+        return self.row_items(rows, source=source, limit=limit, skip_invalid=skip_invalid, show_choices=show_choices,
+                              columns=columns, layout=layout, raw_prompt=raw_prompt,
                               image_dir=default_image_dir(source) if image_dir is None else image_dir)
 
     def row_items(self, rows: Iterable[Row], *, source: Any, limit: int | None = None, skip_invalid: bool = False,

@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from mmdps.data.item import Item
+from mmdps.data.layouts import is_missing
 from mmdps.data.loaders import (
     Row,
     build_items,
@@ -52,14 +53,17 @@ def parse_gsm8k_answer(text: str) -> str | None:
 
 def normalize_answer(value: Any, where: str) -> str | list[str]:
     """Gold answer(s) of a row as a string, or a list of equivalent strings (Minerva lists several)."""
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays and scalars from parquet
+        value = value.tolist()
     if isinstance(value, bool):
         raise ValueError(f"{where}: answer must be text or a number, got a boolean")
-    if isinstance(value, (int, float)):
+    if is_missing(value):
+        value = None  # a NaN in a numeric answer column is a missing answer, not the gold "nan"
+    elif isinstance(value, (int, float)):
         return _number_text(value)
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays from parquet
-        value = value.tolist()
     if isinstance(value, (list, tuple)):
-        answers = [_number_text(v) if isinstance(v, (int, float)) else str(v).strip() for v in value]
+        answers = [_number_text(v) if isinstance(v, (int, float)) else str(v).strip() for v in value
+                   if not is_missing(v)]
         answers = [a for a in answers if a]
         if not answers:
             raise ValueError(f"{where}: the answer list is empty; fix the row or pass skip_invalid=True")
@@ -254,8 +258,8 @@ class MathPack(TaskPack):
             return record_to_item(record, self, ground_truth=answer, metadata=metadata, raw_prompt=raw_prompt,
                                   image_dir=image_dir)
 
-        return build_items(read_rows(source, split=split), convert, source=source, limit=limit,
-                           skip_invalid=skip_invalid)
+        rows = read_rows(source, split=split, keep_bad_rows=True)  # skip_invalid skips unparsable lines too
+        return build_items(rows, convert, source=source, limit=limit, skip_invalid=skip_invalid)
 
 
 def _maybe_float(value: Any) -> Any:

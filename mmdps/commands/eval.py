@@ -10,6 +10,7 @@ The library side is :mod:`mmdps.eval`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmdps.config import DTYPES
+from mmdps.data.loaders import SkippedRowsWarning
 from mmdps.eval.compare import COMPARISON_PLOT_FILE, COMPARISON_TABLE_FILE, compare_reports
 from mmdps.eval.report import percent, print_rich_table, write_report
 from mmdps.eval.runner import evaluate_items, load_benchmark_items, load_eval_items
@@ -196,22 +198,29 @@ def run(args) -> int:
         if columns and "image" in columns and "images" not in columns:  # the loaders' key is "images"
             columns["images"] = columns.pop("image")
         split, data = args.split or "test", args.data
-        if args.benchmark:
-            from mmdps import presets
+        with warnings.catch_warnings(record=True) as caught:  # rows --skip-invalid drops go into report.json too
+            warnings.simplefilter("always")
+            if args.benchmark:
+                from mmdps import presets
 
-            preset = presets.get_class(args.benchmark)
-            split, data = args.split or preset.default_split, args.data or preset.hub_id
-            if columns:
-                options["columns"] = columns
-            items = load_benchmark_items(args.benchmark, data, split=split, limit=args.limit,
-                                         template=args.template, system_prompt=args.system_prompt,
-                                         skip_invalid=args.skip_invalid, **options)
-        else:
-            items = load_eval_items(args.task, data, split=split, limit=args.limit,
-                                    seed=args.seed, num=args.num, columns=columns, template=args.template,
-                                    system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
+                preset = presets.get_class(args.benchmark)
+                split, data = args.split or preset.default_split, args.data or preset.hub_id
+                if columns:
+                    options["columns"] = columns
+                items = load_benchmark_items(args.benchmark, data, split=split, limit=args.limit,
+                                             template=args.template, system_prompt=args.system_prompt,
+                                             skip_invalid=args.skip_invalid, **options)
+            else:
+                items = load_eval_items(args.task, data, split=split, limit=args.limit,
+                                        seed=args.seed, num=args.num, columns=columns, template=args.template,
+                                        system_prompt=args.system_prompt, skip_invalid=args.skip_invalid, **options)
     except (FileNotFoundError, KeyError, ValueError, TypeError) as error:  # TypeError: a third-party pack's loader
         return fail(str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error))
+    skipped_rows = 0
+    for warning in caught:  # shown as usual; the rows --skip-invalid dropped also go into report.json
+        if isinstance(warning.message, SkippedRowsWarning):
+            skipped_rows += warning.message.count
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if not items:
         what = f"benchmark {args.benchmark!r}" if args.benchmark else f"task {args.task!r}"
         return fail(f"{what} loaded no problems from {data or 'its generator'} (split {split!r}, limit {args.limit})")
@@ -232,7 +241,7 @@ def run(args) -> int:
               "benchmark": args.benchmark, "data": data or "procedural", "split": split, "limit": args.limit,
               "engine": args.engine, "batch_size": batch_size, "dtype": args.dtype, "template": args.template,
               "seed": args.seed, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns,
-              "options": options}
+              "options": options, "skip_invalid": args.skip_invalid, "skipped_invalid_rows": skipped_rows}
     try:
         result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,
                                 progress=not args.no_progress, config=config)

@@ -11,6 +11,7 @@ sources in order, the row's own chat messages when it has them, and its id), wha
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,12 +78,28 @@ def _lookup(data: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+def is_missing(value: Any) -> bool:
+    """None, or a NaN / pandas NA: what parquet and pandas store for a missing value (a NaN answer
+    read as text would become the gold ``"nan"``)."""
+    if value is None:
+        return True
+    if isinstance(value, float):  # numpy float64 included
+        return math.isnan(value)
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
 def _first_present(data: Mapping[str, Any], keys: Iterable[str]) -> tuple[str | None, Any]:
     for key in keys:
         value = _lookup(data, key)
-        if value is not None:
+        if not is_missing(value):
             return key, value
     return None, None
+
+
+def _has_key(data: Mapping[str, Any], key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    holder = _lookup(data, parent) if parent else data
+    return isinstance(holder, Mapping) and leaf in holder
 
 
 def _as_int_id(value: Any) -> int | None:
@@ -251,6 +268,10 @@ def normalize_row(row: Row, *, columns: Mapping[str, str] | None = None, layout:
         question_keys = (columns["question"],) if "question" in columns else DEFAULT_COLUMNS["question"]
         key, question_value = _first_present(data, question_keys)
         if key is None:
+            null = [k for k in question_keys if _has_key(data, k)]
+            if null:
+                raise ValueError(f"{row.where}: the question column {null[0]!r} is empty (null); fix the row or "
+                                 f"{SKIP_HINT}")
             raise ValueError(f"{row.where}: no question column (looked for {', '.join(question_keys)}; row "
                              f"has {', '.join(sorted(data)) or 'no fields'}); name it with "
                              f"columns={{'question': ...}} or {SKIP_HINT}")
@@ -267,15 +288,16 @@ def normalize_row(row: Row, *, columns: Mapping[str, str] | None = None, layout:
         answer = _first_present(data, answer_keys)[1]
     if not question.strip():
         raise ValueError(f"{row.where}: the problem text is empty; fix the row or {SKIP_HINT}")
-    return Record(question=question, answer=answer, images=images, messages=messages, id=_as_int_id(raw_id),
-                  layout=layout, data=data, index=row.index, where=row.where)
+    return Record(question=question, answer=None if is_missing(answer) else answer, images=images,
+                  messages=messages, id=_as_int_id(raw_id), layout=layout, data=data, index=row.index,
+                  where=row.where)
 
 
 def require(data: Mapping[str, Any], key: str, where: str, hint: str = "") -> Any:
     """``data[key]`` (dotted paths allowed), or a ``ValueError`` naming the row and the fields it has."""
     value = _lookup(data, key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        state = "empty" if key in data else "missing"
+    if is_missing(value) or (isinstance(value, str) and not value.strip()):
+        state = "empty" if _has_key(data, key) else "missing"
         fix = hint or SKIP_HINT
         raise ValueError(f"{where}: field {key!r} is {state} (row has: {', '.join(sorted(data)) or 'no fields'}); "
                          f"{fix}")

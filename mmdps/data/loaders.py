@@ -117,9 +117,9 @@ def build_items(rows: Iterable[Row], convert: Callable[[Row], Item], *, source: 
                 skip_invalid: bool = False) -> list[Item]:
     """Convert rows to items, stopping after ``limit`` items.
 
-    A row whose conversion raises ``ValueError`` stops loading (the error names the file and row), or
-    with ``skip_invalid=True`` is skipped; the skipped rows are counted in one warning. Ids must be
-    unique.
+    A row whose conversion raises ``ValueError`` (or that the reader could not parse) stops loading
+    (the error names the file and row), or with ``skip_invalid=True`` is skipped; the skipped rows are
+    counted in one :class:`SkippedRowsWarning`. Ids must be unique.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
@@ -130,6 +130,8 @@ def build_items(rows: Iterable[Row], convert: Callable[[Row], Item], *, source: 
         if limit is not None and len(items) >= limit:
             break
         try:
+            if row.error is not None:  # a line the reader could not turn into a row
+                raise ValueError(f"{row.error}; or {SKIP_HINT}")
             item = convert(row)
         except ValueError as exc:
             if not skip_invalid:
@@ -142,12 +144,24 @@ def build_items(rows: Iterable[Row], convert: Callable[[Row], Item], *, source: 
         seen[item.id] = row.where
         items.append(item)
     if skipped:
-        warnings.warn(f"{source}: skipped {len(skipped)} invalid row(s); first: {skipped[0]}", stacklevel=3)
+        warnings.warn(SkippedRowsWarning(source, skipped), stacklevel=3)
     return items
+
+
+class SkippedRowsWarning(UserWarning):
+    """``skip_invalid`` left rows out: ``count`` of them from ``source``; ``first`` is the first reason.
+
+    Reports catch it (``warnings.catch_warnings(record=True)``) to record how many rows were dropped.
+    """
+
+    def __init__(self, source: Any, reasons: list[str]):
+        self.source, self.count, self.first = source, len(reasons), reasons[0]
+        super().__init__(f"{source}: skipped {self.count} invalid row(s); first: {self.first}")
 
 
 __all__ = [
     "Row", "Record", "read_rows", "detect_layout", "normalize_row", "messages_with_images", "split_placeholders",
     "load_record_images", "default_image_dir", "record_to_item", "source_name", "build_items", "require",
+    "SkippedRowsWarning",
     "IMAGE_PLACEHOLDER", "DEFAULT_COLUMNS", "CONVERSATIONAL_ANSWER_KEYS", "SKIP_HINT",
 ]

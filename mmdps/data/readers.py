@@ -5,6 +5,10 @@
 parquet, a folder written by ``datasets``' ``save_to_disk``, a folder of split files
 (``train.jsonl``, ``data/test-00000-of-00001.parquet``, ...), or any other file ``datasets.load_dataset``
 reads (csv, arrow, ...). Nothing is downloaded: sources must be local.
+
+A line that cannot be a row (bad JSON, not an object, not UTF-8) raises ``ValueError`` naming the
+file and line; with ``keep_bad_rows=True`` it comes as a :class:`Row` whose ``error`` says why instead,
+so that a loader can skip it under ``skip_invalid`` and still read the lines after it.
 """
 
 from __future__ import annotations
@@ -30,20 +34,29 @@ class Row:
         index: 0-based position of the row in its source (used as the default item id).
         where: the file and the row, for error messages: ``"data.jsonl line 4"`` (1-based line numbers
             for JSONL, as editors show them) or ``"data.parquet row 3"`` (0-based, as pandas shows them).
+        error: why this line is not a row (the message names ``where``); ``data`` is then empty.
     """
 
     data: dict[str, Any]
     index: int
     where: str
+    error: str | None = None
 
 
-def read_rows(source: str | os.PathLike, *, split: str = "train") -> Iterator[Row]:
+def read_rows(source: str | os.PathLike, *, split: str = "train", keep_bad_rows: bool = False) -> Iterator[Row]:
     """Yield the rows of a local file or folder (see the module docstring for what is accepted).
 
     ``split`` picks the split of a ``save_to_disk`` ``DatasetDict`` or of a folder of split files; a
-    single file is one split and ignores it.
+    single file is one split and ignores it. ``keep_bad_rows``: yield unparsable lines as rows with an
+    ``error`` instead of raising.
     """
-    path = Path(source)
+    for row in _read_source(Path(source), split):
+        if row.error is not None and not keep_bad_rows:
+            raise ValueError(row.error)
+        yield row
+
+
+def _read_source(path: Path, split: str) -> Iterator[Row]:
     if not path.exists():
         raise FileNotFoundError(f"data source not found: {path} (mmdps reads local files only; "
                                 "download the dataset first and pass its path)")
@@ -64,36 +77,68 @@ def read_rows(source: str | os.PathLike, *, split: str = "train") -> Iterator[Ro
                          ".arrow or a folder written by datasets' save_to_disk")
 
 
-def _as_row_dict(value: Any, where: str) -> dict[str, Any]:
+def _row(value: Any, index: int, where: str) -> Row:
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: expected a JSON object (a dict of fields), got {type(value).__name__}")
-    return value
+        return Row({}, index, where, f"{where}: expected a JSON object (a dict of fields), got {type(value).__name__}")
+    return Row(value, index, where)
+
+
+def _not_utf8(where: str, exc: UnicodeDecodeError, line: bytes) -> str:
+    return (f"{where}: not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); save the file as "
+            "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
     index = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{path} line {line_number}"
             try:
-                value = json.loads(line)
+                value = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield Row({}, index, where, _not_utf8(where, exc, raw))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-            yield Row(_as_row_dict(value, where), index, where)
+                yield Row({}, index, where, f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line "
+                                            "must be one JSON object")
+            else:
+                yield _row(value, index, where)
             index += 1
 
 
+def _decode_file(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line_end = data.find(b"\n", exc.start)
+        line = data[line_start:line_end if line_end >= 0 else len(data)]
+        moved = UnicodeDecodeError(exc.encoding, line, exc.start - line_start, exc.end - line_start, exc.reason)
+        line_number = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(_not_utf8(f"{path} line {line_number}", moved, line)) from exc
+
+
+def _is_json_lines(text: str) -> bool:
+    """True when the text's first non-blank line is a whole JSON object (JSON lines saved as .json)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict) and first.strip() != text.strip()
+    except json.JSONDecodeError:
+        return False
+
+
 def _read_json(path: Path) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    text = _decode_file(path)
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
-        # Many ".json" files are really JSON lines (one object per line).
-        yield from _read_jsonl(path)
-        return
+    except json.JSONDecodeError as exc:
+        if _is_json_lines(text):  # many ".json" files are really JSON lines (one object per line)
+            yield from _read_jsonl(path)
+            return
+        raise ValueError(f"{path} line {exc.lineno} column {exc.colno}: JSON syntax error ({exc.msg}); fix the file "
+                         "(a missing comma, bracket or quote?) or validate it with python -m json.tool") from exc
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         value = list(value.values())  # rows keyed by their id (MathVista's {"1": {...}, "2": {...}})
     if isinstance(value, dict):
@@ -109,8 +154,7 @@ def _read_json(path: Path) -> Iterator[Row]:
     if not isinstance(value, list):
         raise ValueError(f"{path}: expected a JSON list of objects, got {type(value).__name__}")
     for index, item in enumerate(value):
-        where = f"{path} row {index}"
-        yield Row(_as_row_dict(item, where), index, where)
+        yield _row(item, index, f"{path} row {index}")
 
 
 def _read_parquet(path: Path) -> Iterator[Row]:
@@ -140,7 +184,7 @@ def _read_dir(path: Path, split: str) -> Iterator[Row]:
         raise ValueError(f"{path}: folder has no data for split {split!r}; expected a datasets save_to_disk "
                          f"folder or files named like '{split}.jsonl' / 'data/{split}-00000-of-00001.parquet'")
     for file in files:
-        yield from read_rows(file, split=split)
+        yield from _read_source(file, split)
 
 
 def _split_files(path: Path, split: str) -> list[Path]:
