@@ -269,6 +269,59 @@ def _describe(text: str) -> str:
         return "owner unknown"
 
 
+# ---------------------------------------------------------------------- settings on resume
+#: Settings a resumed run may change; they apply from the resumed step on (``learning_rate`` by
+#: rescaling the restored optimizer and schedule). Any other change is refused: the restored state
+#: (optimizer, selector, data order, model) was built for the checkpoint's values.
+RESUMABLE_CHANGES = frozenset({
+    "max_steps", "learning_rate", "warmup_steps", "max_grad_norm", "clip_low", "clip_high", "clip_c",
+    "entropy_coeff", "loss_agg_mode", "mask_truncated_completions", "overlong_buffer_len", "overlong_penalty_factor",
+    "skip_zero_advantage_groups", "micro_batch_size", "generation_batch_size", "reward_workers", "max_new_tokens",
+    "temperature", "top_p", "top_k", "max_prompt_length", "long_prompts", "min_pixels", "max_pixels",
+    "attn_implementation", "gradient_checkpointing", "engine_kwargs", "output_dir", "run_name", "logging_steps",
+    "report_to", "wandb_project", "progress_bar", "log_completions_steps", "num_completions_to_log", "save_steps",
+    "save_total_limit", "save_final", "resume", "eval_steps", "eval_num_samples", "eval_temperature", "eval_top_p",
+    "eval_max_new_tokens", "eval_source", "eval_split", "eval_limit", "eval_options", "max_consecutive_nan",
+})
+
+
+def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's ``trainer_state.json`` (step, counters and the config it was written with)."""
+    return _read(Path(checkpoint) / _STATE_FILE, lambda p: json.loads(p.read_text()))
+
+
+def resume_changes(checkpoint: str | os.PathLike, current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The settings of ``current`` (a config dict) that differ from the checkpoint's, as
+    ``{key: (saved, now)}``; all of them in :data:`RESUMABLE_CHANGES`.
+
+    Raises ValueError naming the checkpoint, each setting a resumed run cannot change with its two
+    values, and the two ways out (set them back, or start fresh).
+    """
+    saved = read_trainer_state(checkpoint).get("config") or {}
+    now = json.loads(json.dumps(current, default=_json_default))  # compare as the checkpoint stored it
+    changed = {key: (saved[key], now[key]) for key in saved if key in now and saved[key] != now[key]}
+    refused = {key: values for key, values in changed.items() if key not in RESUMABLE_CHANGES}
+    if refused:
+        listing = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in refused.items())
+        restore = " ".join(f"{key}={json.dumps(old)}" for key, (old, _) in refused.items())
+        raise ValueError(f"checkpoint {checkpoint} was written with other settings, which a resumed run cannot "
+                         f"change ({listing}). To continue that run, set them back ({restore}); to train with the "
+                         "new values, start fresh with resume=none or another output_dir")
+    return changed
+
+
+def rescale_learning_rate(optimizer, scheduler, old: float, new: float) -> None:
+    """Make a restored optimizer and schedule follow learning rate ``new`` instead of ``old``: every
+    transformers schedule multiplies the base rate by a factor of the step, so scaling is exact."""
+    ratio = new / old
+    for group in optimizer.param_groups:
+        group["lr"] *= ratio
+        if "initial_lr" in group:
+            group["initial_lr"] *= ratio
+    scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 # ---------------------------------------------------------------------- dataset identity
 def dataset_record(item_ids: Sequence[int]) -> dict[str, Any]:
     ids = [int(i) for i in item_ids]
@@ -450,7 +503,7 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, 
     rng_file = path / f"rng_state_{rank}.pt"
     if rng_file.is_file():  # absent when resuming on more processes than saved: keep the fresh seeds
         set_rng_state(_read(rng_file, _torch_load))
-    return _read(path / _STATE_FILE, lambda p: json.loads(p.read_text()))
+    return read_trainer_state(path)
 
 
 def _torch_load(path: Path) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -25,6 +26,7 @@ import yaml
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REPORT_TO = ("tensorboard", "wandb")
+LONG_PROMPTS = ("error", "drop", "truncate")
 BASE_KEY = "base"
 
 
@@ -43,7 +45,7 @@ def field_choices() -> dict[str, tuple[str, ...]]:
 
     return {"dtype": DTYPES, "engine": ENGINES, "loss_agg_mode": LOSS_AGG_MODES, "kl_estimator": KL_KINDS,
             "advantage_estimator": ADVANTAGE_ESTIMATORS, "ratio_level": RATIO_LEVELS, "loss_type": LOSS_TYPES,
-            "rollout_correction_level": ROLLOUT_CORRECTION_LEVELS}
+            "rollout_correction_level": ROLLOUT_CORRECTION_LEVELS, "long_prompts": LONG_PROMPTS}
 
 
 @dataclass
@@ -96,8 +98,13 @@ class GRPOConfig:
     eval_options: dict = field(default_factory=dict, metadata={"help": (
         "extra keyword arguments of pack.load for the held-out set")})
     max_prompt_length: int = field(default=1024, metadata={"help": (
-        "prompt tokens after the chat template (paper: 1024 MATH / Geo3K, 256 Countdown); prompts with images "
-        "are never truncated (a clear error instead)")})
+        "prompt tokens after the chat template, image tokens included (paper: 1024 MATH / Geo3K, 256 Countdown); "
+        "every prompt is measured before training starts (see long_prompts)")})
+    long_prompts: str = field(default="error", metadata={"help": (
+        "prompts longer than max_prompt_length, found before training starts: error (stop, naming them), drop "
+        "(leave them out of the training and eval sets, with a warning naming them) or truncate (keep the last "
+        "max_prompt_length tokens; text prompts only: long image prompts still stop, since cutting image "
+        "tokens breaks the image); docs/limits.md")})
     min_pixels: int | None = field(default=None, metadata={"help": (
         "Qwen2-VL image resize lower bound; None = the processor's own (the Geo3K configs use 3136 as EasyR1 "
         "and verl); one resize rule serves rollout and the training forward pass")})
@@ -264,6 +271,10 @@ class GRPOConfig:
         for sink in self.report_to:
             if sink not in REPORT_TO:
                 raise ValueError(f"report_to entries must be in {REPORT_TO}, got {sink!r}")
+        for name, kind in _field_types().items():  # NaN and inf pass every "< 0" check: refuse them first
+            value = getattr(self, name)
+            if float in _options(kind) and isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         for name in ("clip_low", "clip_high", "beta", "entropy_coeff", "weight_decay", "lora_dropout",
                      "overlong_penalty_factor"):
             if getattr(self, name) < 0:
@@ -386,8 +397,18 @@ def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
         raise ValueError(f"config include cycle: {chain}")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{path}{where}: YAML syntax error ({problem}); check the indentation and quoting there")\
+            from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8") \
+            from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping of field: value, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None) or []
@@ -510,6 +531,10 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(GRPOConfig)
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
+    return typing.get_args(annotation) if _is_union(annotation) else (annotation,)
 
 
 def _is_union(annotation: Any) -> bool:

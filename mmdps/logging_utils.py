@@ -2,11 +2,13 @@
 sampled completions on disk.
 
 TensorBoard and W&B are optional extras imported only when ``report_to`` names them; a missing
-package raises an ImportError that says which extra to install.
+package is reported by :func:`check_report_to` (called when the config is validated, before any
+model loads) with the extra to install.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -33,6 +35,19 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+# report_to sink -> the module it needs
+_SINK_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def check_report_to(report_to: Iterable[str]) -> None:
+    """Raise ``ValueError`` when a ``report_to`` sink's package is not installed, naming the extra."""
+    for sink in report_to:
+        module = _SINK_MODULES.get(sink)
+        if module is not None and importlib.util.find_spec(module) is None:
+            raise ValueError(f"report_to includes {sink!r} but {module} is not installed: pip install "
+                             f"'mmdps[{sink}]', or remove {sink!r} from report_to")
+
+
 class MetricsLogger:
     """Writes one JSON line per ``log`` call to ``<output_dir>/metrics.jsonl`` and mirrors scalars to
     TensorBoard and/or W&B. Only the main process should create one with ``enabled=True``."""
@@ -48,19 +63,14 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         run_name = run_name or Path(output_dir).resolve().name
         report_to = list(report_to)
+        check_report_to(report_to)
         if "tensorboard" in report_to:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise ImportError("report_to includes 'tensorboard' but it is not installed: "
-                                  "pip install 'mmdps[tensorboard]'") from exc
+            from torch.utils.tensorboard import SummaryWriter
+
             self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
         if "wandb" in report_to:
-            try:
-                import wandb
-            except ImportError as exc:
-                raise ImportError("report_to includes 'wandb' but it is not installed: pip install 'mmdps[wandb]'") \
-                    from exc
+            import wandb
+
             self._wandb = wandb.init(project=wandb_project or "mmdps", name=run_name,
                                      config=to_jsonable(dict(config or {})), dir=str(output_dir), resume="allow")
 

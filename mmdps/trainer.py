@@ -43,7 +43,7 @@ import torch
 from mmdps.config import GRPOConfig
 from mmdps.data.images import ImageError
 from mmdps.data.item import Item
-from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
+from mmdps.rollout.base import Completion, NonFiniteLogitsError, RolloutEngine, SamplingParams
 from mmdps.verifiers import base as verifier_base
 from mmdps.verifiers import is_correct, score_completion
 
@@ -70,7 +70,8 @@ class RolloutBudget:
 
 
 class TrainingDivergedError(RuntimeError):
-    """Raised after ``max_consecutive_nan`` non-finite losses or gradient norms in a row."""
+    """Raised after ``max_consecutive_nan`` non-finite losses or gradient norms in a row, and at once
+    when an update leaves non-finite weights or the policy's logits become non-finite in rollout."""
 
 
 @dataclass
@@ -128,7 +129,8 @@ class GRPOTrainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        from mmdps.checkpoint import lock_output_dir, resolve_resume
+        from mmdps.checkpoint import lock_output_dir, resolve_resume, resume_changes
+        from mmdps.logging_utils import check_report_to
 
         self.config = config
         self.output_dir = Path(config.output_dir)
@@ -137,23 +139,31 @@ class GRPOTrainer:
                                        cpu=not torch.cuda.is_available())
         set_seed(config.seed)
         if self.accelerator.is_main_process:  # one run per output_dir: a save prunes the folder's checkpoints
+            check_report_to(config.report_to)  # a missing extra fails now, not after the model has loaded
             self._output_lock = lock_output_dir(self.output_dir)
             weakref.finalize(self, self._output_lock.release)
 
         self.items = list(items) if items is not None else self._load_items(
             config.train_source, config.train_split, config.train_limit, config.task_options)
         _check_items(self.items, "training set")
-        self.item_ids = [item.id for item in self.items]
+        _check_pool(self.items, config.batch_size)
         self.eval_items = list(eval_items) if eval_items is not None else self._load_eval_items()
         if self.eval_items:
             _check_items(self.eval_items, "eval set")
 
         self.resume_from = resolve_resume(config.resume, self.output_dir)
+        # {key: (saved, now)} of the settings this resumed run changes (others are refused here).
+        self.resume_changes = resume_changes(self.resume_from, config.to_dict()) if self.resume_from else {}
         self._build_model()
         _check_modality(self.items, self.is_vl, config.model_name_or_path)
         self._build_optimizer()
         self.engine = engine if engine is not None else self._build_engine()
         self.encoder = getattr(self.engine, "encoder", None) or self._build_encoder()
+        self.items = self._fit_prompts(self.items, "training set")
+        _check_pool(self.items, config.batch_size)
+        self.item_ids = [item.id for item in self.items]
+        if self.eval_items:
+            self.eval_items = self._fit_prompts(self.eval_items, "eval set")
 
         from mmdps.selection import make_selector
 
@@ -265,7 +275,7 @@ class GRPOTrainer:
 
         config = self.config
         options: dict[str, Any] = dict(max_prompt_length=config.max_prompt_length, min_pixels=config.min_pixels,
-                                       max_pixels=config.max_pixels)
+                                       max_pixels=config.max_pixels, truncation=self._truncation)
         if config.engine == "vllm":  # a colocated engine loaded from the base folder, then synced
             options.update(model_path=self.model_path, max_completion_length=config.max_new_tokens,
                            seed=config.seed)
@@ -278,7 +288,34 @@ class GRPOTrainer:
         from mmdps.data.collate import PromptEncoder
 
         return PromptEncoder(self.processor, max_prompt_length=self.config.max_prompt_length,
-                             min_pixels=self.config.min_pixels, max_pixels=self.config.max_pixels)
+                             min_pixels=self.config.min_pixels, max_pixels=self.config.max_pixels,
+                             truncation=self._truncation)
+
+    @property
+    def _truncation(self) -> str:
+        return "left" if self.config.long_prompts == "truncate" else "error"
+
+    def _fit_prompts(self, items: list[Item], what: str) -> list[Item]:
+        """Measure every prompt before training and apply ``long_prompts`` to those over the limit."""
+        limit, mode = self.config.max_prompt_length, self.config.long_prompts
+        lengths = self.encoder.prompt_lengths(items)
+        long = [(item, n) for item, n in zip(items, lengths, strict=True) if n > limit]
+        if mode == "truncate":  # text prompts are cut on the left; image tokens cannot be cut
+            long = [(item, n) for item, n in long if item.images]
+        if not long:
+            return items
+        shown = ", ".join(f"item {item.id} ({_where(item)}, {n} tokens)" for item, n in long[:5])
+        more = f" and {len(long) - 5} more" if len(long) > 5 else ""
+        summary = f"{len(long)} prompt(s) of the {what} are longer than max_prompt_length={limit}: {shown}{more}"
+        if mode == "drop":
+            logger.warning("%s; dropped them (long_prompts=drop)", summary)
+            dropped = {id(item) for item, _ in long}
+            return [item for item in items if id(item) not in dropped]
+        if mode == "truncate":
+            raise ValueError(f"{summary}; prompts with images cannot be truncated: raise max_prompt_length, lower "
+                             "max_pixels, or set long_prompts=drop")
+        raise ValueError(f"{summary}; raise max_prompt_length, or set long_prompts=drop (leave them out) or "
+                         "long_prompts=truncate (keep the last max_prompt_length tokens of text prompts)")
 
     @property
     def unwrapped_model(self):
@@ -303,10 +340,15 @@ class GRPOTrainer:
                                accelerator=self.accelerator, keep_last=self.config.save_total_limit)
 
     def _resume(self, path: Path) -> None:
-        from mmdps.checkpoint import load_checkpoint
+        from mmdps.checkpoint import load_checkpoint, rescale_learning_rate
 
         state = load_checkpoint(path, optimizer=self.optimizer, scheduler=self.scheduler, selector=self.selector,
                                 item_ids=self.item_ids, accelerator=self.accelerator)
+        if "learning_rate" in self.resume_changes:  # the restored optimizer holds the checkpoint's rate
+            rescale_learning_rate(self.optimizer, self.scheduler, *self.resume_changes["learning_rate"])
+        if self.resume_changes and self.accelerator.is_main_process:
+            logger.warning("resuming %s with changed settings, applied from step %d on: %s", path, state["step"],
+                           "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in self.resume_changes.items()))
         self.step = int(state["step"])
         self.rollouts_total = int(state.get("rollouts_total", 0))
         self.tokens_total = int(state.get("tokens_total", 0))
@@ -422,7 +464,15 @@ class GRPOTrainer:
         local_ids = [int(i) for i in ids[rank::world]]
         local_items = [self.items[i] for i in local_ids]
         t0 = time.perf_counter()
-        outputs = self.engine.generate(local_items, k, self._sampling(round_index)) if local_items else []
+        try:
+            outputs = self.engine.generate(local_items, k, self._sampling(round_index)) if local_items else []
+        except NonFiniteLogitsError as exc:
+            cause = ("the model's first forward pass already overflows: use dtype=bfloat16 or float32 rather than "
+                     "float16" if self.step == 1 else
+                     f"the updates have diverged: lower learning_rate (now {self.config.learning_rate:g}) and "
+                     "resume from an earlier checkpoint")
+            raise TrainingDivergedError(f"step {self.step}: {exc} during rollout, so there is nothing to sample "
+                                        f"from; {cause}") from exc
         stats.time_rollout += time.perf_counter() - t0
         if len(outputs) != len(local_items) or any(len(row) != k for row in outputs):
             raise RuntimeError(f"{type(self.engine).__name__}.generate returned {[len(r) for r in outputs]} "
@@ -711,6 +761,11 @@ class GRPOTrainer:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if not _all_finite(self.trainable):  # finite gradients, yet the step overflowed the weights
+                raise TrainingDivergedError(
+                    f"step {self.step}: the weights became NaN/inf in the optimizer update (grad norm "
+                    f"{grad_norm:.3g}, learning rate {self.scheduler.get_last_lr()[0]:g}); lower learning_rate and "
+                    "resume from an earlier checkpoint")
         sums["grad_norm"] = grad_norm
         sums["nan_updates"] = float(nonfinite)
         return sums
@@ -842,6 +897,18 @@ def _check_items(items: Sequence[Item], what: str) -> None:
             if isinstance(image, (str, os.PathLike)) and not str(image).startswith(("http://", "https://")) \
                     and not os.path.exists(str(image).removeprefix("file://")):
                 raise ImageError(f"{what}: item {item.id} ({_where(item)}): image file not found: {image}")
+
+
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """True when no tensor holds a NaN or inf (one device sync for all of them)."""
+    flags = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _check_pool(items: Sequence[Item], batch_size: int) -> None:
+    if batch_size > len(items):
+        raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(items)} prompts): a step "
+                         "selects batch_size different prompts; lower batch_size or train on more prompts")
 
 
 def _where(item: Item) -> str:

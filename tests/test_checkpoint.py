@@ -143,7 +143,7 @@ def _truncate(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("name", ["model/model.safetensors", "selector_arrays.npz", "optimizer.pt",
+@pytest.mark.parametrize("name", ["model/model.safetensors", "selector_arrays.npz", "selector.json", "optimizer.pt",
                                   "rng_state_0.pt"])
 def test_a_truncated_file_makes_auto_resume_fall_back_and_an_explicit_resume_fail_naming_it(tmp_path, model_path,
                                                                                               name):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from mmdps.data.images import IMAGE_FACTOR, load_image, resize_for_model
+from mmdps.data.images import IMAGE_FACTOR, load_image, resize_for_model, smart_resize
 from mmdps.data.item import Item
 
 
@@ -126,9 +126,26 @@ class PromptEncoder:
             text=text, item_id=item.id, engine_prompt_ids=engine_ids, images=images)
         return self._fit(item, prompt)
 
-    def _prepare_messages(self, item: Item) -> tuple[list[dict], list[Image.Image]]:
-        """Load and resize the images, and give text models plain string contents."""
-        images: list[Image.Image] = []
+    def prompt_lengths(self, items: Sequence[Item]) -> list[int]:
+        """Each item's prompt length in tokens, image tokens included, without running the image
+        processor: the text is tokenised with one placeholder per image, and each image adds the
+        tokens its resized size gives (``(h / factor) * (w / factor)``, what the processor expands
+        the placeholder to). For checking a whole dataset against ``max_prompt_length`` up front."""
+        texts, extra = [], []
+        for item in items:
+            messages, sizes = self._prepare_messages(item, measure_only=True)
+            template = self.processor if self.is_vision_language else self.tokenizer
+            texts.append(template.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            extra.append(sum((h // self.factor) * (w // self.factor) - 1 for h, w in sizes))
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(row) + more for row, more in zip(ids, extra, strict=True)]
+
+    def _prepare_messages(self, item: Item, measure_only: bool = False) -> tuple[list[dict], list[Any]]:
+        """Load and resize the images, and give text models plain string contents. ``measure_only``
+        returns the resized ``(height, width)`` of each image instead of resizing it."""
+        images: list[Any] = []
         messages = []
         for message in item.messages:
             content = message.get("content")
@@ -140,9 +157,12 @@ class PromptEncoder:
                             raise ValueError(f"item {item.id}: has an image but the model is text-only; "
                                              "use a vision-language model or a text task")
                         image = load_image(part.get("image"), where=f"item {item.id}")
-                        image = resize_for_model(image, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
-                                                 factor=self.factor)
-                        images.append(image)
+                        if measure_only:
+                            images.append(smart_resize(image.height, image.width, factor=self.factor,
+                                                       min_pixels=self.min_pixels, max_pixels=self.max_pixels))
+                        else:
+                            images.append(resize_for_model(image, min_pixels=self.min_pixels,
+                                                           max_pixels=self.max_pixels, factor=self.factor))
                         parts.append({"type": "image"})
                     elif isinstance(part, dict) and part.get("type") == "text":
                         parts.append({"type": "text", "text": part.get("text", "")})

@@ -38,6 +38,11 @@ class Completion:
         return self.finish_reason == "length"
 
 
+class NonFiniteLogitsError(RuntimeError):
+    """The policy produced NaN or infinite logits while sampling: its weights have diverged (or the
+    dtype overflowed). Raised before sampling from them, which would fail inside ``torch.multinomial``."""
+
+
 class RolloutEngine(ABC):
     """Generates ``k`` completions for each item. Prompts are rendered by the engine with the model's
     chat template and processor, so callers pass :class:`~mmdps.data.item.Item` objects."""

@@ -25,7 +25,7 @@ from torch import nn
 from mmdps.data.collate import EncodedPrompt, PromptEncoder, build_prompt_batch
 from mmdps.data.item import Item
 from mmdps.models.loading import get_tokenizer, is_vision_language, vision_token_ids
-from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
+from mmdps.rollout.base import Completion, NonFiniteLogitsError, RolloutEngine, SamplingParams
 
 
 def eos_token_ids(model: nn.Module, tokenizer: Any) -> list[int]:
@@ -55,6 +55,22 @@ def cut_completion(token_ids: Sequence[int], stop_ids: set[int], banned_ids: set
         if token in stop_ids:
             return kept, "stop"
     return kept, "length"
+
+
+def _finite_logits_guard():
+    """A logits processor (run on the raw logits, before the sampling warpers) that raises
+    :class:`NonFiniteLogitsError` on a NaN or +inf logit, or a row with no finite logit."""
+    from transformers import LogitsProcessor
+
+    class FiniteLogitsGuard(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            bad = torch.isnan(scores).any() | torch.isposinf(scores).any() | torch.isneginf(scores).all(-1).any()
+            if bad:  # one device sync per token, as generate's own stopping check already costs
+                raise NonFiniteLogitsError(f"the policy produced non-finite logits at generated token "
+                                           f"{input_ids.shape[-1]} (NaN or inf)")
+            return scores
+
+    return FiniteLogitsGuard()
 
 
 @contextmanager
@@ -209,9 +225,10 @@ class HFEngine(RolloutEngine):
         from transformers import LogitsProcessorList
 
         config = self.generation_config(k, sampling)
+        # The guard first: nothing downstream (sampling, log-prob recording) sees a NaN logit.
+        processors = LogitsProcessorList([_finite_logits_guard(), *logits_processor])
         with _eval_mode(self.model), torch.no_grad(), _seeded(seed, self.device):
-            return self.model.generate(**batch, generation_config=config,
-                                       logits_processor=LogitsProcessorList(logits_processor))
+            return self.model.generate(**batch, generation_config=config, logits_processor=processors)
 
     def _generate_chunk(self, prompts: Sequence[EncodedPrompt], k: int, sampling: SamplingParams,
                         seed: int | None) -> list[list[Completion]]:
