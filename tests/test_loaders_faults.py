@@ -3,6 +3,7 @@ skipped and counted under skip_invalid, and never turned into a wrong gold."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -130,3 +131,39 @@ def test_eval_report_records_how_many_rows_skip_invalid_dropped(tmp_path, monkey
                          "--output", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["num_problems"] == 2 and report["config"]["skipped_invalid_rows"] == 2
+
+
+def test_a_benchmark_preset_skips_and_counts_an_unparsable_line_under_skip_invalid(tmp_path):
+    from benchmark_fixtures import mathverse_rows, save_png
+    from mmdps import presets
+
+    rows = mathverse_rows()[:2]
+    for i, row in enumerate(rows):
+        save_png(tmp_path / row["image"], 40 * i)
+    path = tmp_path / "testmini.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n{broken\n" + json.dumps(rows[1]) + "\n")
+    with pytest.raises(ValueError, match=r"testmini\.jsonl line 2: not valid JSON"):
+        presets.get("mathverse").load(path)
+    with pytest.warns(SkippedRowsWarning, match=r"skipped 1 invalid row"):
+        assert len(presets.get("mathverse").load(path, skip_invalid=True)) == 2
+
+
+def test_eval_report_counts_verifier_errors(tmp_path):
+    from mmdps import verifiers
+    from mmdps.eval.runner import evaluate_items
+    from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
+    from mmdps.verifiers.base import never_raise
+
+    @verifiers.register("test_eval_raises")
+    @never_raise
+    def raises(completion, ground_truth, /, **item):
+        raise AttributeError("'list' object has no attribute 'strip'")
+
+    class Echo(RolloutEngine):
+        def generate(self, items, k, sampling):
+            return [[Completion(text="x", token_ids=[1]) for _ in range(k)] for _ in items]
+
+    items = [dataclasses.replace(item, verifier="test_eval_raises")
+             for item in tasks.get("math").load(None, num=3, seed=0)]
+    result = evaluate_items(Echo(), items, n=2, sampling=SamplingParams(max_new_tokens=4), progress=False)
+    assert result.report["verifier_errors"] == 6 and result.report["mean_at_n"] == 0.0

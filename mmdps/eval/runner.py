@@ -24,6 +24,7 @@ from mmdps.eval.metrics import (
     problem_types,
 )
 from mmdps.rollout.base import SamplingParams
+from mmdps.verifiers import base as verifier_base
 from mmdps.verifiers import score_completion
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,6 +96,8 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
     samples: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     generation_seconds = scoring_seconds = 0.0
+    errors_before = verifier_base.error_count()
+    verifier_base.new_run()  # the first verifier error of this evaluation is logged as a warning
     started = time.perf_counter()
     bar = tqdm(total=len(items) * n, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
     try:
@@ -120,6 +123,8 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
         bar.close()
     total_seconds = time.perf_counter() - started
     report = _build_report(problems, samples, n=n, ks=ks, sampling=sampling, config=config)
+    # Verifier calls that raised (each scored 0): a steady count means a verifier bug, not a bad model.
+    report["verifier_errors"] = verifier_base.error_count() - errors_before
     tokens = report["tokens_generated"]
     report["timing"] = {
         "total_seconds": total_seconds,

@@ -90,7 +90,7 @@ class BenchmarkPreset(TaskPack):
             if files:
                 return _chain(self.read_file(f, split) for f in files), files[0].parent
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-                return read_rows(path, split=split), path
+                return read_rows(path, split=split, keep_bad_rows=True), path
             tried = ", ".join(p.format(split=split) for p in self.local_files)
             raise FileNotFoundError(f"{self.title}: {path} holds none of the published files for split {split!r} "
                                     f"(looked for {tried}) and is not a datasets save_to_disk folder; pass the "
@@ -110,8 +110,9 @@ class BenchmarkPreset(TaskPack):
         return []
 
     def read_file(self, path: Path, split: str) -> Iterator[Row]:
-        """Rows of one local file (override for formats :func:`read_rows` does not know)."""
-        return read_rows(path, split=split)
+        """Rows of one local file (override for formats :func:`read_rows` does not know); an unparsable
+        line comes as a row with an ``error``, which ``skip_invalid`` skips and counts like any bad row."""
+        return read_rows(path, split=split, keep_bad_rows=True)
 
     def convert(self, row: Row, *, image_dir: Path | None) -> Item:
         """Turn one published row into an item (raise ``ValueError`` naming ``row.where`` on bad rows)."""
