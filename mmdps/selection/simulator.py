@@ -130,8 +130,8 @@ def _run_one(entry: str | tuple[str, str, dict[str, Any]], *, num_prompts: int, 
         if skills:
             learners = ids[informative]
             visits[learners] += 1
-            gain = np.bincount(group[learners], weights=visits[learners] ** -dyn.novelty_power, minlength=skills)
-            gain *= dyn.skill_gain / batch_size
+            weights = visits[learners] ** -dyn.novelty_power
+            gain = np.bincount(group[learners], weights=weights, minlength=skills) * (dyn.skill_gain / batch_size)
             theta += gain[group] * sensitivity
             held_theta += gain[held_group] * held_sensitivity
         step_sd = dyn.drift * np.sqrt(ids.size / batch_size)
