@@ -106,3 +106,16 @@ def test_integer_verifier_rejects_bad_ground_truth():
     for bad in (None, 4.5, "seven", True):
         with pytest.raises(GroundTruthError):
             verify("7", bad)
+
+
+def test_draw_triangle_checks_its_input_and_labels_only_what_is_asked():
+    from mmdps.tasks.geometry_procedural import draw_triangle
+
+    plain = draw_triangle((60, 60, 60), [None, None, None], size=(112, 112))
+    labelled = draw_triangle((60, 60, 60), ["60°", None, None], size=(112, 112), font_size=22)
+    assert plain.size == labelled.size == (112, 112) and _ink(plain) > 0
+    assert not np.array_equal(np.asarray(plain), np.asarray(labelled))  # an arc and a label were drawn
+    with pytest.raises(ValueError, match="add up to 180"):
+        draw_triangle((60, 60, 70), [None] * 3)
+    with pytest.raises(ValueError, match="3 angles and 3 labels"):
+        draw_triangle((90, 90), [None] * 2)
