@@ -758,7 +758,8 @@ def plot(runs: list[dict], summary: dict, out: Path) -> list[Path]:
                 x = np.mean([[s["rollouts_total"] for s in r["steps"][:length]] for r in group], axis=0)
                 y = np.mean([[s.get(key, np.nan) for s in r["steps"][:length]] for r in group], axis=0)
                 if key in ("effective_ratio", "prompts/repeat_share", "update_norm") and length >= 5:
-                    y = np.convolve(y, np.ones(5) / 5, mode="same")
+                    y = np.convolve(y, np.ones(5) / 5, mode="valid")  # 5-step means, no padded edges
+                    x = x[2:-2]
                 axes[row][col].plot(x, y, style[name], color=colors[name], linewidth=1, label=name)
                 axes[row][col].set_title(f"{regime}: {label}", fontsize=9)
             x, _, _ = mean_curve(group, "test_greedy")
