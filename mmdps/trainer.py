@@ -584,11 +584,11 @@ class GRPOTrainer:
             for first, last in spans:
                 start, stop = (first * k, last * k) if last > first else (0, k)
                 span_mask = mask[start:stop] if last > first else torch.zeros_like(mask[start:stop])
+                sampled = None if sampler_logprobs is None else sampler_logprobs[start:stop]
                 update = self._update(batch.select(start, stop), advantages[start:stop], span_mask,
                                       None if old_logprobs is None else old_logprobs[start:stop],
                                       None if ref_logprobs is None else ref_logprobs[start:stop],
-                                      None if sampler_logprobs is None else sampler_logprobs[start:stop],
-                                      dropped_count=dropped_count)
+                                      sampler_logprobs=sampled, dropped_count=dropped_count)
                 for key, value in update.items():
                     totals[key] = totals.get(key, 0.0) + value
         updates = config.ppo_epochs * len(spans)
@@ -657,7 +657,7 @@ class GRPOTrainer:
             return self._logprobs_no_grad(self.model, batch)
 
     def _update(self, batch, advantages: torch.Tensor, mask: torch.Tensor, old_logprobs: torch.Tensor | None,
-                ref_logprobs: torch.Tensor | None, sampler_logprobs: torch.Tensor | None = None, *,
+                ref_logprobs: torch.Tensor | None, *, sampler_logprobs: torch.Tensor | None = None,
                 dropped_count: float = 0.0) -> dict[str, float]:
         """One optimizer update over ``batch`` with gradient accumulation over micro-batches.
         ``sampler_logprobs``: the rollout engine's log-probs of the same tokens (mismatch statistics and
