@@ -153,3 +153,25 @@ def test_config_spellings():
     defaults = GRPOConfig(model_name_or_path="tiny:qwen2")
     assert (defaults.advantage_estimator, defaults.ratio_level, defaults.loss_type, defaults.rollout_correction) == (
         "grpo", "token", "clip", None)
+
+
+@pytest.mark.gpu
+def test_bf16_mismatch_is_logged_and_corrected_on_the_gpu(tmp_path):
+    """On a GPU the policy runs in bf16: HF generate (KV cache, one token at a time) and the trainer's whole-
+    sequence forward round differently. The mismatch must be logged, small (a wrong position would be
+    nats), and TIS must leave weights near 1."""
+    config = GRPOConfig(model_name_or_path=str(build("qwen2")), output_dir=str(tmp_path / "run"), batch_size=4,
+                        num_generations=4, max_new_tokens=12, max_steps=2, micro_batch_size=8, learning_rate=1e-3,
+                        progress_bar=False, save_steps=0, save_final=False, log_completions_steps=0, seed=0,
+                        selector="uniform", rollout_correction="tis", ratio_level="sequence_token",
+                        mini_batch_size=2)
+    items = [text_item(100 + i, f"Add {i} and {i + 1}.", verifier="test_rl_parity") for i in range(8)]
+    trainer = GRPOTrainer(config, items=items)
+    assert next(trainer.unwrapped_model.parameters()).dtype == torch.bfloat16
+    for _ in range(2):
+        trainer.step += 1
+        record = trainer.train_step()
+        assert record["nan_updates"] == 0
+        assert 0 < record["rollout/logprob_diff_mean"] < 0.02, record["rollout/logprob_diff_mean"]
+        assert record["rollout/kl_sampler_trainer"] < 1e-3
+        assert record["rollout/is_weight_mean"] == pytest.approx(1.0, abs=0.05)
