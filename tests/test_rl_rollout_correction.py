@@ -120,3 +120,11 @@ def test_bad_arguments(kwargs, match):
         rollout_correction_weights(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3), **kwargs)
     with pytest.raises(ValueError, match="sampler_logprobs shape"):
         rollout_mismatch(torch.zeros(2, 3), torch.zeros(2, 4), torch.ones(2, 3))
+
+
+def test_tiny_mismatch_gives_a_non_negative_kl():
+    # float rounding (1e-6 nats): k3 is ~5e-13 per token and must not come out negative
+    trainer = -torch.rand(4, 50, generator=torch.Generator().manual_seed(3))
+    sampler = trainer + (torch.rand(4, 50, generator=torch.Generator().manual_seed(4)) - 0.5) * 2e-6
+    kl = rollout_mismatch(trainer, sampler, torch.ones(4, 50))["kl_sampler_trainer"].item()
+    assert 0 <= kl < 1e-11

@@ -62,14 +62,17 @@ def rollout_mismatch(trainer_logprobs: Tensor, sampler_logprobs: Tensor, mask: T
     """
     diff, weights = _checked(trainer_logprobs, sampler_logprobs, mask)
     diff = torch.clamp(diff, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
-    ratio = torch.exp(diff)
     valid = weights != 0
     zero = torch.zeros((), dtype=diff.dtype, device=diff.device)
+    # k3 in float64 with expm1: for differences of 1e-6 (float rounding) rho - log rho - 1 is ~1e-12, which
+    # float32 arithmetic would round to noise of either sign.
+    wide = diff.double()
+    k3 = torch.clamp(torch.expm1(wide) - wide, min=0.0)
     return {
         "logprob_diff_mean": masked_mean(diff.abs(), weights),
         "logprob_diff_max": torch.where(valid.any(), _masked_extreme(diff.abs(), valid, torch.amax), zero),
-        "kl_sampler_trainer": masked_mean(ratio - diff - 1.0, weights),
-        "ratio_mean": torch.where(valid.any(), masked_mean(ratio, weights), zero + 1.0),
+        "kl_sampler_trainer": masked_mean(k3, weights.double()).to(diff.dtype),
+        "ratio_mean": torch.where(valid.any(), masked_mean(torch.exp(diff), weights), zero + 1.0),
     }
 
 
