@@ -1,13 +1,19 @@
 """End-to-end selector benchmark on a real (tiny) model, with the power to decide between selectors.
 
-Countdown, the demo's 1.1M-parameter Qwen2 and GRPO recipe (``mmdps.demo``), one shared SFT warm start.
-Three regimes, each with its own training pool and rollout budget (B=32 prompts x k=8 rollouts per step):
+``--task countdown`` (default): Countdown, the demo's 1.1M-parameter Qwen2 and GRPO recipe (``mmdps.demo``);
+``--task visual``: the visual pack, the VL demo's 1.4M-parameter Qwen2-VL and recipe (``mmdps.demo_vl``).
+One shared SFT warm start per task; everything after the data and the warm start is the same harness
+(:class:`Recipe` holds what differs). Three regimes, each with its own training pool and rollout budget
+(B=32 prompts x k=8 rollouts per step):
 
 * ``a``: 1,000 prompts, ~2 passes (16,000 rollouts);
 * ``b``: |D| = 8 B = 256 prompts, ~15 passes (30,720 rollouts): the DPS paper's B/|D| and length;
 * ``c``: 1,000 prompts, ~2.5 passes, a realistic difficulty mix: 15% problems the warm start always
-  solves (2- and 3-number SFT problems it solved 16/16 at screening), 65% it never solves (4 numbers in
-  1-25, 0/16), 20% learnable (mixed at screening), so uniform's informative share starts far below 35%.
+  solves (16/16 at screening), 65% it never solves (0/16), 20% learnable (mixed at screening), so
+  uniform's informative share starts far below 35%. Countdown: "too easy" from 2- and 3-number SFT
+  problems, "too hard" from 4 numbers in 1-25. Visual: "too easy" from SFT items of the levels the tiny
+  VL model reads best (digit, max), "too hard" from angle levels at 1-degree steps (it trained on
+  multiples of 10) and the levels it does not learn (number, sum, third).
   (The warm start solves few problems every time, so "too easy" can only be a minority; if a kind runs
   short the pool shrinks with the shares kept, and ``summary.json`` records the composition.)
 
@@ -30,6 +36,7 @@ Commands (docs/benchmarks.md)::
         --work /tmp/bench --out "$OUT" --archive
     python scripts/bench_selection_e2e.py --summarize-only outputs/bench    # tables/plots from run JSONs
     python scripts/bench_selection_e2e.py --tiny --workers 2 --work /tmp/t --out /tmp/t/out   # smoke test
+    python scripts/bench_selection_e2e.py --task visual --device cuda ...   # the same on the VL task
 
 Nothing here imports math-verify, qwen-vl-utils or datasets.
 """
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -81,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="outputs/bench", help="summary, table, plots (and runs.tar.gz)")
     p.add_argument("--work", default=None, help="warm start, data and per-run JSONs (default: --out)")
+    p.add_argument("--task", choices=sorted(RECIPES), default="countdown",
+                   help="countdown: the demo's tiny Qwen2; visual: the VL demo's tiny Qwen2-VL")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--workers", type=int, default=2, help="parallel runs (processes, one torch thread each)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds after which no run is launched")
@@ -101,11 +111,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--evals", type=int, default=3, help="evaluations along the budget (plus the shared start)")
     p.add_argument("--eval-samples", type=int, default=4)
     p.add_argument("--eval-batch", type=int, default=4096, help="sequences per generate call in evaluation")
-    p.add_argument("--sft-steps", type=int, default=900)
+    p.add_argument("--sft-steps", type=int, default=None, help="default: the task's demo recipe (900 / 2,400)")
     p.add_argument("--prep-threads", type=int, default=1,
                    help="torch threads of the warm start on CPU (more than the free cores is much slower)")
     p.add_argument("--tiny", action="store_true", help="minute-long smoke test sizes")
     args = p.parse_args(argv)
+    args.sft_steps = RECIPES[args.task].settings().sft_steps if args.sft_steps is None else args.sft_steps
     if args.tiny:
         args.batch_size, args.num_generations, args.pool = 4, 4, [24, 16, 24]
         args.passes, args.test_size, args.val_size = [1.0, 2.0, 1.0], 24, 16
@@ -191,7 +202,7 @@ class ProblemSource:
         return fresh, [level_ids[p["level"]] for p in fresh]
 
 
-def build_data(args) -> dict[str, Any]:
+def build_countdown_data(args) -> dict[str, list]:
     """SFT problems first (the demo's recipe), then test, validation and the pools from what is left."""
     from mmdps.demo import SFT_PROBLEMS_PER_LEVEL
     from mmdps.tasks.countdown import TINY_LEVELS, CountdownConfig
@@ -223,6 +234,60 @@ def build_data(args) -> dict[str, Any]:
     return data
 
 
+def build_visual_data(args) -> dict[str, list]:
+    """Every set from its own random stream of the visual pack (the split name seeds it; images are
+    random, so no two sets share an item); regime c's "too hard" candidates are angle questions at
+    1-degree steps and the levels the tiny model does not learn."""
+    from mmdps import tasks
+    from mmdps.demo_vl import LEVEL_NAMES
+
+    pack = tasks.get("visual")
+    per_level = 8 if args.tiny else RECIPES["visual"].settings().sft_per_level
+
+    def load(split: str, num: int, **options) -> list:
+        return pack.load(None, split=f"bench-{split}", seed=0, num=num, **options)
+
+    size = args.pool[2]
+    hard = int(size * MIX_C[1] * 1.5)
+    return {"sft": load("sft", per_level * len(LEVEL_NAMES)),
+            "test": load("test", args.test_size), "validation": load("validation", args.val_size),
+            "pool_a": load("pool-a", args.pool[0]), "pool_b": load("pool-b", args.pool[1]),
+            "c_hard": load("pool-c-fine-angles", hard // 2, levels=["angle", "complement", "third"], angle_step=1)
+            + load("pool-c-unlearned", hard - hard // 2, levels=["number", "sum", "third"]),
+            "c_mid": load("pool-c-mid", int(size * MIX_C[2] * 3))}
+
+
+class Recipe:
+    """What differs between tasks: the data, the demo module that builds the model, its SFT examples, the
+    engine and the trainer configuration (``mmdps.demo`` and ``mmdps.demo_vl`` share those signatures),
+    and which SFT levels are regime c's "too easy" candidates."""
+
+    def __init__(self, title: str, demo: str, settings: str, processor: str, build_data, easy_levels: tuple) -> None:
+        self.title, self._demo, self._settings, self._processor = title, demo, settings, processor
+        self.build_data, self.easy_levels = build_data, easy_levels
+
+    @property
+    def demo(self):
+        return importlib.import_module(self._demo)
+
+    def settings(self, **kwargs):
+        """The demo's settings dataclass (its recipe's defaults) with ``kwargs``."""
+        return getattr(self.demo, self._settings)(**kwargs)
+
+    def processor(self) -> tuple[Any, Any]:
+        """(processor, tokenizer): the same object for a text model."""
+        processor = getattr(self.demo, self._processor)()
+        return processor, getattr(processor, "tokenizer", processor)
+
+
+RECIPES = {
+    "countdown": Recipe("Countdown, tiny Qwen2", "mmdps.demo", "DemoSettings", "build_tokenizer",
+                        build_countdown_data, easy_levels=(0, 1)),
+    "visual": Recipe("Visual pack (digits, angles), tiny Qwen2-VL", "mmdps.demo_vl", "VLDemoSettings",
+                     "build_processor", build_visual_data, easy_levels=(0, 3)),  # digit, max
+}
+
+
 def _renumber(items: list) -> list:
     return [dataclasses.replace(item, id=index) for index, item in enumerate(items)]
 
@@ -231,13 +296,13 @@ def prepare(args) -> dict[str, Any]:
     """Data, the SFT warm start, regime c's screened pool and the shared start evaluation (cached in --work)."""
     import torch
 
-    from mmdps.demo import DemoSettings, build_model, build_tokenizer, sft_examples
     from mmdps.models.loading import load_policy
     from mmdps.sft import supervised_warmup
 
+    recipe = RECIPES[args.task]
     work = Path(args.work)
     prep_path = work / "prep.pkl"
-    key = {k: getattr(args, k) for k in ("pool", "test_size", "val_size", "sft_steps", "batch_size",
+    key = {k: getattr(args, k) for k in ("task", "pool", "test_size", "val_size", "sft_steps", "batch_size",
                                          "num_generations", "tiny")}
     if prep_path.is_file():
         prep = pickle.loads(prep_path.read_bytes())
@@ -246,30 +311,27 @@ def prepare(args) -> dict[str, Any]:
             return prep
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = build_data(args)
+    data = recipe.build_data(args)
     print(f"data: {len(data['sft'])} SFT problems, test {len(data['test'])}, validation {len(data['validation'])} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    settings = DemoSettings(seed=0, threads=1, sft_steps=args.sft_steps, progress=False)
+    settings = recipe.settings(seed=0, threads=1, sft_steps=args.sft_steps, progress=False)
     device = torch.device(args.device)
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, settings).to(device)
-    prompts, targets = sft_examples(data["sft"], tokenizer)
+    processor, tokenizer = recipe.processor()
+    model = recipe.demo.build_model(tokenizer, settings).to(device)
+    prompts, targets = recipe.demo.sft_examples(data["sft"], processor)
     t0 = time.perf_counter()
     result = supervised_warmup(model, prompts, targets, pad_token_id=tokenizer.pad_token_id,
                                max_steps=settings.sft_steps, batch_size=settings.sft_batch_size, lr=settings.sft_lr,
                                seed=0)
     model_dir = work / "warm-start"
     model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
     print(f"warm start: {result.steps} SFT steps in {time.perf_counter() - t0:.0f} s, loss {result.final_loss:.3f}",
           flush=True)
 
-    model, tokenizer = load_policy(model_dir, dtype="float32")
-    model = model.to(device)
-    from mmdps.demo import make_engine
-
-    engine = make_engine(model, tokenizer)
+    model, processor = load_policy(model_dir, dtype="float32")
+    engine = recipe.demo.make_engine(model.to(device), processor)
     t0 = time.perf_counter()
     pool_c, composition = screen_pool_c(args, engine, data)
     print(f"regime c pool: {composition} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -288,8 +350,8 @@ def screen_pool_c(args, engine, data) -> tuple[list, dict]:
     size = args.pool[2]
     want = [int(round(size * share)) for share in MIX_C]
     rng = np.random.default_rng(0)
-    easy = [item for item in data["sft"] if item.metadata["difficulty"] <= 1]
-    easy_cand = [easy[i] for i in rng.permutation(len(easy))]  # ~2,000; about a fifth are solved 16/16
+    easy = [item for item in data["sft"] if item.metadata["difficulty"] in RECIPES[args.task].easy_levels]
+    easy_cand = [easy[i] for i in rng.permutation(len(easy))]  # Countdown: ~2,000, about a fifth solved 16/16
     picked = []
     samples = 2 if args.tiny else SCREEN_SAMPLES
     rates = sample_success(engine, easy_cand + data["c_hard"] + data["c_mid"], samples, args, seed=12345)
@@ -322,7 +384,8 @@ def sample_success(engine, items: list, k: int, args, *, seed: int, temperature:
     from mmdps import verifiers
     from mmdps.rollout.base import SamplingParams
 
-    sampling = SamplingParams(max_new_tokens=16, temperature=temperature, seed=seed)
+    max_new_tokens = RECIPES[args.task].settings().max_new_tokens
+    sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     chunk = max(1, args.eval_batch // k)
     out = np.empty(len(items))
     verify = {}
@@ -378,7 +441,6 @@ def run_one(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     global _PREP
     import torch
 
-    from mmdps.demo import DemoSettings, grpo_config
     from mmdps.trainer import GRPOTrainer, RolloutBudget
 
     if _PREP is None:
@@ -389,10 +451,11 @@ def run_one(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     seed = job["seed"]
     pool = prep["pools"][job["regime"]]
     tag = f"{job['regime']}-{job['run']}-s{seed}"
-    settings = DemoSettings(seed=seed, threads=1, batch_size=args.batch_size, num_generations=args.num_generations,
-                            pool_size=len(pool), progress=False)
-    config = grpo_config(settings, Path(prep["model_dir"]), Path(args.work) / "scratch" / tag, selector=selector,
-                         selector_kwargs=kwargs, max_steps=10**6)
+    recipe = RECIPES[args.task]
+    settings = recipe.settings(seed=seed, threads=1, batch_size=args.batch_size,
+                               num_generations=args.num_generations, pool_size=len(pool), progress=False)
+    config = recipe.demo.grpo_config(settings, Path(prep["model_dir"]), Path(args.work) / "scratch" / tag,
+                                     selector=selector, selector_kwargs=kwargs, max_steps=10**6)
     config = dataclasses.replace(config, candidate_ratio=ratio, bf16=False, log_completions_steps=0)
     torch.manual_seed(seed)
     trainer = GRPOTrainer(config, items=pool)
@@ -403,7 +466,7 @@ def run_one(job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     trainer.train(stop=RolloutBudget(regime.budget), callbacks=[recorder])
     steps, curve, train_seconds = recorder.steps, recorder.curve, recorder.train_seconds
-    result = {**job, "selector": selector, "selector_kwargs": kwargs, "candidate_ratio": ratio,
+    result = {**job, "task": args.task, "selector": selector, "selector_kwargs": kwargs, "candidate_ratio": ratio,
               "budget": regime.budget, "pool_size": len(pool), "curve": curve, "steps": steps,
               "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started,
               "device": args.device}
@@ -457,6 +520,10 @@ def _step_record(metrics: dict[str, Any], update_norm: float) -> dict[str, Any]:
 def run_all(args) -> bool:
     """Prepare, then run the plan in worker processes; True when runs were stopped at the hard limit."""
     started = time.perf_counter()
+    others = {run.get("task", "countdown") for run in load_runs(Path(args.work))} - {args.task}
+    if others:
+        raise SystemExit(f"--work {args.work} holds runs of task {', '.join(sorted(others))}; "
+                         f"give --task {args.task} its own --work folder")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _init_worker(args.device)
     import torch
@@ -666,7 +733,8 @@ def _fmt(ms, digits=3) -> str:
 
 
 def markdown(summary: dict, meta: dict) -> str:
-    lines = [f"Countdown, tiny Qwen2 from one SFT warm start; device {meta.get('device')}; "
+    title = " / ".join(RECIPES[task].title for task in meta.get("task", ["countdown"]))
+    lines = [f"{title} from one SFT warm start; device {meta.get('device')}; "
              f"mean ± standard error over seeds. `sampled` = mean accuracy of the eval samples at T=1, "
              "`greedy` = greedy accuracy; AUC = mean accuracy over the rollout budget. TEST and VALIDATION are "
              "disjoint held-out splits; settings are chosen on validation.", ""]
@@ -785,7 +853,8 @@ def write_summary(work: Path, out: Path, archive: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runs, dropped = balanced(every)
     summary = summarize(runs)
-    meta = {"device": sorted({r.get("device") for r in runs}), "runs": len(runs),
+    meta = {"task": sorted({r.get("task", "countdown") for r in runs}),
+            "device": sorted({r.get("device") for r in runs}), "runs": len(runs),
             "left_out_unbalanced_seeds": dropped}
     prep_path = work / "prep.pkl"
     if prep_path.is_file():
