@@ -413,6 +413,29 @@ def load_selector_state(folder: Path) -> dict[str, Any]:
     return {key: decode(value) for key, value in document.items()}
 
 
+def save_state_folder(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write a selector-style ``state`` (see :func:`save_selector_state`) as ``folder``, atomically: into a
+    hidden sibling with a manifest, then renamed into place (replacing an older ``folder``). Used for the
+    selector state that mmdps adds to another trainer's checkpoint (TRL)."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_selector_state(state, tmp)
+    write_manifest(tmp)
+    _commit(tmp, folder)
+    return folder
+
+
+def load_state_folder(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read a folder written by :func:`save_state_folder`; :class:`CheckpointError` names a damaged file."""
+    folder = Path(folder)
+    problems = verify_checkpoint(folder)
+    if problems:
+        raise CheckpointError(f"{folder} is damaged: {_summary(problems)}; resume from another checkpoint")
+    return load_selector_state(folder)
+
+
 # ---------------------------------------------------------------------- save / load
 def _is_sharded(accelerator) -> bool:
     """FSDP and DeepSpeed shard optimizer (and maybe model) state: accelerate must gather / save them."""

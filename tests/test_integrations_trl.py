@@ -148,3 +148,103 @@ def test_trainer_rejects_bad_accuracy_reward(tmp_path):
         mtrl.DPSGRPOTrainer(**common, accuracy_reward="accuracy")
     with pytest.raises(ValueError, match="one-round selector"):
         mtrl.DPSGRPOTrainer(**common, selector="ds")
+
+
+class _StopAt:
+    """A TrainerCallback (built lazily: trl is optional) that ends training after optimizer step ``step``,
+    once that step's checkpoint is written: an interrupted run."""
+
+    def __new__(cls, step):
+        from transformers import TrainerCallback
+
+        class StopAt(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    control.should_training_stop = True
+
+        return StopAt()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("steps_per_generation", "stop_at"), [(1, 2), (2, 1)])
+def test_resumed_trainer_trains_the_prompts_of_an_uninterrupted_run(tmp_path, steps_per_generation, stop_at):
+    """Interrupted after ``stop_at`` steps and resumed from TRL's checkpoint, a run trains exactly the
+    generation batches of the uninterrupted run (the resumed epoch starts mid-way: TRL fast-forwards)."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from tiny_models import build
+
+    path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
+    n = 8
+    dataset = Dataset.from_dict({"prompt": [f"What is {i} + {i}?" for i in range(n)], "idx": list(range(n))})
+
+    def accuracy(completions, idx, **kwargs):  # depends on the sampled text: the model and RNG must resume too
+        return [float((sum(map(ord, c)) + i) % 3 == 0) for c, i in zip(completions, idx, strict=True)]
+
+    def make(run, callbacks=()):
+        args = GRPOConfig(
+            output_dir=str(tmp_path / run), per_device_train_batch_size=4,
+            gradient_accumulation_steps=steps_per_generation, steps_per_generation=steps_per_generation,
+            num_generations=2, max_completion_length=6, max_steps=4, learning_rate=1e-3, beta=0.0,
+            logging_steps=1, report_to="none", save_strategy="steps", save_steps=1, use_cpu=True, seed=0,
+            dataloader_num_workers=0, temperature=1.0,
+        )
+        return mtrl.DPSGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path),
+                                   processing_class=AutoTokenizer.from_pretrained(path), reward_funcs=[accuracy],
+                                   args=args, train_dataset=dataset, selector="dps",
+                                   candidate_ratio=1.5 if steps_per_generation == 2 else None,
+                                   callbacks=list(callbacks))
+
+    whole = make("whole")
+    whole.train()
+    expected = [ids.tolist() for ids in whole.selector_sampler.trained_ids]
+    assert len(expected) == 4 and len({tuple(ids) for ids in expected}) > 1
+
+    interrupted = make("resumed", [_StopAt(stop_at)])
+    interrupted.train()
+    assert [ids.tolist() for ids in interrupted.selector_sampler.trained_ids] == expected[:stop_at]
+    checkpoint = tmp_path / "resumed" / f"checkpoint-{stop_at}"
+    assert (checkpoint / mtrl.SELECTOR_STATE_DIR / "manifest.json").is_file()
+
+    resumed = make("resumed")
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert [ids.tolist() for ids in resumed.selector_sampler.trained_ids] == expected
+    assert resumed.selector.steps == whole.selector.steps == 4
+    state, resumed_state = whole.selector.state_dict(), resumed.selector.state_dict()
+    assert state.keys() == resumed_state.keys()
+    for key, value in state.items():  # the candidate stream and the RNG included
+        np.testing.assert_equal(resumed_state[key], value, err_msg=key)
+
+
+def test_sampler_state_round_trip_replays_chosen_blocks(tmp_path):
+    pytest.importorskip("torch")
+    from mmdps.checkpoint import load_state_folder, save_state_folder
+
+    def fresh():
+        return mtrl.SelectorSampler(make_selector("dps", 12, seed=3, candidate_ratio=2.0), num_generations=2,
+                                    prompts_per_batch=3, repeat_count=1, defer=True)
+
+    sampler = fresh()
+    it = iter(sampler)
+    for _ in range(2):  # two blocks trained
+        [next(it) for _ in range(6)]
+        ids, _ = sampler.begin_generation()
+        sampler.feed([1, 0] * 3)
+    look_ahead = [next(it) for _ in range(6)]  # fetched ahead, chosen: part of the saved state
+    folder = save_state_folder(tmp_path / "state", sampler.state_dict())
+    continued = [sampler.begin_generation()[0].tolist(), sampler.feed([0, 1] * 3)]
+
+    restored = fresh()
+    restored.load_state_dict(load_state_folder(folder), skip_blocks=2)
+    it = iter(restored)
+    assert [next(it) for _ in range(12)] == [0] * 12  # the two trained blocks: placeholders the trainer skips
+    assert [next(it) for _ in range(6)] == look_ahead
+    ids, changed = restored.begin_generation()
+    assert ids.tolist() == continued[0] and not changed
+    np.testing.assert_allclose(restored.feed([0, 1] * 3), continued[1])
+    assert [a.tolist() for a in restored.trained_ids] == [a.tolist() for a in sampler.trained_ids]
+    with pytest.raises(ValueError, match="skip_blocks"):
+        fresh().load_state_dict(load_state_folder(folder), skip_blocks=4)

@@ -118,6 +118,43 @@ def test_state_round_trip_resumes_the_same_choices():
     np.testing.assert_array_equal([next(it) for _ in range(4)], list(iter(b))[:4])
 
 
+def test_resumes_through_verls_dataloader_checkpoint(tmp_path):
+    """verl checkpoints its train dataloader (torchdata's StatefulDataLoader) as ``data.pt`` and loads it
+    back with ``torch.load(weights_only=False)``; the dataloader's state holds the sampler's ``state_dict()``.
+    A run resumed that way picks the batches of an uninterrupted run, across an epoch boundary too."""
+    torch = pytest.importorskip("torch")
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    cfg = config(selector="dps", selector_kwargs={"decay": 0.5}, candidate_ratio=1.5)
+
+    def loader():
+        data = list(range(12))  # a map-style dataset whose rows are their ids
+        sampler = mverl.SelectorCurriculumSampler(data_source=data, data_config=cfg)
+        return stateful.StatefulDataLoader(data, batch_size=4, sampler=sampler, num_workers=0), sampler
+
+    def train(dl, sampler, steps, epochs=3, stop_after=None):
+        """verl's loop: for each batch, score it (rewards depend on the ids) and update the sampler."""
+        chosen = []
+        for _ in range(epochs):
+            for batch in dl:
+                ids = batch.tolist()
+                sampler.update(step_batch(ids, [float((i + k) % 3 == 0) for i in ids for k in range(4)]))
+                chosen.append(ids)
+                if len(chosen) == stop_after:
+                    return chosen
+                if len(chosen) == steps:
+                    return chosen
+        return chosen
+
+    expected = train(*loader(), steps=7)
+    dl, sampler = loader()
+    first = train(dl, sampler, steps=7, stop_after=4)  # 4 = one epoch and one batch
+    torch.save(dl.state_dict(), tmp_path / "data.pt")
+    dl, sampler = loader()
+    dl.load_state_dict(torch.load(tmp_path / "data.pt", weights_only=False))
+    rest = train(dl, sampler, steps=3, epochs=2)  # the loader hands the state to the sampler at iter()
+    assert first + rest == expected and sampler.selector.steps == 7
+
+
 def test_bad_config_and_batches():
     Sampler = mverl.SelectorCurriculumSampler
     with pytest.raises(ValueError, match="train_batch_size"):

@@ -31,9 +31,11 @@ choosing blind.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -98,18 +100,26 @@ class SelectorSamplerCore:
         self._generated = 0  # how many of self._blocks have been resolved for generation
         self.deferred_blocks = 0  # blocks chosen at generation time because of the dataloader's look-ahead
         self.trained_ids: list[np.ndarray] = []  # every block fed back, in order
+        self._restored: deque[np.ndarray] = deque()  # chosen before a checkpoint, not yet handed out again
+        self._skip_blocks = 0  # blocks the resumed trainer skips at the start of the next pass
 
     def __len__(self) -> int:
         return self.num_batches * self.prompts_per_batch * self.num_generations * self.repeat_count
 
     def __iter__(self) -> Iterator[int]:
-        for _ in range(self.num_batches):
-            layout = np.repeat(self._next_block().ids, self.num_generations).tolist()
+        skip, self._skip_blocks = self._skip_blocks, 0
+        for index in range(self.num_batches):
+            # Blocks trained before the checkpoint: rows the resumed Trainer fast-forwards past unread,
+            # so no selector call is spent on them.
+            block = [0] * self.prompts_per_batch if index < skip else self._next_block().ids
+            layout = np.repeat(block, self.num_generations).tolist()
             for _ in range(self.repeat_count):
                 yield from layout
 
     def _next_block(self) -> _Block:
-        if not self._blocks:
+        if self._restored:  # chosen before the checkpoint: hand out the same prompts again
+            block = _Block(self._restored.popleft(), final=True)
+        elif not self._blocks:
             block = _Block(self._select(), final=True)
         elif self.defer:  # rewards still pending: placeholder rows, chosen for real at generation time
             block = _Block(self._blocks[-1].ids, final=False)
@@ -160,8 +170,36 @@ class SelectorSamplerCore:
         self.trained_ids.append(block.ids.copy())
         return rates
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs: the selector's state, the blocks already chosen for the dataloader's
+        look-ahead but not yet trained, and the record of trained ids. Take it between generation
+        batches (as a checkpoint does): a block generated but not fed back cannot be saved."""
+        if self._generated:
+            raise RuntimeError("cannot save the sampler between a block's generation and its rewards")
+        chosen = [b.ids.copy() for b in self._blocks if b.final] + [ids.copy() for ids in self._restored]
+        return {"selector": self.selector.state_dict(), "chosen_blocks": chosen,
+                "trained_ids": np.array(self.trained_ids, dtype=np.int64).reshape(-1, self.prompts_per_batch),
+                "deferred_blocks": self.deferred_blocks}
+
+    def load_state_dict(self, state: dict[str, Any], skip_blocks: int = 0) -> None:
+        """Restore a :meth:`state_dict`. The next pass yields ``skip_blocks`` placeholder blocks first (the
+        blocks of this epoch that the resumed trainer fast-forwards past), then the chosen blocks again,
+        then new choices."""
+        self.selector.load_state_dict(state["selector"])
+        self._blocks.clear()
+        self._generated = 0
+        self._restored = deque(np.asarray(ids, dtype=np.int64).reshape(-1) for ids in state["chosen_blocks"])
+        self.trained_ids = list(np.asarray(state["trained_ids"], dtype=np.int64).reshape(-1, self.prompts_per_batch))
+        self.deferred_blocks = int(state["deferred_blocks"])
+        if not 0 <= int(skip_blocks) < self.num_batches:
+            raise ValueError(f"skip_blocks={skip_blocks} is outside [0, {self.num_batches}) blocks per epoch")
+        self._skip_blocks = int(skip_blocks)
+
 
 _CLASSES: dict[str, type] = {}
+
+#: Folder of a TRL checkpoint holding the selector and sampler state (JSON + npz, with a manifest).
+SELECTOR_STATE_DIR = "mmdps_selector"
 
 
 def _build_sampler_class() -> type:
@@ -180,6 +218,8 @@ def _build_sampler_class() -> type:
 def _build_trainer_class() -> type:
     import torch
     from trl import GRPOConfig, GRPOTrainer
+
+    from mmdps.checkpoint import load_state_folder, save_state_folder
 
     class DPSGRPOTrainer(GRPOTrainer):
         """TRL's ``GRPOTrainer`` whose prompts are chosen by an mmdps selector (DPS by default).
@@ -257,6 +297,47 @@ def _build_trainer_class() -> type:
                 defer=True,
             )
             return self.selector_sampler
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save and self.selector_sampler is not None:
+                folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+                save_state_folder(folder / SELECTOR_STATE_DIR, self.selector_sampler.state_dict())
+
+        def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+            # Trainer restores optimizer and scheduler here on resume, after the train dataloader (and so
+            # the sampler) exists and before the first batch is drawn: the selector follows them.
+            super()._load_optimizer_and_scheduler(checkpoint)
+            if checkpoint is None or self.selector_sampler is None:
+                return
+            folder = Path(checkpoint) / SELECTOR_STATE_DIR
+            if not folder.is_dir():
+                warnings.warn(f"{checkpoint} holds no selector state ({SELECTOR_STATE_DIR}/); the selector starts "
+                              "afresh, so the resumed run does not choose the prompts the interrupted one would have",
+                              stacklevel=2)
+                return
+            self.selector_sampler.load_state_dict(load_state_folder(folder), skip_blocks=self._resume_skip_blocks())
+
+        def _resume_skip_blocks(self) -> int:
+            """Generation blocks of the current epoch that ``Trainer`` fast-forwards past on resume (its own
+            arithmetic: ``global_step % update steps per epoch`` optimizer steps of dataloader batches)."""
+            if self.args.ignore_data_skip:
+                return 0
+            sampler = self.selector_sampler
+            rows_per_batch = self._train_batch_size * self.args.steps_per_generation * self.accelerator.num_processes
+            batches_per_epoch = len(sampler) // rows_per_batch
+            accumulation = self.args.gradient_accumulation_steps
+            steps_per_epoch = max(-(-batches_per_epoch // accumulation), 1)
+            skipped = (self.state.global_step % steps_per_epoch) * accumulation
+            if skipped % sampler.repeat_count:
+                raise ValueError(
+                    f"checkpoint-{self.state.global_step} lies inside a generation batch (one spans "
+                    f"{sampler.repeat_count // accumulation or 1} optimizer steps: num_iterations x "
+                    "steps_per_generation / gradient_accumulation_steps), so its completions are lost and the "
+                    "selector cannot resume exactly; resume from a checkpoint at a generation boundary (save_steps "
+                    "a multiple of that span)"
+                )
+            return skipped // sampler.repeat_count
 
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             sampler = self.selector_sampler if self.model is not None and self.model.training else None
