@@ -316,16 +316,15 @@ def _build_trainer_class() -> type:
                               "afresh, so the resumed run does not choose the prompts the interrupted one would have",
                               stacklevel=2)
                 return
-            self.selector_sampler.load_state_dict(load_state_folder(folder), skip_blocks=self._resume_skip_blocks())
+            sampler = self.selector_sampler
+            sampler.load_state_dict(load_state_folder(folder), skip_blocks=self._resume_skip_blocks(sampler))
 
-        def _resume_skip_blocks(self) -> int:
+        def _resume_skip_blocks(self, sampler: SelectorSamplerCore) -> int:
             """Generation blocks of the current epoch that ``Trainer`` fast-forwards past on resume (its own
             arithmetic: ``global_step % update steps per epoch`` optimizer steps of dataloader batches)."""
             if self.args.ignore_data_skip:
                 return 0
-            sampler = self.selector_sampler
-            rows_per_batch = self._train_batch_size * self.args.steps_per_generation * self.accelerator.num_processes
-            batches_per_epoch = len(sampler) // rows_per_batch
+            batches_per_epoch = sampler.num_batches * sampler.repeat_count  # a block is repeat_count batches
             accumulation = self.args.gradient_accumulation_steps
             steps_per_epoch = max(-(-batches_per_epoch // accumulation), 1)
             skipped = (self.state.global_step % steps_per_epoch) * accumulation
