@@ -60,9 +60,23 @@ def test_verl_compute_score_dispatch():
     assert verifier_for_data_source("countdown_cd4") == "countdown"
     assert verifier_for_data_source("hiyouga/geometry3k") == "geometry"
     assert verifier_for_data_source("geo3k") == "geometry"
-    assert verifier_for_data_source("openai/gsm8k") == "math"
+    assert verifier_for_data_source("openai/gsm8k") == "math_hashes"
+    assert verifier_for_data_source("DigitalLearningGmbH/MATH-lighteval") == "math"
+    assert verifier_for_data_source("aime2024") == verifier_for_data_source("math_dapo") == "math_answer"
     assert verifier_for_data_source(None) == "math"
-    assert verl_compute_score("openai/gsm8k", "... \\boxed{18}", "18") == {"score": 1.0, "acc": 1.0, "format": 1.0}
+    # verl's gsm8k rows ask for the answer after "####" (examples/data_preprocess/gsm8k.py)
+    right = "Natalia sold 48/2 = 24 clips in May.\nAltogether 48+24 = 72 clips.\n#### 72"
+    assert verl_compute_score("openai/gsm8k", right, "72") == {"score": 1.0, "acc": 1.0, "format": 1.0}
+    assert verl_compute_score("openai/gsm8k", "so #### 1,234.", "1234")["acc"] == 1.0
+    assert verl_compute_score("openai/gsm8k", "#### 71\n", "72") == {"score": 0.0, "acc": 0.0, "format": 1.0}
+    assert verl_compute_score("openai/gsm8k", "#### 5 then #### 72", "72")["acc"] == 1.0  # the last one counts
+    assert verl_compute_score("openai/gsm8k", "... \\boxed{18}", "18") == {"score": 1.0, "acc": 1.0, "format": 0.0}
+    assert verl_compute_score("openai/gsm8k", "the answer is 72", "72")["acc"] == 0.0
+    # DAPO's layout: "Answer: $Answer" on the last line
+    assert verl_compute_score("math_dapo", "... so\nAnswer: \\frac{1}{2}", "0.5") == {"score": 1.0, "acc": 1.0,
+                                                                                       "format": 1.0}
+    assert verl_compute_score("aime2025", "Answer: $204$.", "204")["acc"] == 1.0
+    assert verl_compute_score("HuggingFaceH4/MATH-500", "#### 18", "18")["acc"] == 0.0  # asks for \\boxed{}
     gt = {"target": 24, "numbers": np.array([2, 3, 4, 1])}  # parquet rows come back as numpy arrays
     assert verl_compute_score("countdown", "<answer>2*3*4*1</answer>", gt, {"index": 3})["score"] == 1.0
     assert verl_compute_score("hiyouga/geometry3k", "<think>x</think>\\boxed{13}", "B",

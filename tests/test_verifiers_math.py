@@ -167,3 +167,20 @@ def test_from_worker_threads():
     for t in threads:
         t.join(timeout=60)
     assert results == {k: expected for k, (_, _, expected) in enumerate(cases)}
+
+
+def test_gsm8k_reference_solutions_score_under_the_hashes_layout(shared_data):
+    """Every GSM8K test solution, written as the dataset writes it (reasoning, then ``#### answer``), is
+    correct for ``math_hashes`` (verl's gsm8k rows) against the gold that verl's preprocessing extracts."""
+    from mmdps.verifiers import get
+
+    verify = get("gsm8k")
+    with open(shared_data / "gsm8k" / "test.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    wrong = []
+    for i, row in enumerate(rows):
+        gold = row["answer"].split("####")[-1].strip().replace(",", "")
+        result = verify(row["answer"], gold)
+        if result != {"score": 1.0, "acc": 1.0, "format": 1.0}:
+            wrong.append((i, result))
+    assert len(rows) == 1319 and not wrong

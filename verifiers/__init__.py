@@ -8,6 +8,8 @@ name               what it grades
 =================  ============================================================================
 ``math``           last ``\\boxed{}`` vs gold with math-verify; score = acc
 ``math_think``     same, grading only the text after ``</think>`` (DeepScaleR validation)
+``math_hashes``    the answer after the last ``####`` (GSM8K), else the last ``\\boxed{}`` (format 0)
+``math_answer``    the answer after the last ``Answer:`` (DAPO), else the last ``\\boxed{}`` (format 0)
 ``countdown``      last ``<answer>`` expression; score 1 / 0.1 (well-formed, wrong) / 0
 ``geometry``       boxed value or choice letter; score 1 / 0.1 x format / 0
 ``integer``        the whole completion is the integer answer; score = acc
@@ -15,7 +17,7 @@ name               what it grades
 ``format_answer``  ``<think>...</think>`` then ``<answer>...</answer>``; score = format
 =================  ============================================================================
 
-Aliases: ``gsm8k``, ``deepscaler`` (= ``math_think``), ``geo3k``, ``geometry3k``.
+Aliases: ``gsm8k`` (= ``math_hashes``), ``deepscaler`` (= ``math_think``), ``geo3k``, ``geometry3k``.
 Add your own with :func:`register`.
 """
 
@@ -41,13 +43,15 @@ Verifier = Callable[..., VerdictDict]
 _BUILTIN: dict[str, str] = {
     "math": "mmdps.verifiers.math:verify_math",
     "math_think": "mmdps.verifiers.math:verify_math_think",
+    "math_hashes": "mmdps.verifiers.math:verify_math_hashes",
+    "math_answer": "mmdps.verifiers.math:verify_math_answer_line",
     "countdown": "mmdps.verifiers.countdown:verify_countdown",
     "geometry": "mmdps.verifiers.geometry:verify_geometry",
     "integer": "mmdps.verifiers.integer:verify_integer",
     "format_boxed": "mmdps.verifiers.format:verify_think_boxed",
     "format_answer": "mmdps.verifiers.format:verify_think_answer",
 }
-_ALIASES: dict[str, str] = {"gsm8k": "math", "deepscaler": "math_think", "geo3k": "geometry",
+_ALIASES: dict[str, str] = {"gsm8k": "math_hashes", "deepscaler": "math_think", "geo3k": "geometry",
                             "geometry3k": "geometry"}
 _REGISTRY: dict[str, Verifier] = {}
 

@@ -7,7 +7,7 @@ TRL ``GRPOTrainer``::
 
 verl (``custom_reward_function.path=<this file>``, ``custom_reward_function.name=verl_compute_score``)::
 
-    verl_compute_score("openai/gsm8k", "... \\boxed{18}", "18")  # -> {"score": 1.0, "acc": 1.0, "format": 1.0}
+    verl_compute_score("openai/gsm8k", "... #### 18", "18")  # -> {"score": 1.0, "acc": 1.0, "format": 1.0}
 
 EasyR1 (``worker.reward.reward_function=<this file>:easyr1_compute_score``, batch type).
 """
@@ -80,13 +80,35 @@ def trl_reward_func(name: str, key: str = "score", **verifier_kwargs: Any) -> Ca
     return reward
 
 
+#: verl ``data_source`` -> verifier, for the sources verl's own preprocess scripts write, reading the
+#: answer where each script's instruction asks for it (as ``verl.utils.reward_score`` does).
+DATA_SOURCE_VERIFIERS: dict[str, str] = {
+    "openai/gsm8k": "math_hashes",  # 'output the final answer after "####"'
+    "lighteval/MATH": "math",  # 'output the final answer within \\boxed{}'
+    "DigitalLearningGmbH/MATH-lighteval": "math",
+    "HuggingFaceH4/MATH-500": "math",
+    "math_dapo": "math_answer",  # DAPO: 'Answer: $Answer' on the last line
+    "math_dapo_reasoning": "math_answer",
+    "hiyouga/geometry3k": "geometry",  # '<think>...</think>', answer in \\boxed{}
+}
+
+
 def verifier_for_data_source(data_source: str | None) -> str:
-    """Verifier name for a verl ``data_source``: countdown, geometry (geo3k/geometry3k) or math."""
-    source = (data_source or "").lower()
-    if "countdown" in source:
+    """Verifier name for a verl ``data_source``: :data:`DATA_SOURCE_VERIFIERS` for verl's own sources
+    (``aime*`` as DAPO's), else ``countdown`` or ``geometry`` (geo3k) when the name says so, else ``math``
+    (the last ``\\boxed{}``)."""
+    source = data_source or ""
+    if source in DATA_SOURCE_VERIFIERS:
+        return DATA_SOURCE_VERIFIERS[source]
+    lowered = source.lower()
+    if lowered.startswith("aime"):
+        return "math_answer"
+    if "countdown" in lowered:
         return "countdown"
-    if "geo3k" in source or "geometry" in source:
+    if "geo3k" in lowered or "geometry" in lowered:
         return "geometry"
+    if "gsm8k" in lowered:
+        return "math_hashes"
     return "math"
 
 

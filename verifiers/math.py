@@ -88,6 +88,38 @@ def too_complex(answer: str) -> bool:
     return deepest > MAX_NESTING
 
 
+#: ``#### 1,234`` (GSM8K's own layout; verl's gsm8k prompt asks for it): the last one, to the line's end.
+_HASHES = re.compile(r"####[ \t]*([^\n]*)")
+#: ``Answer: 42`` on a line (the DAPO / Minerva layout; verl's ``math_dapo`` reward reads it): the last one.
+_ANSWER_LINE = re.compile(r"(?i)(?<![A-Za-z])Answer[ \t]*:[ \t]*([^\n]*)")
+
+#: Where each answer style finds the final answer; every style also accepts a ``\boxed{}`` answer
+#: when the asked layout is absent (the answer is graded, ``format`` is 0).
+ANSWER_STYLES = ("boxed", "hashes", "answer_line")
+
+
+def extract_final_answer(text: str, style: str = "boxed", max_chars: int = MAX_ANSWER_CHARS) -> str | None:
+    """The final answer of ``text`` in layout ``style`` (see :data:`ANSWER_STYLES`), or None.
+
+    ``hashes`` and ``answer_line`` take the rest of the line after the last marker, without thousands
+    separators (``1,234``), a trailing full stop or ``$...$`` around it.
+    """
+    if style == "boxed":
+        return extract_last_boxed(text, max_chars)
+    pattern = {"hashes": _HASHES, "answer_line": _ANSWER_LINE}.get(style)
+    if pattern is None:
+        raise ValueError(f"answer_style must be one of {ANSWER_STYLES}, got {style!r}")
+    matches = pattern.findall(text[-(max_chars * 4):])  # the answer ends the completion; bounded regex work
+    if not matches:
+        return None
+    answer = matches[-1].strip().rstrip(".").strip()
+    if len(answer) > 1 and answer.startswith("$") and answer.endswith("$"):
+        answer = answer.strip("$").strip()
+    if re.fullmatch(r"-?[\d,]+(?:\.\d+)?", answer):
+        answer = answer.replace(",", "")
+    return answer if answer and len(answer) <= max_chars else None
+
+
 def answer_region(completion: str, require_think_close: bool) -> str | None:
     """The part of the completion that is graded: all of it, or what follows the last ``</think>``."""
     if not require_think_close:
@@ -243,21 +275,42 @@ def grade_answer(answer: str, golds: tuple[str, ...], *, time_limit: float = DEF
 # ------------------------------------------------------------------------------- verifier
 @never_raise
 def verify_math(completion: str, ground_truth: Any, /, *, require_think_close: bool = False,
-                time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> VerdictDict:
-    """Grade the last boxed answer of ``completion`` against ``ground_truth`` (str or list of str).
+                answer_style: str = "boxed", time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> VerdictDict:
+    """Grade the final answer of ``completion`` against ``ground_truth`` (str or list of str).
 
     Args:
         require_think_close: DeepScaleR-style: only the text after the last ``</think>`` is graded;
             no ``</think>`` means format 0 and acc 0.
+        answer_style: where the answer is: ``boxed`` (the last ``\\boxed{}``), ``hashes`` (after the
+            last ``####``, GSM8K) or ``answer_line`` (after the last ``Answer:``, DAPO). With the
+            latter two, a completion without that layout is graded on its last boxed answer instead,
+            with format 0.
         time_limit: seconds allowed for math-verify on this answer.
         **_item: other item metadata, ignored.
     """
     golds = gold_answers(ground_truth)
     region = answer_region(completion, require_think_close)
-    answer = None if region is None else extract_last_boxed(region)
+    if region is None:
+        return verdict(acc=False, format=False)
+    answer = extract_final_answer(region, answer_style)
+    laid_out = answer is not None
+    if answer is None and answer_style != "boxed":
+        answer = extract_last_boxed(region)
     if answer is None:
         return verdict(acc=False, format=False)
-    return verdict(acc=grade_answer(answer, golds, time_limit=time_limit), format=True)
+    return verdict(acc=grade_answer(answer, golds, time_limit=time_limit), format=laid_out)
+
+
+def verify_math_hashes(completion: str, ground_truth: Any, /, **item: Any) -> VerdictDict:
+    """:func:`verify_math` reading the answer after the last ``####`` (GSM8K's layout)."""
+    item["answer_style"] = "hashes"
+    return verify_math(completion, ground_truth, **item)
+
+
+def verify_math_answer_line(completion: str, ground_truth: Any, /, **item: Any) -> VerdictDict:
+    """:func:`verify_math` reading the answer after the last ``Answer:`` (the DAPO layout)."""
+    item["answer_style"] = "answer_line"
+    return verify_math(completion, ground_truth, **item)
 
 
 def verify_math_think(completion: str, ground_truth: Any, /, **item: Any) -> VerdictDict:
