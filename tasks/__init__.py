@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
 ALIASES: dict[str, str] = {"geometry3k": "geometry", "geo3k": "geometry", "gsm8k": "math"}
 
 _REGISTRY: dict[str, type[TaskPack]] = {}
+_BROKEN: dict[str, str] = {}  # entry-point name -> why it could not be loaded
 
 
 def register(cls: type[TaskPack]) -> type[TaskPack]:
@@ -32,18 +33,34 @@ def register(cls: type[TaskPack]) -> type[TaskPack]:
 
 
 def _load_entry_points() -> None:
+    """Load the packs of the ``mmdps.tasks`` entry points; one that fails to import (a missing dependency,
+    a typo in its target) is recorded in :func:`broken` instead of hiding the others."""
     for ep in entry_points(group="mmdps.tasks"):
-        if ep.name not in _REGISTRY:
+        if ep.name in _REGISTRY or ep.name in _BROKEN:
+            continue
+        try:
             cls = ep.load()
-            _REGISTRY.setdefault(ep.name, cls)
+        except Exception as error:  # noqa: BLE001 - a broken plug-in is reported, not fatal
+            _BROKEN[ep.name] = f"{ep.value}: {type(error).__name__}: {error}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, TaskPack)):
+            _BROKEN[ep.name] = f"{ep.value} is {cls!r}, not a TaskPack subclass"
+            continue
+        _REGISTRY.setdefault(ep.name, cls)
 
 
 def available() -> dict[str, type[TaskPack]]:
-    """All known packs (built-in and entry points), by name."""
+    """All packs that load (built-in and entry points), by name; see :func:`broken` for the others."""
     for module in BUILTIN.values():
         importlib.import_module(module)
     _load_entry_points()
     return dict(sorted(_REGISTRY.items()))
+
+
+def broken() -> dict[str, str]:
+    """Entry-point packs that failed to load, by name, with the error."""
+    _load_entry_points()
+    return dict(sorted(_BROKEN.items()))
 
 
 def get_class(name: str) -> type[TaskPack]:
@@ -53,6 +70,8 @@ def get_class(name: str) -> type[TaskPack]:
             importlib.import_module(BUILTIN[key])
         else:
             _load_entry_points()
+    if key not in _REGISTRY and key in _BROKEN:
+        raise KeyError(f"task pack {name!r} is installed but fails to load: {_BROKEN[key]}")
     if key not in _REGISTRY:
         known = ", ".join(available())
         raise KeyError(f"unknown task pack {name!r}; known packs: {known}. "
@@ -65,4 +84,4 @@ def get(name: str, **options) -> TaskPack:
     return get_class(name)(**options)
 
 
-__all__ = ["TaskPack", "UnknownOptionError", "register", "get", "get_class", "available"]
+__all__ = ["TaskPack", "UnknownOptionError", "register", "get", "get_class", "available", "broken"]

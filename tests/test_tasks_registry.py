@@ -77,3 +77,21 @@ def test_parse_options():
         {"num": 10, "levels": [0, 1], "name": "x", "flag": True}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_options(["oops"])
+
+
+def test_a_broken_entry_point_pack_is_listed_with_its_error(capsys, monkeypatch):
+    monkeypatch.setattr(tasks, "_REGISTRY", dict(tasks._REGISTRY))
+    monkeypatch.setattr(tasks, "_BROKEN", {})
+    good = EntryPoint(name="from_entry_point", value=f"{__name__}:EntryPointPack", group="mmdps.tasks")
+    bad = EntryPoint(name="needs_missing_dep", value="mmdps_no_such_package.pack:Pack", group="mmdps.tasks")
+    monkeypatch.setattr(tasks, "entry_points", lambda group: [bad, good])
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "from_entry_point" in out and "countdown:" in out  # the others still work
+    assert "needs_missing_dep: BROKEN" in out
+    assert "mmdps_no_such_package.pack:Pack: ModuleNotFoundError: No module named 'mmdps_no_such_package'" in out
+    assert isinstance(tasks.get("from_entry_point"), EntryPointPack)
+    with pytest.raises(KeyError, match="'needs_missing_dep' is installed but fails to load: .*ModuleNotFoundError"):
+        tasks.get("needs_missing_dep")
+    assert main(["tasks", "show", "needs_missing_dep"]) == 2
+    assert "fails to load" in capsys.readouterr().err

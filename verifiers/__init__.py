@@ -18,13 +18,17 @@ name               what it grades
 =================  ============================================================================
 
 Aliases: ``gsm8k`` (= ``math_hashes``), ``deepscaler`` (= ``math_think``), ``geo3k``, ``geometry3k``.
-Add your own with :func:`register`.
+Add your own with :func:`register`. Installed packages make theirs visible to every process (a verl
+reward worker, a TRL script that never imports the pack) through the entry-point group
+``mmdps.verifiers`` (``name = "package.module:function"``); a name not found otherwise is also looked
+for in the task packs of the ``mmdps.tasks`` group, which register their verifiers on import.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 from mmdps.verifiers.base import (
@@ -75,20 +79,52 @@ def register(name: str, fn: Verifier | None = None) -> Any:
     return add if fn is None else add(fn)
 
 
+#: Entry-point group of third-party verifiers: ``name = "package.module:function"``.
+ENTRY_POINT_GROUP = "mmdps.verifiers"
+_BROKEN: dict[str, str] = {}  # entry-point name -> why it could not be loaded
+
+
+def _discover() -> None:
+    """Load the ``mmdps.verifiers`` entry points, then import the ``mmdps.tasks`` packs (whose modules
+    register their verifiers). One that fails to import is remembered with its error, not raised: it
+    must not hide the others."""
+    for group in (ENTRY_POINT_GROUP, "mmdps.tasks"):
+        for ep in entry_points(group=group):
+            key = f"{group}:{ep.name}"
+            if (group == ENTRY_POINT_GROUP and ep.name in _REGISTRY) or key in _BROKEN:
+                continue
+            try:
+                loaded = ep.load()
+            except Exception as error:  # noqa: BLE001 - a broken plug-in is reported, not fatal
+                _BROKEN[key] = f"{ep.value}: {type(error).__name__}: {error}"
+                continue
+            if group == ENTRY_POINT_GROUP:
+                register(ep.name, loaded)
+
+
 def get(name: str) -> Verifier:
-    """The verifier registered under ``name`` (or an alias); ``KeyError`` lists the known names."""
+    """The verifier registered under ``name`` (or an alias), looking through the installed entry points
+    when it is not known yet; ``KeyError`` lists the known names and how to make one visible."""
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY and key in _BUILTIN:
         module, _, attr = _BUILTIN[key].partition(":")
         _REGISTRY[key] = getattr(importlib.import_module(module), attr)
     if key not in _REGISTRY:
-        raise KeyError(f"unknown verifier {name!r}; known: {', '.join(available())}. "
-                       "Register your own with mmdps.verifiers.register(name, fn).")
+        _discover()
+    if key not in _REGISTRY:
+        broken = "".join(f" Entry point {k} failed to load ({why})." for k, why in sorted(_BROKEN.items()))
+        raise KeyError(
+            f"unknown verifier {name!r}; known: {', '.join(available())}.{broken} To make a verifier visible, "
+            "call mmdps.verifiers.register(name, fn) before the look-up (in every process that scores: a verl "
+            "reward worker does not run your training script), import the task pack that registers it, or "
+            f'declare it in your package: [project.entry-points."{ENTRY_POINT_GROUP}"] {name} = '
+            '"your_package.module:function"')
     return _REGISTRY[key]
 
 
 def available() -> list[str]:
-    """Names of all verifiers (built-in, registered and aliases), sorted."""
+    """Names of all verifiers (built-in, registered, entry points and aliases), sorted."""
+    _discover()
     return sorted(set(_BUILTIN) | set(_REGISTRY) | set(_ALIASES))
 
 

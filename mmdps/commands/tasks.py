@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}{also}: {cls.description or cls.__doc__ or ''}".rstrip())
             print(f"    verifier: {cls.verifier}; templates: {', '.join(cls.templates)} "
                   f"(default {cls.default_template}); {origin}")
+        for name, error in tasks.broken().items():
+            print(f"{name}: BROKEN, cannot be loaded")
+            print(f"    entry point {error}")
         return 0
     if args.n < 1:
         raise SystemExit("--n must be at least 1")
