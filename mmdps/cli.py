@@ -24,12 +24,21 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def fail(command: str, error: object, code: int = 2) -> int:
+#: Library keyword spellings in error messages, as the command line spells them (``--skip-invalid``).
+CLI_SPELLINGS = {"pass skip_invalid=True": "pass --skip-invalid", "skip_invalid=True": "--skip-invalid"}
+
+
+def fail(command: str, error: object, code: int = 2, *, cli_flags: bool = False) -> int:
     """Print the one-line ``mmdps <command>: error: <message>`` every subcommand uses for bad input,
-    to stderr, and return ``code`` (the exit status)."""
+    to stderr, and return ``code`` (the exit status). ``cli_flags``: the command has the flags of
+    :data:`CLI_SPELLINGS`, so the library's advice names them as the user types them."""
     if isinstance(error, KeyError) and error.args:  # str(KeyError) adds quotes
         error = error.args[0]
-    print(f"mmdps {command}: error: {error}", file=sys.stderr)
+    message = str(error)
+    if cli_flags:
+        for library, flag in CLI_SPELLINGS.items():
+            message = message.replace(library, flag)
+    print(f"mmdps {command}: error: {message}", file=sys.stderr)
     return code
 
 

@@ -39,15 +39,20 @@ class ModMathPack(TaskPack):
     templates = {"answer": "{question}\nReply with the number only, inside <answer></answer>."}
     default_template = "answer"
 
-    def load(self, source=None, *, split="train", limit=None, skip_invalid=False, seed=0, num=100):
-        if source is None:  # generate: the split is part of the seed, so train and test differ
-            rng = random.Random(f"modmath:{split}:{seed}")
-            rows = (Row({"a": rng.randint(2, 99), "b": rng.randint(2, 99), "m": rng.randint(2, 20)},
-                        index, f"generated row {index}") for index in range(num))
-        else:
-            rows = read_rows(source, split=split)  # JSON, JSONL, parquet, datasets folders
+    def load(self, source=None, *, split="train", limit=None, skip_invalid=False, seed=0, **options):
+        # call_loader checks the options against the loader's keywords: a typo (nmu=5) is a clear
+        # UnknownOptionError naming the valid options, not a TypeError from deep inside.
+        if source is None:
+            rows = self.call_loader(self._generate, options, mode="generator, source=None", split=split, seed=seed)
+        else:  # JSON, JSONL, parquet, datasets folders
+            rows = self.call_loader(read_rows, options, mode="files", source=source, split=split)
         return build_items(rows, self._to_item, source=source or "generator", limit=limit,
                            skip_invalid=skip_invalid)
+
+    def _generate(self, *, split, seed, num=100):
+        rng = random.Random(f"modmath:{split}:{seed}")  # the split is part of the seed: train and test differ
+        return [Row({"a": rng.randint(2, 99), "b": rng.randint(2, 99), "m": rng.randint(2, 20)},
+                    index, f"generated row {index}") for index in range(num)]
 
     def _to_item(self, row: Row):
         try:

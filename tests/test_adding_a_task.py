@@ -42,6 +42,11 @@ def test_the_example_pack_registers_loads_and_scores(example, tmp_path):
     items = pack.load(None, num=20, seed=1)
     assert [i.id for i in items] == list(range(20))
     assert items == pack.load(None, num=20, seed=1)
+    with pytest.raises(tasks.UnknownOptionError, match="nmu.*did you mean 'num'|nmu.*num") as typo:
+        pack.load(None, nmu=5)  # a typo is a clear error naming the valid options, not a TypeError
+    assert typo.value.valid == ["num"]
+    with pytest.raises(tasks.UnknownOptionError, match="num"):
+        pack.load(tmp_path / "any.jsonl", num=5)  # a generator option with a file
     item = items[0]
     a, b, m = map(int, re.findall(r"\d+", item.text)[:3])
     assert item.ground_truth == a * b % m

@@ -77,3 +77,17 @@ def test_load_policy_points_from_a_checkpoint_to_its_model_folder(tmp_path):
     (checkpoint / "model" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="pass its model folder .*checkpoint-000002/model"):
         load_policy(checkpoint)
+
+
+@pytest.mark.parametrize("command", ["eval", "tasks"])
+def test_bad_row_advice_names_the_command_line_flag(tmp_path, capsys, command):
+    rows = tmp_path / "math.jsonl"
+    rows.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "2+2?", "answer": ""}\n')
+    if command == "eval":
+        argv = ["eval", "--model", str(tmp_path / "unused"), "--task", "math", "--data", str(rows),
+                "--output", str(tmp_path / "eval")]
+    else:
+        argv = ["tasks", "show", "math", "--source", str(rows)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "--skip-invalid" in err and "skip_invalid=True" not in err

@@ -263,6 +263,25 @@ def test_compare_reports_writes_table_and_plot(tmp_path, capsys):
     assert "base" in capsys.readouterr().out
 
 
+def test_compare_plot_has_the_tables_error_bars(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn = []
+    bar = Axes.bar
+
+    def spy(self, x, height, *args, **kwargs):
+        drawn.append(np.asarray(kwargs.get("yerr")))
+        return bar(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", spy)
+    comparison = compare_reports(_two_reports(tmp_path), tmp_path / "cmp", print_table=False)
+    stderr = [float(row[5]) for row in comparison.rows]  # the table's "± stderr" column, in %
+    assert len(drawn) == 2 and all(s > 0 for s in stderr)
+    for errors, expected in zip(drawn, stderr, strict=True):
+        assert errors[0] == pytest.approx(expected, abs=0.01)  # mean@n
+        assert not errors[1:].any()  # pass@k: no stderr in the reports, no bar
+
+
 def test_compare_through_the_cli(tmp_path, capsys):
     paths = [str(p) for p in _two_reports(tmp_path)]
     assert cli_main(["eval", "--compare", *paths, "--labels", "before", "after", "--output", str(tmp_path / "c")]) == 0

@@ -169,7 +169,7 @@ def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None
 def fail(message: str) -> int:
     from mmdps.cli import fail as cli_fail
 
-    return cli_fail("eval", message)
+    return cli_fail("eval", message, cli_flags=True)
 
 
 def run(args) -> int:

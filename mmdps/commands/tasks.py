@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, TypeError, OSError) as exc:
         from mmdps.cli import fail
 
-        return fail("tasks", exc)
+        return fail("tasks", exc, cli_flags=True)
     for item in items:
         print(format_item(item))
     print(f"({len(items)} item(s) shown)")

@@ -110,16 +110,21 @@ def _plot_comparison(names: Sequence[str], reports: Sequence[dict[str, Any]], ks
 
     metrics = ["mean@n", *[f"pass@{k}" for k in ks]]
     values = np.array([[100 * r["mean_at_n"], *[100 * r["pass_at_k"].get(k, np.nan) for k in ks]] for r in reports])
+    # The error bar is the table's "± stderr" (of mean@n over problems); reports give none for pass@k.
+    errors = np.array([[100 * (r.get("mean_at_n_stderr") if r.get("mean_at_n_stderr") is not None else np.nan),
+                        *[np.nan] * len(ks)] for r in reports])
     width = 0.8 / len(reports)
     x = np.arange(len(metrics))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(metrics) * max(1, len(reports)) / 2 + 2), 4.5))
-    for i, (name, row) in enumerate(zip(names, values, strict=True)):
-        bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, row, width, label=name)
+    for i, (name, row, error) in enumerate(zip(names, values, errors, strict=True)):
+        bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, row, width, label=name,
+                      yerr=np.nan_to_num(error), capsize=3, error_kw={"elinewidth": 1})
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
     ax.set_xticks(x, metrics)
     ax.set_ylabel("%")
-    ax.set_ylim(0, min(105, max(10.0, np.nanmax(values) * 1.15 if np.isfinite(values).any() else 100)))
-    ax.set_title("mean@n and pass@k per report")
+    top = np.nanmax(values + np.nan_to_num(errors)) if np.isfinite(values).any() else 100
+    ax.set_ylim(0, min(105, max(10.0, top * 1.15)))
+    ax.set_title("mean@n and pass@k per report (error bars: ± stderr of mean@n over problems)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
