@@ -111,8 +111,8 @@ def _plot_comparison(names: Sequence[str], reports: Sequence[dict[str, Any]], ks
     metrics = ["mean@n", *[f"pass@{k}" for k in ks]]
     values = np.array([[100 * r["mean_at_n"], *[100 * r["pass_at_k"].get(k, np.nan) for k in ks]] for r in reports])
     # The error bar is the table's "± stderr" (of mean@n over problems); reports give none for pass@k.
-    errors = np.array([[100 * (r.get("mean_at_n_stderr") if r.get("mean_at_n_stderr") is not None else np.nan),
-                        *[np.nan] * len(ks)] for r in reports])
+    stderr = [r.get("mean_at_n_stderr") for r in reports]
+    errors = np.array([[np.nan if s is None else 100 * s, *[np.nan] * len(ks)] for s in stderr])
     width = 0.8 / len(reports)
     x = np.arange(len(metrics))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(metrics) * max(1, len(reports)) / 2 + 2), 4.5))
