@@ -48,6 +48,47 @@ def check_report_to(report_to: Iterable[str]) -> None:
                              f"'mmdps[{sink}]', or remove {sink!r} from report_to")
 
 
+#: The console's metrics line: (metrics key, label, format), in order; absent keys are left out.
+CONSOLE_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("reward_mean", "reward", "{:.3f}"), ("acc_mean", "acc", "{:.3f}"), ("format_mean", "format", "{:.2f}"),
+    ("effective_ratio", "effective", "{:.0%}"), ("completion_length_mean", "len", "{:.1f}"),
+    ("loss", "loss", "{:.4f}"), ("approx_kl", "kl", "{:.2e}"), ("grad_norm", "grad", "{:.3f}"),
+    ("lr", "lr", "{:.2e}"), ("selector/prediction_accuracy", "sel_acc", "{:.2f}"),
+    ("rollouts_total", "rollouts", "{:,}"), ("time/step", "s/step", "{:.2f}"),
+)
+RUN_CONFIG_FILE = "config.yaml"
+
+
+def metrics_line(step: int, max_steps: int, metrics: Mapping[str, Any]) -> str:
+    """One compact console line of a step's metrics (what TRL and verl print every ``logging_steps``)."""
+    parts = [f"step {step}/{max_steps}"]
+    for key, label, fmt in CONSOLE_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            parts.append(f"{label} {fmt.format(value)}")
+    return " | ".join(parts)
+
+
+def config_yaml(config: Mapping[str, Any]) -> str:
+    """A resolved config as YAML, keys in declaration order (plain values: lists, dicts, null)."""
+    import yaml
+
+    return yaml.safe_dump(to_jsonable(dict(config)), sort_keys=False, default_flow_style=None, width=120)
+
+
+def write_run_config(output_dir: str | os.PathLike, config: Mapping[str, Any]) -> Path:
+    """Write ``<output_dir>/config.yaml``: the resolved config, which ``mmdps train --config`` reads back
+    (give it another ``output_dir=...`` to repeat the run rather than resume it)."""
+    path = Path(output_dir) / RUN_CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = ("# The resolved config of this run. Repeat the run with\n"
+              f"#   mmdps train --config {path} output_dir=<another folder>\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + config_yaml(config), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 class MetricsLogger:
     """Writes one JSON line per ``log`` call to ``<output_dir>/metrics.jsonl`` and mirrors scalars to
     TensorBoard and/or W&B. Only the main process should create one with ``enabled=True``."""

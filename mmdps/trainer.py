@@ -365,10 +365,15 @@ class GRPOTrainer:
         :class:`RolloutBudget`; it must give the same answer on every process). After each step, once it is
         logged and checkpointed, every callback's ``on_step_end(trainer, metrics)`` runs (evaluation
         curves, custom logging). Returns the last step's metrics (empty when nothing was left to do)."""
-        from mmdps.logging_utils import MetricsLogger, ProgressBar
+        from mmdps.logging_utils import MetricsLogger, ProgressBar, config_yaml, metrics_line, write_run_config
 
         config = self.config
         main = self.accelerator.is_main_process
+        console = main and config.progress_bar
+        if main:
+            path = write_run_config(self.output_dir, config.to_dict())
+            if console:
+                print(f"resolved config (also in {path}):\n{config_yaml(config.to_dict())}", flush=True)
         verifier_base.new_run()  # the first verifier error of this run is logged as a warning
         metrics_logger = MetricsLogger(self.output_dir, report_to=config.report_to, run_name=config.run_name,
                                        config=config.to_dict(), wandb_project=config.wandb_project, enabled=main)
@@ -381,6 +386,8 @@ class GRPOTrainer:
                 last = self.train_step()
                 if self.step % config.logging_steps == 0 or self.step == config.max_steps:
                     metrics_logger.log(self.step, last)
+                    if console:  # above the progress bar (rich redirects stdout while it is live)
+                        print(metrics_line(self.step, config.max_steps, last), flush=True)
                 bar.update(self.step, reward=last.get("reward_mean"), acc=last.get("acc_mean"),
                            effective=last.get("effective_ratio"))
                 if config.save_steps and self.step % config.save_steps == 0:
