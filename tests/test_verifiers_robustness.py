@@ -16,6 +16,8 @@ from mmdps.verifiers.math import is_equivalent
 CASES = {
     "math": ("5", {}),
     "math_think": ("5", {}),
+    "math_hashes": ("5", {}),
+    "math_answer": ("5", {}),
     "countdown": ({"target": 24, "numbers": [2, 3, 4, 1]}, {}),
     "geometry": ("B", {"choices": ["1", "5", "7", "9"]}),
     "format_boxed": (None, {}),
@@ -42,6 +44,11 @@ ADVERSARIAL = [
     "\\boxed{1}" * 100_000,
     "<think>" * 50_000 + "</think>" * 50_000,
     "\x00\ud800\U0010ffff" * 1000,
+    "#### 9^{9^{9}}",
+    "Answer: (10^{8})!",
+    "#### " + "9" * 100_000,
+    "####" * 100_000,
+    "Answer:" * 100_000 + "1+" * 100_000,
 ]
 
 
@@ -127,7 +134,7 @@ def test_random_text_always_gets_a_verdict(text):
 def test_registry():
     names = verifiers.available()
     assert {"math", "countdown", "geometry", "format_boxed", "format_answer", "gsm8k", "geo3k"} <= set(names)
-    assert verifiers.get("gsm8k") is verifiers.get("math")
+    assert verifiers.get("gsm8k") is verifiers.get("math_hashes")  # verl's gsm8k layout: "#### answer"
     with pytest.raises(KeyError, match="known: "):
         verifiers.get("nope")
 
