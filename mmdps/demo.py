@@ -7,9 +7,11 @@
 4. GRPO with the DPS selector through :class:`mmdps.trainer.GRPOTrainer`, evaluating along the way;
 5. print accuracy before/after and the rollouts spent; write ``demo.json`` and ``demo.png``.
 
-The recipe (levels, sizes, learning rates) is the measured one of ``docs/demo.md``. Same seed, same
-numbers: every random stream is seeded and the SFT length is a step count (``--sft-seconds`` would
-make it depend on the machine's speed). Everything is written under ``--out``.
+The recipe (levels, sizes, learning rates) is the measured one of ``docs/demo.md``. Every random
+stream is seeded and the SFT length is a step count (``--sft-seconds`` would make it depend on the
+machine's speed), so one machine with one thread count repeats its numbers exactly; another processor
+or thread count rounds differently and moves them by a few points (docs/demo.md, "What is
+reproducible"). Everything is written under ``--out``.
 
 The pieces (:func:`make_data`, :func:`warm_start`, :func:`run_grpo`, :func:`evaluate_policy`) are
 reused by ``scripts/bench_selection_e2e.py`` and ``scripts/bench_trainer_vs_trl.py``.
