@@ -82,3 +82,14 @@ def test_cli_picks_the_demo_and_its_defaults(capsys):
     assert "add --vl" in capsys.readouterr().err
     assert demo_command.run(_parse(["--vl", "--levels", "angles"])) == 2
     assert "unknown visual level 'angles'" in capsys.readouterr().err
+
+
+def test_summary_states_the_measured_change_against_the_noise():
+    """The demo's verdict line follows its own numbers: no claimed gain when the change is within the noise."""
+    from mmdps.demo_vl import _measured_change
+
+    before = {"greedy": 0.20, "sampled": 0.15, "prompts": 700}
+    assert "gain beyond the noise" in _measured_change(before, {"greedy": 0.30, "sampled": 0.25})
+    assert "within about two standard errors" in _measured_change(before, {"greedy": 0.199, "sampled": 0.17})
+    assert "loss beyond the noise" in _measured_change(before, {"greedy": 0.10, "sampled": 0.05})
+    assert "+10.0 points" in _measured_change(before, {"greedy": 0.30, "sampled": 0.25})
