@@ -21,6 +21,10 @@ EXAMPLE = Path(__file__).with_name("example_pack.py")
 @pytest.fixture
 def example(monkeypatch):
     """Import the example pack with the task and verifier registries restored afterwards."""
+    # Built-in packs register when their module is first imported; import them all now, so that a first
+    # import during the test does not register them only into the copy restored away afterwards.
+    for name in tasks.BUILTIN:
+        tasks.get_class(name)
     monkeypatch.setattr(tasks, "_REGISTRY", dict(tasks._REGISTRY))
     monkeypatch.setattr(verifiers, "_REGISTRY", dict(verifiers._REGISTRY))
     monkeypatch.syspath_prepend(str(EXAMPLE.parent))
