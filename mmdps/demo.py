@@ -236,8 +236,9 @@ def sft_examples(items: Sequence[Item], tokenizer) -> tuple[list[list[int]], lis
 def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: int = 0, max_new_tokens: int = 16,
                     temperature: float = 1.0, levels: Sequence[str] = LEVELS) -> dict[str, Any]:
     """Greedy accuracy, mean accuracy over ``samples`` samples at ``temperature``, the share of
-    prompts whose samples are mixed (some right, some wrong), and both accuracies per level
-    (``levels``: names ``"L<difficulty>: ..."``, keyed by the part before the colon)."""
+    prompts whose samples are mixed (some right, some wrong), both accuracies per level
+    (``levels``: names ``"L<difficulty>: ..."``, keyed by the part before the colon) and per prompt
+    (``per_prompt``)."""
     import numpy as np
 
     from mmdps.eval import evaluate_items
@@ -250,6 +251,7 @@ def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: in
                              sampling=SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
                                                      seed=seed))
     rates = np.array([p["success_rate"] for p in sampled.problems])
+    greedy_right = [float(p["success_rate"]) for p in greedy.problems]
     by_level = {}
     for name in levels:
         key = name.split(":")[0].lstrip("L")
@@ -260,6 +262,8 @@ def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: in
     return {"greedy": greedy.report["mean_at_n"], "sampled": sampled.report["mean_at_n"], "prompts": len(items),
             "mixed": float(np.mean((rates > 0) & (rates < 1))), "all_right": float(np.mean(rates == 1)),
             "all_wrong": float(np.mean(rates == 0)), "by_level": by_level,
+            # per prompt, in the order of ``items``: two evaluations of the same items can be compared pairwise
+            "per_prompt": {"greedy": greedy_right, "sampled": [float(rate) for rate in rates]},
             "seconds": time.perf_counter() - t0}
 
 

@@ -53,6 +53,8 @@ def test_vl_demo_end_to_end_is_reproducible(tmp_path):
     for point in summary["curve"]:
         assert set(point["by_level"]) == {"L0", "L2", "L6"} and point["prompts"] == 6
         assert set(point["blank"]["by_level"]) == {"L0", "L2", "L6"} and 0 <= point["blank"]["greedy"] <= 1
+        assert len(point["per_prompt"]["greedy"]) == len(point["per_prompt"]["sampled"]) == 6
+        assert sum(point["per_prompt"]["greedy"]) / 6 == pytest.approx(point["greedy"])
     assert summary["sft"]["steps"] == 3 and summary["sft"]["parameters"] > 0
     assert summary["step_seconds"]["step"] > 0
     second = demo_vl.run_demo(settings, tmp_path / "b", log=lambda _: None)
@@ -76,6 +78,7 @@ def test_cli_picks_the_demo_and_its_defaults(capsys):
     assert isinstance(vl, demo_vl.VLDemoSettings)
     assert vl.levels == ("digit", 6) and vl.rl_steps == 7 and vl.sft_steps == demo_vl.VLDemoSettings().sft_steps
     assert vl.selector == "uniform"
+    assert demo_command.settings_from_args(_parse(["--vl"])).levels == ("digit", "number", "sum", "max")
     text = demo_command.settings_from_args(_parse([]))
     assert not isinstance(text, demo_vl.VLDemoSettings) and text.selector == "dps"
     assert demo_command.run(_parse(["--levels", "digit"])) == 2
@@ -88,8 +91,33 @@ def test_summary_states_the_measured_change_against_the_noise():
     """The demo's verdict line follows its own numbers: no claimed gain when the change is within the noise."""
     from mmdps.demo_vl import _measured_change
 
+    # without per-prompt results: the binomial standard error of one greedy evaluation (1.5 points at 700)
     before = {"greedy": 0.20, "sampled": 0.15, "prompts": 700}
-    assert "gain beyond the noise" in _measured_change(before, {"greedy": 0.30, "sampled": 0.25})
-    assert "within about two standard errors" in _measured_change(before, {"greedy": 0.199, "sampled": 0.17})
-    assert "loss beyond the noise" in _measured_change(before, {"greedy": 0.10, "sampled": 0.05})
+    assert "In all: a gain beyond the noise in both" in _measured_change(before, {"greedy": 0.30, "sampled": 0.25})
+    assert "no change beyond about two standard errors" in _measured_change(before, {"greedy": 0.199, "sampled": 0.17})
+    assert "a loss beyond the noise" in _measured_change(before, {"greedy": 0.10, "sampled": 0.05})
     assert "+10.0 points" in _measured_change(before, {"greedy": 0.30, "sampled": 0.25})
+
+
+def test_verdict_compares_the_same_prompts_pairwise():
+    """Per-prompt results: each accuracy is judged by the standard error of its own paired change."""
+    from mmdps.demo_vl import _measured_change
+
+    def point(greedy, sampled):
+        return {"greedy": sum(greedy) / len(greedy), "sampled": sum(sampled) / len(sampled), "prompts": len(greedy),
+                "per_prompt": {"greedy": greedy, "sampled": sampled}}
+
+    n = 400
+    greedy = [float(i % 3 == 0) for i in range(n)]
+    sampled = [(i % 7) / 10 for i in range(n)]
+    # sampled +0.05 on every prompt (no spread: far beyond the noise); greedy: 16 prompts turn right and 8 wrong
+    # (+2 points, 1.6 standard errors)
+    flipped = [1.0 - g if i < 24 and not g or 24 <= i < 48 and g else g for i, g in enumerate(greedy)]
+    after = point(flipped, [s + 0.05 for s in sampled])
+    text = _measured_change(point(greedy, sampled), after)
+    assert "greedy +2.0 points" in text and "sampled (the T=1 accuracy GRPO maximises) +5.0 points" in text
+    assert "In all: a gain beyond the noise in sampled accuracy only" in text
+    # the same mean changes spread over prompts both ways are within the noise (greedy: 40 right, 32 wrong)
+    noisy = point([1.0 - g if i < 60 and not g or 60 <= i < 156 and g else g for i, g in enumerate(greedy)],
+                  [s + (0.55 if i % 2 else -0.45) for i, s in enumerate(sampled)])
+    assert "no change beyond about two standard errors" in _measured_change(point(greedy, sampled), noisy)

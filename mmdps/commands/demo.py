@@ -18,11 +18,11 @@ PER_DEMO = ("sft_steps", "rl_steps", "selector", "eval_every")
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     d, v = DemoSettings(), VLDemoSettings()
     parser.add_argument("--vl", action="store_true",
-                        help="the vision-language demo: a tiny Qwen2-VL learns to read digits and angle labels "
-                             "from images (default: the Countdown demo with a text model)")
+                        help="the vision-language demo: a tiny Qwen2-VL learns to read digits from images "
+                             "(default: the Countdown demo with a text model)")
     parser.add_argument("--levels", nargs="+", default=None,
-                        help="--vl: visual pack levels, names or indices (default: all of "
-                             f"{', '.join(v.levels)})")
+                        help=f"--vl: visual pack levels, names or indices (default: {' '.join(v.levels)}; the "
+                             "geometry levels angle, complement and third take longer and are barely learned)")
     parser.add_argument("--out", default=None,
                         help="folder for everything the demo writes (default outputs/demo, outputs/demo-vl with --vl)")
     parser.add_argument("--seed", type=int, default=d.seed,
