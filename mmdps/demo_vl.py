@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdps.data.item import Item
+from mmdps.demo import DemoSettings
 
 # The visual pack's levels, as the reports name them.
 LEVEL_NAMES = ("digit", "number", "sum", "max", "angle", "complement", "third")
@@ -55,58 +56,30 @@ MAX_PIXELS = 112 * 112
 
 
 @dataclass
-class VLDemoSettings:
-    """Every knob of the VL demo, with the measured recipe as defaults (docs/demo.md)."""
+class VLDemoSettings(DemoSettings):
+    """Every knob of the VL demo: the Countdown demo's (:class:`mmdps.demo.DemoSettings`, the same model
+    and GRPO knobs) with the VL recipe's defaults (docs/demo.md), the vision tower and the visual levels."""
 
-    seed: int = 0
-    threads: int = 2
-    # model: language model and vision tower
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
+    # vision tower
     vision_width: int = 64
     vision_depth: int = 2
     vision_heads: int = 4
     # data (levels: names or indices of the visual pack's levels)
     levels: tuple = DEFAULT_LEVELS
     sft_per_level: int = 2000
-    pool_size: int = 4000
-    heldout_per_level: int = 100
-    # SFT
+    # the VL recipe's values of the Countdown demo's knobs
     sft_steps: int = 2400
-    sft_seconds: float | None = None
-    sft_batch_size: int = 64
-    sft_lr: float = 2e-3
-    # GRPO
     selector: str = "uniform"
     selector_kwargs: dict = field(default_factory=dict)
-    candidate_ratio: float | None = None  # GRPOConfig.candidate_ratio: None ranks the whole pool
     rl_steps: int = 300
-    batch_size: int = 32
-    num_generations: int = 8
-    rl_lr: float = 1e-4
     max_new_tokens: int = 4
-    temperature: float = 1.0
-    # evaluation
     eval_every: int = 100
-    eval_samples: int = 8
-    progress: bool = True
 
     def validate(self) -> None:
-        for name in ("threads", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vision_width",
-                     "vision_depth", "vision_heads", "sft_per_level", "pool_size", "heldout_per_level",
-                     "sft_batch_size", "batch_size", "max_new_tokens", "eval_samples"):
+        super().validate()
+        for name in ("vision_width", "vision_depth", "vision_heads", "sft_per_level"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.sft_steps < 0 or self.eval_every < 0:
-            raise ValueError("--sft-steps and --eval-every must be >= 0")
-        if self.rl_steps < 1:
-            raise ValueError(f"--rl-steps must be >= 1, got {self.rl_steps}")
-        if self.num_generations < 2:
-            raise ValueError(f"--num-generations must be >= 2 (GRPO compares rollouts), got {self.num_generations}")
-        if self.batch_size > self.pool_size:
-            raise ValueError(f"--batch-size ({self.batch_size}) exceeds --pool-size ({self.pool_size})")
         from mmdps.tasks.visual import resolve_levels
 
         resolve_levels(list(self.levels))
