@@ -82,6 +82,9 @@ REGIME_TEXT = {"a": "1,000 prompts, ~2 passes", "b": "|D| = 8 B, ~15 passes",
                "c": "realistic mix: mostly always / never solved"}
 MIX_C = (0.15, 0.65, 0.20)  # regime c: always solved, never solved, learnable
 SCREEN_SAMPLES = 16
+MIX_NOT_MET = ("Regime c's designed mix was not met: the warm start solved too few candidates every time (or "
+               "never), so its pool was filled up unscreened and is not the realistic mix. Leave c out "
+               "(--regimes a b) or start from a stronger warm start (--sft-steps).")
 
 
 # ---------------------------------------------------------------------- settings
@@ -335,6 +338,8 @@ def prepare(args) -> dict[str, Any]:
     t0 = time.perf_counter()
     pool_c, composition = screen_pool_c(args, engine, data)
     print(f"regime c pool: {composition} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if not composition["mix_met"]:
+        print(f"WARNING: {MIX_NOT_MET}", flush=True)
     pools = {"a": _renumber(data["pool_a"]), "b": _renumber(data["pool_b"]), "c": _renumber(pool_c)}
     start = {name: evaluate(engine, data["test"], data["validation"], pools[name], args, seed=0) for name in pools}
     prep = {"key": key, "model_dir": str(model_dir), "test": _renumber(data["test"]),
@@ -746,8 +751,11 @@ def markdown(summary: dict, meta: dict) -> str:
         if not rows:
             continue
         first = next(iter(rows.values()))
-        lines += [f"### Regime {regime}: {REGIME_TEXT.get(regime, '')} (budget {first['budget']:,} rollouts)", "",
-                  "| run | seeds | test sampled, final | test sampled, AUC | test greedy, final | val sampled, AUC "
+        lines += [f"### Regime {regime}: {REGIME_TEXT.get(regime, '')} (budget {first['budget']:,} rollouts)", ""]
+        composition = meta.get("pool_c_composition") or {}
+        if regime == "c" and composition.get("mix_met") is False:
+            lines += [f"**{MIX_NOT_MET}** Found (always / never / mixed): {composition.get('found')}.", ""]
+        lines += ["| run | seeds | test sampled, final | test sampled, AUC | test greedy, final | val sampled, AUC "
                   "| pool greedy − test greedy | informative share (first 5 steps) | repeat share | distinct "
                   "prompts | mean visits | update norm | steps |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

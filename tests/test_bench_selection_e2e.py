@@ -46,6 +46,9 @@ def test_benchmark_runs_summarizes_and_stops_launching_at_the_time_limit(tmp_pat
     summary = json.loads((out / "summary.json").read_text())["summary"]
     assert set(summary) == {"a", "c"} and set(summary["a"]["rows"]) == {"uniform", "dps-c2"}
     assert summary["a"]["choice"]["chosen_on_validation"] == "dps-c2"
+    # The tiny warm start solves nothing, so regime c's mix cannot be met: the log and the table say so.
+    assert "WARNING: Regime c's designed mix was not met" in log
+    assert "Regime c's designed mix was not met" in (out / "table.md").read_text()
 
     # Past the time limit nothing new is launched; the summary covers what finished.
     log = bench("--workers", "1", "--regimes", "a", "--runs", "uniform", "--seeds", "5", "--time-limit", "0",
