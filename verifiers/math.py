@@ -9,8 +9,8 @@ gold ``x=2`` against ``2``); nothing LaTeX-specific is hand-written here, except
 equation answers a plain gold only when its left side is a name (``x = 2``, ``m\\angle B = 60``),
 since math-verify compares an equation's right side alone and would pass ``1 = 2`` for gold ``2``. An exact match after
 whitespace normalisation short-cuts sympy. The sympy work runs under
-:func:`~mmdps.verifiers.base.call_with_time_limit`, so a pathological answer (``9^{9^{9}}``) costs at
-most ``time_limit`` seconds and scores 0, from any thread.
+:func:`~mmdps.verifiers.base.call_with_time_limit` in a worker process, so a pathological answer
+(``9^{9^{9}}``) costs at most ``time_limit`` seconds (plus a kill grace) and scores 0, from any thread.
 """
 
 from __future__ import annotations
@@ -255,8 +255,14 @@ def warm_up() -> None:
 
 
 def grade_answer(answer: str, golds: tuple[str, ...], *, time_limit: float = DEFAULT_TIME_LIMIT_S,
-                 isolate: bool | None = None) -> bool:
-    """True when ``answer`` equals one of ``golds``: exact match, else math-verify under a time limit."""
+                 isolate: bool | None = True) -> bool:
+    """True when ``answer`` equals one of ``golds``: exact match, else math-verify under a time limit.
+
+    ``isolate=True`` (default) runs sympy in a worker process that is killed when it overruns: an
+    alarm in this process is handled only between bytecodes, and one long C call inside sympy (seen:
+    11 s on an integral of a power tower, under a 0.5 s limit) would outlast it. ``None`` uses the
+    in-process alarm on the main thread (cheaper, not a hard bound).
+    """
     if not answer or too_complex(answer):
         return False
     if equation_value(answer) is None and not any(top_level_equals(g) for g in golds):
