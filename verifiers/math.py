@@ -270,7 +270,8 @@ def grade_answer(answer: str, golds: tuple[str, ...], *, time_limit: float = DEF
     normalised = _normalise(answer)
     if any(normalised == _normalise(g) for g in golds):
         return True
-    warm_up()
+    if isolate is not True:
+        warm_up()  # in-process grading; a worker warms itself up when it starts
     try:
         return bool(call_with_time_limit(is_equivalent, (answer, golds), time_limit, isolate=isolate))
     except TimeLimitExceeded:
