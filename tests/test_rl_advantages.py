@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmdps.rl import group_advantages, group_success_rates, zero_variance_mask
+from mmdps.verifiers import success_rate
 
 # Three prompts, k = 4 rollouts each, group-contiguous.
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
@@ -60,11 +61,50 @@ def test_advantages_carry_no_gradient():
 
 def test_zero_variance_mask_and_success_rates():
     assert zero_variance_mask(REWARDS, 4).tolist() == [False, True, False]
-    torch.testing.assert_close(group_success_rates(REWARDS, 4), torch.tensor([0.5, 1.0, 0.25]))
+    with pytest.deprecated_call():
+        torch.testing.assert_close(group_success_rates(REWARDS, 4), torch.tensor([0.5, 1.0, 0.25]))
     # partial credit: mean is (1 + .5 + 0 + 1) / 4 = .625, but only 2 of 4 reach acc >= 1
     acc = torch.tensor([1.0, 0.5, 0.0, 1.0])
-    torch.testing.assert_close(group_success_rates(acc, 4), torch.tensor([0.625]))
-    torch.testing.assert_close(group_success_rates(acc, 4, threshold=1.0), torch.tensor([0.5]))
+    with pytest.deprecated_call():
+        torch.testing.assert_close(group_success_rates(acc, 4), torch.tensor([0.625]))
+        torch.testing.assert_close(group_success_rates(acc, 4, threshold=1.0), torch.tensor([0.5]))
+    assert success_rate(acc.tolist()) == 0.5  # the one definition: acc >= 1 counts as correct
+
+
+# Groups of different sizes: rewards of a 2-group, a 3-group and a 4-group, with hand-computed advantages.
+RAGGED = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+SIZES = [2, 3, 4]
+
+
+def test_ragged_grpo_by_hand():
+    adv = group_advantages(RAGGED, SIZES)
+    # group 1: mean .5, unbiased std sqrt(.5); group 2: mean 2/3, std sqrt(1/3); group 3: constant
+    s1, s2 = math.sqrt(0.5), math.sqrt(1 / 3)
+    expected = [0.5 / s1, -0.5 / s1, (1 / 3) / s2, (1 / 3) / s2, (-2 / 3) / s2, 0, 0, 0, 0]
+    torch.testing.assert_close(adv, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_ragged_rloo_and_dr_grpo_by_hand():
+    rloo = group_advantages(RAGGED, SIZES, estimator="rloo")
+    # RLOO: r_i minus the mean of the other k - 1 rewards of its own group
+    expected = [1.0, -1.0, 1 - 0.5, 1 - 0.5, 0 - 1.0, 0, 0, 0, 0]
+    torch.testing.assert_close(rloo, torch.tensor(expected))
+    dr = group_advantages(RAGGED, SIZES, scale_std=False)
+    torch.testing.assert_close(dr, torch.tensor([0.5, -0.5, 1 / 3, 1 / 3, -2 / 3, 0, 0, 0, 0]))
+    assert zero_variance_mask(RAGGED, SIZES).tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+def test_equal_sizes_give_exactly_the_fixed_k_result(estimator):
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.5])
+    assert torch.equal(group_advantages(rewards, [4, 4], estimator=estimator),
+                       group_advantages(rewards, 4, estimator=estimator))
+
+
+@pytest.mark.parametrize(("sizes", "match"), [([2, 3], "sum to"), ([1, 8], ">= 2"), ([0, 9], "positive")])
+def test_ragged_bad_sizes(sizes, match):
+    with pytest.raises(ValueError, match=match):
+        group_advantages(RAGGED, sizes)
 
 
 @pytest.mark.parametrize(
@@ -86,5 +126,5 @@ def test_bad_input_raises(rewards, group_size, match):
 def test_bad_group_size_type_raises():
     with pytest.raises(ValueError, match="positive int"):
         zero_variance_mask(REWARDS, 2.0)
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="positive int"), pytest.deprecated_call():
         group_success_rates(REWARDS, 0)

@@ -38,6 +38,7 @@ from mmdps.verifiers.base import (
     Verdict,
     VerdictDict,
     is_correct,
+    success_rate,
     verdict,
 )
 
@@ -147,4 +148,4 @@ def score_completion(item: Any, completion: str, verify: Verifier | None = None)
 
 
 __all__ = ["get", "register", "available", "score_completion", "verdict", "Verdict", "VerdictDict", "Verifier",
-           "CORRECT_ACC", "is_correct", "GroundTruthError", "TimeLimitExceeded"]
+           "CORRECT_ACC", "is_correct", "success_rate", "GroundTruthError", "TimeLimitExceeded"]

@@ -46,6 +46,15 @@ def is_correct(acc: Any) -> Any:
     return acc >= CORRECT_ACC
 
 
+def success_rate(accs: Any) -> float:
+    """The share of a prompt's rollouts that are correct (:func:`is_correct`): the one definition of a
+    success rate, which the trainer, the evaluation, the selectors' inputs and the integrations all use."""
+    values = [float(acc) for acc in accs]
+    if not values:
+        raise ValueError("success_rate: a group needs at least one rollout")
+    return sum(bool(is_correct(value)) for value in values) / len(values)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A verifier's judgement of one completion (see the module docstring for the three fields)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,11 +25,11 @@ from mmdps.eval.metrics import (
 )
 from mmdps.rollout.base import SamplingParams
 from mmdps.verifiers import base as verifier_base
-from mmdps.verifiers import score_completion
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmdps.data.item import Item
     from mmdps.rollout.base import RolloutEngine
+    from mmdps.rollout.scoring import Group
 
 
 @dataclass
@@ -90,13 +90,15 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
     from tqdm import tqdm
 
     from mmdps import verifiers
+    from mmdps.rollout.scoring import rollout_and_score
 
     # Resolve every verifier before generating, so an unknown name fails in seconds, not after sampling.
-    verifier_of = {name: verifiers.get(name) for name in {item.verifier for item in items}}
+    for name in {item.verifier for item in items}:
+        verifiers.get(name)
     samples: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     generation_seconds = scoring_seconds = 0.0
-    errors_before = verifier_base.error_count()
+    verifier_errors = 0
     verifier_base.new_run()  # the first verifier error of this evaluation is logged as a warning
     started = time.perf_counter()
     bar = tqdm(total=len(items) * n, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
@@ -104,17 +106,12 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
         for start in range(0, len(items), batch_size):
             batch = list(items[start:start + batch_size])
             batch_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + start)
-            t0 = time.perf_counter()
-            outputs = engine.generate(batch, n, batch_sampling)
-            generation_seconds += time.perf_counter() - t0
-            if len(outputs) != len(batch) or any(len(row) != n for row in outputs):
-                shape = [len(row) for row in outputs]
-                raise RuntimeError(f"{type(engine).__name__}.generate returned {shape} completions for "
-                                   f"{len(batch)} items x k={n}; expected a {len(batch)} x {n} nested list")
-            t0 = time.perf_counter()
-            for item, completions in zip(batch, outputs, strict=True):
-                problems.append(_score_item(item, completions, verifier_of[item.verifier], samples))
-            scoring_seconds += time.perf_counter() - t0
+            scored = rollout_and_score(engine, batch, n, batch_sampling)
+            generation_seconds += scored.generate_seconds
+            scoring_seconds += scored.score_seconds
+            verifier_errors += scored.verifier_errors
+            for group in scored.groups:
+                problems.append(_problem_record(group, samples))
             bar.update(len(batch) * n)
             if progress:
                 done = np.array([p["num_correct"] for p in problems])
@@ -124,7 +121,7 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
     total_seconds = time.perf_counter() - started
     report = _build_report(problems, samples, n=n, ks=ks, sampling=sampling, config=config)
     # Verifier calls that raised (each scored 0): a steady count means a verifier bug, not a bad model.
-    report["verifier_errors"] = verifier_base.error_count() - errors_before
+    report["verifier_errors"] = verifier_errors
     tokens = report["tokens_generated"]
     report["timing"] = {
         "total_seconds": total_seconds,
@@ -136,23 +133,18 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
     return EvalResult(report=report, samples=samples, problems=problems)
 
 
-def _score_item(item: Item, completions: Sequence[Any], verify: Callable[..., dict],
-                samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Score the completions of one item, append its sample records and return its problem record."""
-    num_correct = 0
-    scores: list[float] = []
-    for index, completion in enumerate(completions):
-        verdict = score_completion(item, completion.text, verify)
-        num_correct += verdict.correct
-        scores.append(verdict.score)
+def _problem_record(group: Group, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Append the sample records of one scored group and return its problem record."""
+    item = group.item
+    for index, completion in enumerate(group.completions):
         samples.append({
             "item_id": item.id,
             "sample": index,
             "completion": completion.text,
-            "score": verdict.score,
-            "acc": verdict.acc,
-            "format": verdict.format,
-            "correct": verdict.correct,
+            "score": float(group.score[index]),
+            "acc": float(group.acc[index]),
+            "format": float(group.format[index]),
+            "correct": bool(verifier_base.is_correct(group.acc[index])),
             "tokens": len(completion.token_ids),
             "truncated": bool(completion.truncated),
             "finish_reason": completion.finish_reason,
@@ -160,10 +152,10 @@ def _score_item(item: Item, completions: Sequence[Any], verify: Callable[..., di
         })
     return {
         "item_id": item.id,
-        "n": len(completions),
-        "num_correct": num_correct,
-        "success_rate": num_correct / len(completions),
-        "mean_score": float(np.mean(scores)),
+        "n": group.size,
+        "num_correct": group.num_correct,
+        "success_rate": group.success_rate,
+        "mean_score": float(np.mean(group.score)),
         "types": problem_types(item.metadata),
         "difficulty": problem_difficulty(item.metadata),
         "breakdowns": problem_breakdowns(item.metadata),

@@ -3,6 +3,7 @@
 - :mod:`~mmdps.rl.advantages`: outcome advantages (GRPO / Dr.GRPO / batch-scaled, RLOO, REINFORCE++),
   success rates, zero-variance groups
 - :mod:`~mmdps.rl.logprobs`: chunked selective log-softmax and entropy (no [N, T, V] temporaries)
+- :mod:`~mmdps.rl.objective`: :func:`grpo_objective`, the loss of one micro-batch (policy loss, KL, entropy)
 - :mod:`~mmdps.rl.losses`: policy losses (PPO clip with clip-higher and dual clip, GSPO / GSPO-token
   ratios, CISPO), loss aggregation, masked stats
 - :mod:`~mmdps.rl.rollout_correction`: sampler/trainer mismatch statistics and TIS / MIS weights
@@ -17,6 +18,7 @@ from mmdps.rl.advantages import (
     ADVANTAGE_ESTIMATORS,
     REWARD_SCALES,
     group_advantages,
+    group_sizes,
     group_success_rates,
     zero_variance_mask,
 )
@@ -32,6 +34,7 @@ from mmdps.rl.losses import (
     masked_whiten,
     policy_loss,
 )
+from mmdps.rl.objective import ObjectiveSettings, grpo_objective
 from mmdps.rl.overlong import soft_overlong_penalty, truncation_mask
 from mmdps.rl.rollout_correction import (
     ROLLOUT_CORRECTION_LEVELS,
@@ -49,10 +52,13 @@ __all__ = [
     "REWARD_SCALES",
     "ROLLOUT_CORRECTIONS",
     "ROLLOUT_CORRECTION_LEVELS",
+    "ObjectiveSettings",
     "aggregate_loss",
     "entropy_from_logits",
     "entropy_loss",
     "group_advantages",
+    "group_sizes",
+    "grpo_objective",
     "group_success_rates",
     "kl_penalty",
     "masked_mean",

@@ -1,13 +1,20 @@
 """Outcome advantages from k rollouts per prompt (GRPO, Dr.GRPO, RLOO, REINFORCE++) and per-group statistics.
 
 Rollouts are laid out *group-contiguous*: the ``k`` completions of prompt ``i`` sit at
-``[i * k : (i + 1) * k]``, which is how the trainer and every rollout engine order them.
+``[i * k : (i + 1) * k]``, which is how the trainer and every rollout engine order them. Groups may also
+have different sizes (``group_size`` a sequence of sizes, one per prompt, summing to the number of rollouts):
+prompt ``i``'s rollouts then follow prompt ``i - 1``'s.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+GroupSizes = int | Sequence[int] | Tensor
 
 __all__ = ["ADVANTAGE_ESTIMATORS", "REWARD_SCALES", "group_advantages", "group_success_rates", "zero_variance_mask"]
 
@@ -31,22 +38,63 @@ def _grouped(values: Tensor, group_size: int, name: str) -> Tensor:
     return values.view(-1, group_size)
 
 
-def zero_variance_mask(rewards: Tensor, group_size: int) -> Tensor:
-    """Bool [num_groups]: True where all ``group_size`` rewards of a prompt are identical.
+def group_sizes(group_size: GroupSizes, num_values: int, name: str = "rewards") -> int | Tensor:
+    """``group_size`` as an int when every group has the same size, else as a long tensor of sizes
+    (each >= 1, summing to ``num_values``)."""
+    if isinstance(group_size, int) and not isinstance(group_size, bool):
+        return group_size
+    if isinstance(group_size, (float, bool, str)):
+        raise ValueError(f"group_size must be a positive int or one size per group, got {group_size!r}")
+    sizes = torch.as_tensor(group_size).reshape(-1)
+    if sizes.numel() == 0 or sizes.is_floating_point() or sizes.dtype == torch.bool or bool((sizes < 1).any()):
+        raise ValueError(f"group sizes must be positive ints, got {sizes.tolist()}")
+    if int(sizes.sum()) != num_values:
+        raise ValueError(f"{name} has {num_values} entries but the group sizes {sizes.tolist()} sum to "
+                         f"{int(sizes.sum())}; pass every group's rollouts, group-contiguous")
+    if bool((sizes == sizes[0]).all()):
+        return int(sizes[0])
+    return sizes.long()
+
+
+def _segments(values: Tensor, sizes: Tensor) -> Tensor:
+    """The group index of each entry, for groups of ``sizes``."""
+    return torch.repeat_interleave(torch.arange(len(sizes), device=values.device), sizes.to(values.device))
+
+
+def _segment_extremes(values: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor]:
+    index = _segments(values, sizes)
+    low = values.new_full((len(sizes),), float("inf")).scatter_reduce(0, index, values, "amin")
+    high = values.new_full((len(sizes),), float("-inf")).scatter_reduce(0, index, values, "amax")
+    return low, high
+
+
+def _flat(values: Tensor, name: str) -> Tensor:
+    if values.dim() != 1:
+        raise ValueError(f"{name} must be 1-D [num_rollouts], got shape {tuple(values.shape)}")
+    return values.float() if values.dtype == torch.bool or not values.is_floating_point() else values
+
+
+def zero_variance_mask(rewards: Tensor, group_size: GroupSizes) -> Tensor:
+    """Bool [num_groups]: True where all rewards of a prompt's group are identical.
 
     Such groups give GRPO no learning signal (all advantages are zero); DAPO's Dynamic Sampling
     drops them and DPS tries to avoid selecting them. Equality is exact, not within a tolerance.
+    ``group_size``: the k of every group, or one size per group.
     """
-    grouped = _grouped(rewards, group_size, "rewards")
+    sizes = group_sizes(group_size, rewards.numel()) if rewards.dim() == 1 else group_size
+    if isinstance(sizes, Tensor):
+        low, high = _segment_extremes(_flat(rewards, "rewards"), sizes)
+        return high == low
+    grouped = _grouped(rewards, sizes, "rewards")  # type: ignore[arg-type]
     return grouped.amax(dim=1) == grouped.amin(dim=1)
 
 
 def group_success_rates(acc: Tensor, group_size: int, *, threshold: float | None = None) -> Tensor:
-    """Mean accuracy of each prompt's group, float [num_groups] in [0, 1] for 0/1 accuracies.
-
-    This is the ``success_rates`` a selector's ``update`` expects. With ``threshold`` set, each
-    rollout first counts as correct iff ``acc >= threshold`` (DPS uses ``acc >= 1``).
-    """
+    """Deprecated: success rates have one definition, :func:`mmdps.verifiers.success_rate` (``acc >= 1``
+    counts as correct), which the trainer and the integrations use. Mean accuracy per group here."""
+    warnings.warn("mmdps.rl.group_success_rates is deprecated and will be removed in the next release; use "
+                  "mmdps.verifiers.success_rate (the one definition of a group's success rate)",
+                  DeprecationWarning, stacklevel=2)
     grouped = _grouped(acc, group_size, "acc")
     if threshold is not None:
         grouped = (grouped >= threshold).to(grouped.dtype)
@@ -72,7 +120,7 @@ def _reward_scale(scale_std: bool | str | None, estimator: str) -> str:
 
 def group_advantages(
     rewards: Tensor,
-    group_size: int,
+    group_size: GroupSizes,
     *,
     estimator: str = "grpo",
     scale_std: bool | str | None = None,
@@ -111,12 +159,19 @@ def group_advantages(
     keeps the rewards' floating dtype (float32 for integer or bool rewards). ``scale_std`` may only
     be given with ``estimator="grpo"``.
 
+    ``group_size`` may be one size per group (groups of different sizes, e.g. rollouts allocated per
+    prompt): every formula above then uses each group's own ``k``; equal sizes give exactly the fixed-k result.
+
     Raises ``ValueError`` for an unknown estimator or scaling, a group size below 2 (no group
     baseline exists), a length that is not a multiple of ``group_size``, or non-finite rewards.
     """
     if estimator not in ADVANTAGE_ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; valid: {', '.join(ADVANTAGE_ESTIMATORS)}")
     scale = _reward_scale(scale_std, estimator)
+    if rewards.dim() == 1 and not isinstance(group_size, int):
+        group_size = group_sizes(group_size, rewards.numel())
+        if isinstance(group_size, Tensor):
+            return _ragged_advantages(_flat(rewards.detach(), "rewards"), group_size, estimator, scale, eps, unbiased)
     if isinstance(group_size, int) and not isinstance(group_size, bool) and group_size < 2:
         raise ValueError(
             f"group_size must be >= 2 for group-relative advantages (got {group_size}); "
@@ -136,6 +191,30 @@ def group_advantages(
         centred = centred / (_batch_std(grouped, unbiased) + eps)
     constant = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)
     return torch.where(constant, torch.zeros_like(centred), centred).reshape(-1)
+
+
+def _ragged_advantages(rewards: Tensor, sizes: Tensor, estimator: str, scale: str, eps: float,
+                       unbiased: bool) -> Tensor:
+    """:func:`group_advantages` for groups of different sizes (the same formulas, each group's own k)."""
+    if bool((sizes < 2).any()):
+        raise ValueError(f"every group needs >= 2 rollouts for a group baseline, got sizes {sizes.tolist()}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards contain NaN or inf; fix the reward function before computing advantages")
+    index = _segments(rewards, sizes)
+    k = sizes.to(rewards.device, rewards.dtype)
+    mean = rewards.new_zeros(len(sizes)).index_add_(0, index, rewards) / k
+    centred = rewards - mean[index]
+    if estimator == "rloo":
+        centred = centred * (k / (k - 1))[index]
+    elif estimator == "reinforce_pp":
+        centred = centred / (_batch_std(centred, unbiased) + eps)
+    elif scale == "group":
+        var = rewards.new_zeros(len(sizes)).index_add_(0, index, centred * centred) / (k - 1 if unbiased else k)
+        centred = centred / (var.sqrt() + eps)[index]
+    elif scale == "batch":
+        centred = centred / (_batch_std(rewards, unbiased) + eps)
+    low, high = _segment_extremes(rewards, sizes)
+    return torch.where((high == low)[index], torch.zeros_like(centred), centred)
 
 
 def _batch_std(values: Tensor, unbiased: bool) -> Tensor:

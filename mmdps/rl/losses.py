@@ -138,14 +138,16 @@ def aggregate_loss(
 
 
 def entropy_loss(
-    entropy: Tensor, mask: Tensor, mode: str = "token-mean", *, max_len: int | None = None
+    entropy: Tensor, mask: Tensor, mode: str = "token-mean", *, max_len: int | None = None,
+    normalizer: float | Tensor | None = None,
 ) -> Tensor:
     """Aggregated token entropy ``[N, T] -> scalar`` for the entropy bonus.
 
     The bonus is *subtracted* from the objective: ``loss = pg_loss - entropy_coeff * entropy_loss``
-    (verl's convention; the DPS runs use ``entropy_coeff = 0.001``).
+    (verl's convention; the DPS runs use ``entropy_coeff = 0.001``). ``normalizer``: as in
+    :func:`aggregate_loss` (the count over the whole accumulated batch).
     """
-    return aggregate_loss(entropy, mask, mode, max_len=max_len)
+    return aggregate_loss(entropy, mask, mode, max_len=max_len, normalizer=normalizer)
 
 
 def _log_ratio(logprobs: Tensor, old_logprobs: Tensor, weights: Tensor, level: str) -> Tensor:
