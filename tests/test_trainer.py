@@ -208,6 +208,7 @@ def test_resume_onto_other_data_is_refused(tmp_path, text_model):
 
 def test_nan_loss_skips_the_update_then_stops(tmp_path, text_model, monkeypatch):
     import mmdps.rl
+    import mmdps.rl.objective
 
     real_loss = mmdps.rl.policy_loss
 
@@ -215,7 +216,7 @@ def test_nan_loss_skips_the_update_then_stops(tmp_path, text_model, monkeypatch)
         loss, stats = real_loss(*args, **kwargs)
         return loss * float("nan"), stats
 
-    monkeypatch.setattr(mmdps.rl, "policy_loss", nan_loss)
+    monkeypatch.setattr(mmdps.rl.objective, "policy_loss", nan_loss)
     config = make_config(tmp_path, text_model, batch_size=2, num_generations=2, max_steps=5, max_consecutive_nan=2,
                          log_completions_steps=0)
     trainer = GRPOTrainer(config, items=parity_items(6))

@@ -15,6 +15,7 @@ from mmdps import checkpoint as ckpt
 from mmdps import verifiers
 from mmdps.config import GRPOConfig
 from mmdps.trainer import GRPOTrainer, TrainingDivergedError
+from mmdps.training import builders
 from tiny_models import build, text_item
 
 
@@ -84,7 +85,7 @@ def test_verifier_errors_are_a_training_metric(tmp_path, text_model, caplog):
 
 # ---------------------------------------------------------------------- early checks
 def test_batch_size_larger_than_the_pool_fails_before_the_model_is_built(tmp_path, text_model, monkeypatch):
-    monkeypatch.setattr(GRPOTrainer, "_build_model", lambda self: pytest.fail("the model was built"))
+    monkeypatch.setattr(builders, "build_policy", lambda *args, **kwargs: pytest.fail("the model was built"))
     with pytest.raises(ValueError, match=r"batch_size=16 is larger than the training set \(8 prompts\)"):
         GRPOTrainer(make_config(tmp_path, text_model, batch_size=16), items=items())
 
@@ -93,7 +94,7 @@ def test_a_missing_report_to_extra_fails_before_the_model_is_built(tmp_path, tex
     from mmdps import logging_utils
 
     monkeypatch.setitem(logging_utils._SINK_MODULES, "tensorboard", "mmdps_no_such_module")
-    monkeypatch.setattr(GRPOTrainer, "_build_model", lambda self: pytest.fail("the model was built"))
+    monkeypatch.setattr(builders, "build_policy", lambda *args, **kwargs: pytest.fail("the model was built"))
     with pytest.raises(ValueError, match=r"report_to includes 'tensorboard' but mmdps_no_such_module is not "
                                          r"installed: pip install 'mmdps\[tensorboard\]'"):
         GRPOTrainer(make_config(tmp_path, text_model, report_to=["tensorboard"]), items=items())

@@ -18,7 +18,8 @@ from mmdps import verifiers
 from mmdps.config import GRPOConfig
 from mmdps.logging_utils import read_metrics
 from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
-from mmdps.trainer import GRPOTrainer, _mini_batch_spans
+from mmdps.trainer import GRPOTrainer
+from mmdps.training.update import mini_batch_spans as _mini_batch_spans
 from tiny_models import build, text_item
 
 K = 4
@@ -88,13 +89,13 @@ def _trainer(tmp_path: Path, model: Path, items=None, events=None, **overrides) 
 
 def _capture_updates(trainer: GRPOTrainer) -> list[dict]:
     calls: list[dict] = []
-    real = trainer._update
+    real = trainer.update._update
 
     def capture(batch, advantages, mask, old, ref, *rest, **kwargs):
         calls.append(dict(batch=batch, advantages=advantages.clone(), mask=mask.clone(), old=old, **kwargs))
         return real(batch, advantages, mask, old, ref, *rest, **kwargs)
 
-    trainer._update = capture
+    trainer.update._update = capture
     return calls
 
 
@@ -217,7 +218,7 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient(tmp_path, byte_
     trainer = _trainer(tmp_path, byte_model, loss_agg_mode=loss_agg_mode, micro_batch_size=5, entropy_coeff=0.01,
                        temperature=0.8, mask_truncated_completions=True, max_grad_norm=1e9)
     compared = []
-    real_update = trainer._update
+    real_update = trainer.update._update
 
     def check(batch, advantages, mask, old, ref, *rest, **kwargs):
         expected = _full_batch_gradient(trainer, batch, advantages, mask)
@@ -236,13 +237,14 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient(tmp_path, byte_
         finally:
             del trainer.optimizer.step
 
-    trainer._update = check
+    trainer.update._update = check
     trainer.train()
     assert len(compared) == 1 and compared[0] > 0  # a non-trivial gradient was compared
 
 
 def test_first_update_has_ratio_one_and_later_updates_use_the_stored_old_logprobs(tmp_path, byte_model, monkeypatch):
     import mmdps.rl
+    import mmdps.rl.objective
 
     ratios: list[tuple[float, float]] = []
     real_loss = mmdps.rl.policy_loss
@@ -252,7 +254,7 @@ def test_first_update_has_ratio_one_and_later_updates_use_the_stored_old_logprob
         ratios.append((float(stats["ratio_min"]), float(stats["ratio_max"])))
         return loss, stats
 
-    monkeypatch.setattr(mmdps.rl, "policy_loss", recording_loss)
+    monkeypatch.setattr(mmdps.rl.objective, "policy_loss", recording_loss)
     # 3 groups, mini-batches of 1 group (one micro-batch each), 2 epochs: 6 updates per step
     trainer = _trainer(tmp_path, byte_model, mini_batch_size=1, ppo_epochs=2, micro_batch_size=K)
     calls = _capture_updates(trainer)

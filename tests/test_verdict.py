@@ -88,16 +88,46 @@ def test_a_raising_verifier_is_reported_with_the_item():
         score_completion(_item(RAISES, id=3), "x")
 
 
-def test_the_trainer_scores_through_score_completion():
-    """GRPOTrainer._verify is the trainer's only scoring path; it returns (score, acc, format) per rollout."""
-    from mmdps.trainer import GRPOTrainer
+class _ScriptedEngine:
+    """Returns fixed texts per item id, whatever k (k must match)."""
 
-    trainer = GRPOTrainer.__new__(GRPOTrainer)  # _verify needs only the config
-    trainer.config = type("C", (), {"reward_workers": 1, "num_generations": 2})()
-    items = [_item(PARTIAL, 0), _item(PARTIAL, 1)]
-    outputs = [[Completion(text=t, token_ids=[1], finish_reason="stop") for t in pair]
-               for pair in (("right", "half"), ("wrong", "right"))]
-    verdicts = trainer._verify(items, outputs)
-    assert [v.tolist() for v in verdicts] == [[[1.0, 1.0, 1.0], [0.5, 0.5, 1.0]], [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]]
+    def __init__(self, texts: dict[int, list[str]]):
+        self.texts, self.calls = texts, []
+
+    def generate(self, items, k, sampling):
+        self.calls.append(([item.id for item in items], k))
+        return [[Completion(text=t, token_ids=[1], finish_reason="stop") for t in self.texts[item.id][:k]]
+                for item in items]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_rollout_and_score_is_the_one_scoring_path(workers):
+    """The trainer, the evaluation and the benchmark score through rollout_and_score (score_completion per
+    completion); a group's success rate is the share with acc >= 1 (partial credit 0.5 is not a success)."""
+    from mmdps.rollout.base import SamplingParams
+    from mmdps.rollout.scoring import rollout_and_score
+
+    engine = _ScriptedEngine({0: ["right", "half"], 1: ["wrong", "right"]})
+    scored = rollout_and_score(engine, [_item(PARTIAL, 0), _item(PARTIAL, 1)], 2, SamplingParams(),
+                               reward_workers=workers, positions=[5, 7])
+    assert [np.stack([g.score, g.acc, g.format], axis=1).tolist() for g in scored.groups] == \
+        [[[1.0, 1.0, 1.0], [0.5, 0.5, 1.0]], [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]]
+    assert [g.success_rate for g in scored.groups] == [0.5, 0.5]
+    assert [g.position for g in scored.groups] == [5, 7] and [g.item.id for g in scored.groups] == [0, 1]
     with pytest.raises(ValueError, match="not a verdict"):
-        trainer._verify([_item(NO_FORMAT)], [[Completion(text="x", token_ids=[1], finish_reason="stop")] * 2])
+        rollout_and_score(_ScriptedEngine({0: ["x", "x"]}), [_item(NO_FORMAT)], 2, SamplingParams())
+
+
+def test_rollout_and_score_takes_a_size_per_group():
+    """Groups of different sizes: one generate call per distinct size, groups back in item order."""
+    from mmdps.rollout.base import SamplingParams
+    from mmdps.rollout.scoring import rollout_and_score
+
+    texts = {i: ["right", "wrong", "right", "half"] for i in range(3)}
+    engine = _ScriptedEngine(texts)
+    scored = rollout_and_score(engine, [_item(PARTIAL, i) for i in range(3)], [4, 2, 0], SamplingParams())
+    assert [g.size for g in scored.groups] == [4, 2, 0]
+    assert sorted(engine.calls) == [([0], 4), ([1], 2)]
+    assert scored.groups[0].success_rate == 0.5 and scored.groups[1].success_rate == 0.5
+    with pytest.raises(ValueError, match="one non-negative size per item"):
+        rollout_and_score(engine, [_item(PARTIAL, 0)], [2, 2], SamplingParams())

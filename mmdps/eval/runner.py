@@ -136,6 +136,7 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
 def _problem_record(group: Group, samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Append the sample records of one scored group and return its problem record."""
     item = group.item
+    assert item is not None  # rollout_and_score sets it
     for index, completion in enumerate(group.completions):
         samples.append({
             "item_id": item.id,

@@ -110,7 +110,7 @@ def _resolve_dtype(dtype: str | torch.dtype, device: str | torch.device | None) 
 
 
 def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", attn_implementation: str | None = None,
-                device: str | torch.device | None = None) -> tuple[PreTrainedModel, Any]:
+                device: str | torch.device | None = None, processor: Any = None) -> tuple[PreTrainedModel, Any]:
     """Load a policy model and its processor (VL) or tokenizer (text) from a local folder or hub id.
 
     A LoRA adapter folder (``adapter_config.json``, as a LoRA run's checkpoint ``model/`` folder holds)
@@ -123,13 +123,32 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
             meant for the GPU when the machine has one), "float32", "bfloat16", "float16".
         attn_implementation: passed to ``from_pretrained`` ("sdpa", "flash_attention_2", "eager", ...).
         device: where to put the model; ``None`` leaves it on the CPU (accelerate moves it later).
+        processor: the processor already loaded by :func:`load_policy_processor` (not loaded twice).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     path = os.fspath(path)
     if is_lora_adapter(path):
         return _load_merged_adapter(path, dtype=dtype, attn_implementation=attn_implementation, device=device)
     target = torch.device(device) if device is not None else torch.device("cpu")
+    config = model_config(path)
+    model_cls = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, device)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = model_cls.from_pretrained(path, **kwargs)
+    processor = load_processor(path, config=config) if processor is None else processor
+    _fill_generation_tokens(model, processor)
+    if device is not None:
+        model.to(target)  # type: ignore[arg-type]  # transformers' decorated .to() signature drops self
+    return model, processor
+
+
+def model_config(path: str | os.PathLike):
+    """The model config of a HF model folder or hub id, with errors that say what to fix."""
+    from transformers import AutoConfig
+
+    path = os.fspath(path)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         inner = os.path.join(path, "model")
         is_model = any(os.path.isfile(os.path.join(inner, name)) for name in ("config.json", ADAPTER_CONFIG))
@@ -137,7 +156,7 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
         raise FileNotFoundError(f"{path} has no config.json (nor {ADAPTER_CONFIG}), so it is neither a Hugging Face "
                                 f"model folder nor a LoRA adapter{hint}")
     try:
-        config = AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path)
     except OSError as exc:
         if os.path.exists(path):
             raise
@@ -145,16 +164,20 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", a
         raise FileNotFoundError(f"model {path!r} is neither a local folder nor loadable from the Hugging Face hub "
                                 f"({exc}); pass a model folder (e.g. from `mmdps tiny-model`) or a hub id "
                                 "that is cached or reachable") from exc
-    model_cls = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, device)}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    model = model_cls.from_pretrained(path, **kwargs)
-    processor = load_processor(path)
-    _fill_generation_tokens(model, processor)
-    if device is not None:
-        model.to(target)  # type: ignore[arg-type]  # transformers' decorated .to() signature drops self
-    return model, processor
+
+
+def load_policy_processor(path: str | os.PathLike) -> tuple[Any, bool]:
+    """The processor (VL) or tokenizer (text) :func:`load_policy` uses for ``path``, and whether the model is a
+    vision-language one, read without loading any weights (a LoRA adapter folder: its own tokenizer when it
+    has one, else its base model's)."""
+    path = os.fspath(path)
+    if is_lora_adapter(path):
+        base = adapter_base_model(path)
+        config = model_config(base)
+        has_tokenizer = any(os.path.isfile(os.path.join(path, name)) for name in _TOKENIZER_FILES)
+        return load_processor(path if has_tokenizer else base, config=config), is_vision_language(config)
+    config = model_config(path)
+    return load_processor(path, config=config), is_vision_language(config)
 
 
 def _fill_generation_tokens(model: PreTrainedModel, processor: Any) -> None:

@@ -27,11 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
 class Group:
     """The rollouts of one prompt and their verdicts: one GRPO group (its size may differ between groups)."""
 
-    item: Item
     completions: list[Completion]
     score: np.ndarray  # [size] the reward advantages are computed from
     acc: np.ndarray  # [size]
     format: np.ndarray  # [size]
+    item: Item | None = None
     position: int = -1  # the prompt's index in the training list (the selector's id); -1 outside training
 
     @property
@@ -98,7 +98,7 @@ def rollout_and_score(engine: RolloutEngine, items: Sequence[Item], sizes: int |
     t0 = time.perf_counter()
     errors_before = verifier_base.error_count()
     verdicts = _score(items, outputs, reward_workers)
-    groups = [Group(item=item, completions=row, score=v[:, 0], acc=v[:, 1], format=v[:, 2],
+    groups = [Group(completions=row, score=v[:, 0], acc=v[:, 1], format=v[:, 2], item=item,
                     position=-1 if positions is None else int(positions[i]))
               for i, (item, row, v) in enumerate(zip(items, outputs, verdicts, strict=True))]
     return ScoredRollout(groups=groups, generate_seconds=generate_seconds,
