@@ -8,12 +8,12 @@ options. Nothing is downloaded: vision-language training and evaluation can run 
     problems = generate_problems(100, seed=0, levels=[0, 1], kinds=["triangle_angle", "circle_arc"])
     problems[0]["image"].save("p0.png"); print(problems[0]["question"], problems[0]["answer"])
 
-How it works: a builder per kind constructs the figure in world coordinates (drawn to scale where the
-numbers allow) and records labels with an anchor and a preferred direction (outward from the figure
-for point names, along the outward normal for side lengths, along the bisector for angles). The
-renderer fits the figure into the canvas, then places each label at the nearest candidate position
-whose text box clears the canvas border, the other labels and every stroke, and draws at 3x with a
-LANCZOS downsample for anti-aliasing. Only Pillow and the standard library are used.
+How it works: a builder per kind and level (``families/``) constructs the figure in world coordinates
+(drawn to scale where the numbers allow) and records labels with an anchor and a preferred direction
+(outward from the figure for point names, along the outward normal for side lengths, along the bisector
+for angles). The renderer fits the figure into the canvas, then places each label at the nearest
+candidate position whose text box clears the canvas border, the other labels and every stroke, and
+draws at 3x with a LANCZOS downsample for anti-aliasing. Only Pillow and the standard library are used.
 
 Difficulty: level 0 states the given values in the text as well as in the figure (one step);
 levels 1-3 give them only in the figure and need two or more steps (exterior angles, cyclic
