@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from mmdps.rl import LOSS_AGG_MODES, aggregate_loss, entropy_loss, masked_mean, masked_whiten, policy_loss
+from mmdps.rl import (
+    LOSS_AGG_MODES,
+    LOSS_TYPES,
+    RATIO_LEVELS,
+    aggregate_loss,
+    entropy_loss,
+    masked_mean,
+    masked_whiten,
+    policy_loss,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -161,6 +170,44 @@ def test_huge_log_ratio_stays_finite():
     assert loss.item() == pytest.approx((math.exp(20) + 0.8) / 2, rel=1e-5)
     loss.backward()
     assert torch.isfinite(logp.grad).all() and torch.isfinite(stats["ratio_max"])
+
+
+def _uniform_log_ratio(log_ratio: float):
+    """Two sequences of three tokens whose token log-ratios are ``log_ratio + (3, 0, -3)``: the token and the
+    sequence log-ratios are all ``log_ratio`` give or take 3; advantages +1 and -1."""
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -1.5, -2.5]], requires_grad=True)
+    old = logp.detach() - log_ratio - torch.tensor([3.0, 0.0, -3.0])
+    return logp, old, torch.tensor([1.0, -1.0]), torch.ones(2, 3)
+
+
+@pytest.mark.parametrize("log_ratio", [25.0, -25.0, 100.0, -100.0])
+@pytest.mark.parametrize("clip_c", [None, 10.0])
+@pytest.mark.parametrize("level", RATIO_LEVELS)
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_log_ratio_past_the_clamp_passes_no_gradient(loss_type, level, clip_c, log_ratio):
+    # GSPO-token used to add the pass-through term logp - sg[logp] after clamping the sequence mean, so at a
+    # mean log-ratio of 25 with A = -1 and no dual clip each token got a gradient of e^20 / 6 ~ 8e7.
+    logp, old, adv, mask = _uniform_log_ratio(log_ratio)
+    loss, stats = policy_loss(logp, old, adv, mask, ratio_level=level, loss_type=loss_type, clip_c=clip_c)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    limit = math.exp(20.0 if log_ratio > 0 else -20.0)
+    assert stats["ratio_max"].item() == pytest.approx(limit, rel=1e-5)
+    if loss_type == "clip":  # the ratio is the only path to logp, and past the clamp it is constant
+        assert torch.equal(logp.grad, torch.zeros(2, 3))
+    else:  # CISPO's weight sg(min(r, 1 + clip_high)) is constant anyway; its REINFORCE term keeps -w A / 6
+        weight = min(limit, 1.28)
+        torch.testing.assert_close(logp.grad, -weight * adv.unsqueeze(1).expand(2, 3) / 6)
+
+
+@pytest.mark.parametrize("level", RATIO_LEVELS)
+def test_log_ratio_just_inside_the_clamp_keeps_its_gradient(level):
+    # every log-ratio 19 and A = -1: -A r is the larger side, each token's gradient is r / 6 at every level
+    logp = torch.zeros(2, 3, requires_grad=True)
+    loss, _ = policy_loss(logp, torch.full((2, 3), -19.0), torch.tensor([-1.0, -1.0]), torch.ones(2, 3),
+                          ratio_level=level)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.full((2, 3), math.exp(19.0) / 6))
 
 
 def test_on_policy_gradient_is_minus_advantage_per_token():

@@ -158,15 +158,18 @@ def _log_ratio(logprobs: Tensor, old_logprobs: Tensor, weights: Tensor, level: s
       token of the sequence, its gradient spread over the sequence's tokens (``1 / |y_i|`` each);
     - ``sequence_token`` (GSPO-token): the same value, with gradient ``grad logp_t`` on token ``t``:
       ``sg[mean_t (logp_t - old_t)] + logp_t - sg[logp_t]``.
+
+    The clamp comes last at every level, so where it binds the gradient is zero (for GSPO-token too: the
+    pass-through term ``logp_t - sg[logp_t]`` is inside the clamp, as in verl's ``compute_policy_loss_gspo``).
     """
     token = logprobs - old_logprobs.detach()
     if level == "token":
         return torch.clamp(token, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
-    per_sequence = _safe_divide(_masked(token, weights).sum(dim=1), weights.sum(dim=1))
-    per_sequence = torch.clamp(per_sequence, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT).unsqueeze(1)
+    per_sequence = _safe_divide(_masked(token, weights).sum(dim=1), weights.sum(dim=1)).unsqueeze(1)
     if level == "sequence":
-        return per_sequence.expand_as(token)
-    return per_sequence.detach() + logprobs - logprobs.detach()
+        return torch.clamp(per_sequence, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT).expand_as(token)
+    composed = per_sequence.detach() + logprobs - logprobs.detach()
+    return torch.clamp(composed, -_LOG_RATIO_LIMIT, _LOG_RATIO_LIMIT)
 
 
 def policy_loss(

@@ -8,12 +8,12 @@ options. Nothing is downloaded: vision-language training and evaluation can run 
     problems = generate_problems(100, seed=0, levels=[0, 1], kinds=["triangle_angle", "circle_arc"])
     problems[0]["image"].save("p0.png"); print(problems[0]["question"], problems[0]["answer"])
 
-How it works: a builder per kind constructs the figure in world coordinates (drawn to scale where the
-numbers allow) and records labels with an anchor and a preferred direction (outward from the figure
-for point names, along the outward normal for side lengths, along the bisector for angles). The
-renderer fits the figure into the canvas, then places each label at the nearest candidate position
-whose text box clears the canvas border, the other labels and every stroke, and draws at 3x with a
-LANCZOS downsample for anti-aliasing. Only Pillow and the standard library are used.
+How it works: a builder per kind and level (``families/``) constructs the figure in world coordinates
+(drawn to scale where the numbers allow) and records labels with an anchor and a preferred direction
+(outward from the figure for point names, along the outward normal for side lengths, along the bisector
+for angles). The renderer fits the figure into the canvas, then places each label at the nearest
+candidate position whose text box clears the canvas border, the other labels and every stroke, and
+draws at 3x with a LANCZOS downsample for anti-aliasing. Only Pillow and the standard library are used.
 
 Difficulty: level 0 states the given values in the text as well as in the figure (one step);
 levels 1-3 give them only in the figure and need two or more steps (exterior angles, cyclic
@@ -28,9 +28,11 @@ from typing import Any
 
 from PIL import Image
 
-from mmdps.tasks.geometry_procedural.drawing import _Figure, _render
+from mmdps.tasks.geometry_procedural.drawing import Figure, render
 from mmdps.tasks.geometry_procedural.exact import Exact
-from mmdps.tasks.geometry_procedural.problems import _BUILDERS, KINDS, _choices, _triangle
+from mmdps.tasks.geometry_procedural.families import FAMILIES, KINDS, build
+from mmdps.tasks.geometry_procedural.families.common import triangle
+from mmdps.tasks.geometry_procedural.options import choose_distractors
 
 __all__ = ["KINDS", "LEVELS", "generate_problems", "generate_problem", "draw_triangle", "Exact"]
 
@@ -40,7 +42,7 @@ LETTERS = "ABCD"
 
 def generate_problem(kind: str, level: int, seed: int, image_size: tuple[int, int] = (336, 336)) -> dict[str, Any]:
     """One problem of ``kind`` at ``level``; the same arguments give the same image and text."""
-    if kind not in _BUILDERS:
+    if kind not in FAMILIES:
         raise ValueError(f"unknown geometry kind {kind!r}; choose from {list(KINDS)}")
     if level not in LEVELS:
         raise ValueError(f"unknown geometry level {level!r}; choose from {list(LEVELS)}")
@@ -48,9 +50,9 @@ def generate_problem(kind: str, level: int, seed: int, image_size: tuple[int, in
     if width < 64 or height < 64:
         raise ValueError(f"image_size {tuple(image_size)} is too small for legible labels; use at least 64x64")
     rng = random.Random(seed)
-    problem = _BUILDERS[kind](rng, level)
-    image, layout = _render(problem.figure, (width, height))
-    options = [problem.answer] + _choices(rng, problem.answer, problem.distractors, problem.upper)
+    problem = build(kind, level, rng)
+    image, layout = render(problem.figure, (width, height))
+    options = [problem.answer] + choose_distractors(rng, problem.answer, problem.distractors, problem.upper)
     rng.shuffle(options)
     letter = LETTERS[options.index(problem.answer)]
     meta = dict(problem.meta)
@@ -89,7 +91,7 @@ def generate_problems(n: int, seed: int = 0, levels: Sequence[int] | None = None
     kinds = list(KINDS) if kinds is None else list(kinds)
     levels = list(LEVELS) if levels is None else list(levels)
     for kind in kinds:
-        if kind not in _BUILDERS:
+        if kind not in FAMILIES:
             raise ValueError(f"unknown geometry kind {kind!r}; choose from {list(KINDS)}")
     for level in levels:
         if level not in LEVELS:
@@ -120,10 +122,10 @@ def draw_triangle(angles: Sequence[float], labels: Sequence[str | None], *, size
         raise ValueError(f"a triangle needs 3 angles and 3 labels, got {len(angles)} and {len(labels)}")
     if any(a <= 0 for a in angles) or abs(sum(angles) - 180) > 1e-6:
         raise ValueError(f"triangle angles must be positive and add up to 180, got {tuple(angles)}")
-    fig = _Figure(rotation=rotation, mirror=mirror)
-    points = _triangle(angles[0], angles[1])
+    fig = Figure(rotation=rotation, mirror=mirror)
+    points = triangle(angles[0], angles[1])
     fig.polygon(list(points))
     for index, label in enumerate(labels):
         if label is not None:
             fig.angle(points[index], points[(index + 1) % 3], points[(index + 2) % 3], label)
-    return _render(fig, (int(size[0]), int(size[1])), font_size)[0]
+    return render(fig, (int(size[0]), int(size[1])), font_size)[0]

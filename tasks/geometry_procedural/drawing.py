@@ -19,32 +19,32 @@ _MARK_INK = (60, 60, 60)
 Point = tuple[float, float]
 
 
-def _add(p: Point, q: Point) -> Point:
+def add(p: Point, q: Point) -> Point:
     return (p[0] + q[0], p[1] + q[1])
 
 
-def _sub(p: Point, q: Point) -> Point:
+def sub(p: Point, q: Point) -> Point:
     return (p[0] - q[0], p[1] - q[1])
 
 
-def _mul(p: Point, k: float) -> Point:
+def mul(p: Point, k: float) -> Point:
     return (p[0] * k, p[1] * k)
 
 
-def _unit(p: Point) -> Point:
+def unit_vector(p: Point) -> Point:
     length = math.hypot(*p)
     return (p[0] / length, p[1] / length) if length > 1e-12 else (0.0, -1.0)
 
 
-def _polar(radius: float, degrees: float, center: Point = (0.0, 0.0)) -> Point:
+def polar(radius: float, degrees: float, center: Point = (0.0, 0.0)) -> Point:
     return (center[0] + radius * math.cos(math.radians(degrees)), center[1] + radius * math.sin(math.radians(degrees)))
 
 
-def _mid(p: Point, q: Point) -> Point:
+def midpoint(p: Point, q: Point) -> Point:
     return ((p[0] + q[0]) / 2, (p[1] + q[1]) / 2)
 
 
-def _centroid(points: Sequence[Point]) -> Point:
+def centroid(points: Sequence[Point]) -> Point:
     return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
 
 
@@ -54,7 +54,7 @@ def _rotate(p: Point, degrees: float) -> Point:
 
 
 @dataclass
-class _Label:
+class Label:
     text: str
     anchor: Point            # world coordinates
     direction: Point         # world coordinates, preferred placement direction
@@ -64,14 +64,14 @@ class _Label:
 
 
 @dataclass
-class _Figure:
+class Figure:
     """World-space drawing: strokes, pixel-sized marks (angles, ticks, arrows) and labels."""
 
     strokes: list[tuple[list[Point], float, bool]] = field(default_factory=list)  # points, width, dashed
     circles: list[tuple[Point, float]] = field(default_factory=list)
     dots: list[Point] = field(default_factory=list)
     marks: list[tuple[str, tuple]] = field(default_factory=list)
-    labels: list[_Label] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
     rotation: float = 0.0
     mirror: bool = False
 
@@ -93,8 +93,8 @@ class _Figure:
         """Arc mark for the angle between rays vertex->p and vertex->q, optional label on its bisector."""
         self.marks.append(("angle", (vertex, p, q, arcs)))
         if text is not None:
-            bisector = _add(_unit(_sub(p, vertex)), _unit(_sub(q, vertex)))
-            self.labels.append(_Label(text, vertex, bisector, spread=12.0, angle_mark=len(self.marks) - 1))
+            bisector = add(unit_vector(sub(p, vertex)), unit_vector(sub(q, vertex)))
+            self.labels.append(Label(text, vertex, bisector, spread=12.0, angle_mark=len(self.marks) - 1))
 
     def right_angle(self, vertex: Point, p: Point, q: Point) -> None:
         self.marks.append(("right", (vertex, p, q)))
@@ -107,18 +107,18 @@ class _Figure:
 
     # labels ----------------------------------------------------------------------------------
     def point_label(self, name: str, p: Point, away_from: Point, gap: float = 4.0) -> None:
-        self.labels.append(_Label(name, p, _sub(p, away_from), gap=gap, spread=70.0))
+        self.labels.append(Label(name, p, sub(p, away_from), gap=gap, spread=70.0))
 
     def side_label(self, text: str, p: Point, q: Point, away_from: Point) -> None:
         """Label the segment pq at its midpoint, on the side of the line away from ``away_from``."""
-        mid = _mid(p, q)
-        normal = _unit((-(q[1] - p[1]), q[0] - p[0]))
+        mid = midpoint(p, q)
+        normal = unit_vector((-(q[1] - p[1]), q[0] - p[0]))
         if (normal[0] * (away_from[0] - mid[0]) + normal[1] * (away_from[1] - mid[1])) > 0:
-            normal = _mul(normal, -1)
-        self.labels.append(_Label(text, mid, normal, gap=3.0, spread=25.0))
+            normal = mul(normal, -1)
+        self.labels.append(Label(text, mid, normal, gap=3.0, spread=25.0))
 
     def free_label(self, text: str, p: Point, direction: Point, gap: float = 3.0, spread: float = 60.0) -> None:
-        self.labels.append(_Label(text, p, direction, gap=gap, spread=spread))
+        self.labels.append(Label(text, p, direction, gap=gap, spread=spread))
 
     def world_points(self) -> list[Point]:
         points = [p for stroke in self.strokes for p in stroke[0]] + list(self.dots)
@@ -160,18 +160,18 @@ def _boxes_overlap(a: Sequence[float], b: Sequence[float], pad: float = 0.0) -> 
 
 
 def _arc_points(center: Point, radius: float, start: float, sweep: float, steps: int) -> list[Point]:
-    return [_polar(radius, start + sweep * i / steps, center) for i in range(steps + 1)]
+    return [polar(radius, start + sweep * i / steps, center) for i in range(steps + 1)]
 
 
 @dataclass
-class _Layout:
+class Layout:
     polylines: list[tuple[list[Point], float, bool]]   # pixel space: points, width, dashed
     dots: list[Point]
     labels: list[tuple[str, tuple[float, float, float, float]]]  # text, box in output pixels
     collisions: int
 
 
-def _transform(fig: _Figure, size: tuple[int, int], margin: float) -> Callable[[Point], Point]:
+def _transform(fig: Figure, size: tuple[int, int], margin: float) -> Callable[[Point], Point]:
     def world(p: Point) -> Point:
         x, y = _rotate(p, fig.rotation)
         return (-x if fig.mirror else x, -y)  # pixel y grows downwards
@@ -201,35 +201,35 @@ def _mark_polylines(kind: str, args: tuple, to_px: Callable[[Point], Point], uni
     if kind == "right":
         vertex, p, q = args
         v = to_px(vertex)
-        ua, ub = _unit(_sub(to_px(p), v)), _unit(_sub(to_px(q), v))
+        ua, ub = unit_vector(sub(to_px(p), v)), unit_vector(sub(to_px(q), v))
         s = unit * 0.7
-        corner = _add(v, _add(_mul(ua, s), _mul(ub, s)))
-        return [[_add(v, _mul(ua, s)), corner, _add(v, _mul(ub, s))]], s * 1.5
+        corner = add(v, add(mul(ua, s), mul(ub, s)))
+        return [[add(v, mul(ua, s)), corner, add(v, mul(ub, s))]], s * 1.5
     p, q, count = args
     a, b = to_px(p), to_px(q)
-    along = _unit(_sub(b, a))
+    along = unit_vector(sub(b, a))
     normal = (-along[1], along[0])
-    mid = _mid(a, b)
+    mid = midpoint(a, b)
     lines = []
     for i in range(count):
-        center = _add(mid, _mul(along, (i - (count - 1) / 2) * unit * 0.32))
+        center = add(mid, mul(along, (i - (count - 1) / 2) * unit * 0.32))
         if kind == "ticks":
-            half = _mul(normal, unit * 0.38)
-            lines.append([_sub(center, half), _add(center, half)])
+            half = mul(normal, unit * 0.38)
+            lines.append([sub(center, half), add(center, half)])
         else:  # parallel arrows: a small chevron pointing along the line
-            back = _sub(center, _mul(along, unit * 0.35))
-            wing = _mul(normal, unit * 0.3)
-            lines.append([_add(back, wing), center, _sub(back, wing)])
+            back = sub(center, mul(along, unit * 0.35))
+            wing = mul(normal, unit * 0.3)
+            lines.append([add(back, wing), center, sub(back, wing)])
     return lines, 0.0
 
 
-def _layout(fig: _Figure, size: tuple[int, int], margin: float, font: ImageFont.FreeTypeFont) -> _Layout:
+def _layout(fig: Figure, size: tuple[int, int], margin: float, font: ImageFont.FreeTypeFont) -> Layout:
     to_px = _transform(fig, size, margin)
     width, height = size
     unit = min(size) / 22.0  # mark size in pixels
     polylines: list[tuple[list[Point], float, bool]] = [([to_px(p) for p in pts], w, d) for pts, w, d in fig.strokes]
     for center, radius in fig.circles:
-        edge = to_px(_add(center, (radius, 0.0)))
+        edge = to_px(add(center, (radius, 0.0)))
         c = to_px(center)
         polylines.append((_arc_points(c, math.dist(c, edge), 0.0, 360.0, 96), 2.0, False))
     mark_radius: dict[int, float] = {}
@@ -244,7 +244,7 @@ def _layout(fig: _Figure, size: tuple[int, int], margin: float, font: ImageFont.
     collisions = 0
     for label in fig.labels:
         anchor = to_px(label.anchor)
-        d = _unit(_sub(to_px(_add(label.anchor, _mul(_unit(label.direction), 1e-3))), anchor))
+        d = unit_vector(sub(to_px(add(label.anchor, mul(unit_vector(label.direction), 1e-3))), anchor))
         x0, y0, x1, y1 = (v / _SUPERSAMPLE for v in _font_big(font).getbbox(label.text, anchor="mm"))
         half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
         gap = label.gap + mark_radius.get(label.angle_mark, 0.0)
@@ -266,7 +266,7 @@ def _layout(fig: _Figure, size: tuple[int, int], margin: float, font: ImageFont.
             collisions += 1
         assert best is not None  # the first candidate's finite cost always beats math.inf
         placed.append((label.text, best))
-    return _Layout(polylines, dots, placed, collisions)
+    return Layout(polylines, dots, placed, collisions)
 
 
 def _swings(spread: float) -> Iterable[float]:
@@ -304,15 +304,15 @@ def _dash(points: list[Point], on: float, off: float) -> list[list[Point]]:
     pieces: list[list[Point]] = []
     for a, b in pairwise(points):
         length = math.dist(a, b)
-        along = _unit(_sub(b, a))
+        along = unit_vector(sub(b, a))
         t = 0.0
         while t < length:
-            pieces.append([_add(a, _mul(along, t)), _add(a, _mul(along, min(t + on, length)))])
+            pieces.append([add(a, mul(along, t)), add(a, mul(along, min(t + on, length)))])
             t += on + off
     return pieces
 
 
-def _render(fig: _Figure, size: tuple[int, int], font_size: int | None = None) -> tuple[Image.Image, _Layout]:
+def render(fig: Figure, size: tuple[int, int], font_size: int | None = None) -> tuple[Image.Image, Layout]:
     width, height = size
     font = _font(font_size or max(10, round(min(size) * 0.05)))
     base = font.size * 1.3 + min(size) * 0.03

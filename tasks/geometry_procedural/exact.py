@@ -66,6 +66,6 @@ class Exact:
         return f"\\frac{{{top}}}{{{coef.denominator}}}"
 
 
-def _fmt(value: int | Fraction) -> str:
+def format_number(value: int | Fraction) -> str:
     """A number as printed in the figure and the question (no LaTeX)."""
     return _plain_number(Fraction(value)).replace("\\frac", "")
