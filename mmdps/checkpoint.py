@@ -42,6 +42,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from mmdps.config import resumable_fields
+
 CHECKPOINTS_DIR = "checkpoints"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILE = "trainer_state.json"
@@ -270,19 +272,9 @@ def _describe(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- settings on resume
-#: Settings a resumed run may change; they apply from the resumed step on (``learning_rate`` by
-#: rescaling the restored optimizer and schedule). Any other change is refused: the restored state
-#: (optimizer, selector, data order, model) was built for the checkpoint's values.
-RESUMABLE_CHANGES = frozenset({
-    "max_steps", "learning_rate", "warmup_steps", "max_grad_norm", "clip_low", "clip_high", "clip_c",
-    "entropy_coeff", "loss_agg_mode", "mask_truncated_completions", "overlong_buffer_len", "overlong_penalty_factor",
-    "skip_zero_advantage_groups", "micro_batch_size", "generation_batch_size", "reward_workers", "max_new_tokens",
-    "temperature", "top_p", "top_k", "max_prompt_length", "long_prompts", "min_pixels", "max_pixels",
-    "attn_implementation", "gradient_checkpointing", "engine_kwargs", "output_dir", "run_name", "logging_steps",
-    "report_to", "wandb_project", "progress_bar", "log_completions_steps", "num_completions_to_log", "save_steps",
-    "save_total_limit", "save_final", "resume", "eval_steps", "eval_num_samples", "eval_temperature", "eval_top_p",
-    "eval_max_new_tokens", "eval_source", "eval_split", "eval_limit", "eval_options", "max_consecutive_nan",
-})
+#: Settings a resumed run may change (``metadata["resumable"]`` of the config fields, see
+#: :func:`mmdps.config.resumable_fields`); any other change is refused on resume.
+RESUMABLE_CHANGES = resumable_fields()
 
 
 def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:

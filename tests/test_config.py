@@ -93,7 +93,7 @@ def test_unknown_override_key_and_bad_value():
 
 
 @pytest.mark.parametrize("override, match", [
-    ("num_generations=1", "num_generations must be >= 2"),
+    ("num_generations=1", "num_generations must be an integer >= 2: group advantages"),
     ("loss_agg_mode=sum", "loss_agg_mode must be one of"),
     ("mini_batch_size=999", "mini_batch_size must be in"),
     ("overlong_buffer_len=2000", "overlong_buffer_len"),
