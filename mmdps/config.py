@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
+from mmdps.yaml_io import YAMLSyntaxError, load_yaml, read_yaml_file
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REPORT_TO = ("tensorboard", "wandb")
@@ -443,7 +443,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"override {override!r} is not of the form key=value")
-        apply_override(values, key, _parse_scalar(raw))
+        apply_override(values, key, _parse_scalar(raw, override))
     return GRPOConfig.from_dict(values)
 
 
@@ -455,18 +455,7 @@ def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
         raise ValueError(f"config include cycle: {chain}")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValueError(f"{path}{where}: YAML syntax error ({problem}); check the indentation and quoting there")\
-            from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8") \
-            from None
+    data = read_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping of field: value, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None) or []
@@ -558,7 +547,7 @@ def _coerce_one(value: Any, kind: type) -> Any:
         return str(value)
     if kind in (dict, list):
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = load_yaml(value, "the value")
         if kind is list and isinstance(value, str):  # report_to=wandb means [wandb]
             value = [value]
         if not isinstance(value, kind):
@@ -567,13 +556,13 @@ def _coerce_one(value: Any, kind: type) -> Any:
     raise TypeError(f"unsupported field type {kind}")
 
 
-def _parse_scalar(raw: str) -> Any:
+def _parse_scalar(raw: str, source: str) -> Any:
     raw = raw.strip()
     if raw == "":
         return ""
     try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
+        return load_yaml(raw, f"override {source!r}")
+    except YAMLSyntaxError:  # not YAML: the text as it is
         return raw
 
 
