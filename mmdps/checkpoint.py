@@ -24,41 +24,48 @@ other's checkpoint in progress).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import random
 import re
 import shutil
-import socket
-import threading
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from mmdps.config import resumable_fields
+from mmdps.run_lock import LOCK_FILE, OutputDirError, OutputDirInUseError, RunLock, lock_output_dir, prepare_output_dir
+from mmdps.state_files import (
+    MANIFEST_FILE,
+    CheckpointError,
+    commit_folder,
+    load_selector_state,
+    load_state_folder,
+    read_or_fail,
+    save_selector_state,
+    save_state_folder,
+    summary,
+    verify_checkpoint,
+    write_manifest,
+)
+
+__all__ = [  # the checkpoint API, and the names of mmdps.run_lock / mmdps.state_files it re-exports
+    "CHECKPOINTS_DIR", "LOCK_FILE", "MANIFEST_FILE", "RESUMABLE_CHANGES", "CheckpointError", "OutputDirError",
+    "OutputDirInUseError", "RunLock", "check_dataset", "checkpoint_root", "dataset_record", "find_latest_checkpoint",
+    "list_checkpoints", "load_checkpoint", "load_model_weights", "load_selector_state", "load_state_folder",
+    "lock_output_dir", "prepare_output_dir", "read_trainer_state", "rescale_learning_rate", "resolve_resume",
+    "resume_changes", "rng_state", "save_checkpoint", "save_selector_state", "save_state_folder", "set_rng_state",
+    "verify_checkpoint", "write_manifest",
+]
 
 CHECKPOINTS_DIR = "checkpoints"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILE = "trainer_state.json"
-MANIFEST_FILE = "manifest.json"
-LOCK_FILE = ".mmdps-run.lock"
-_ARRAY_TAG = "__ndarray__"
-T = TypeVar("T")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is damaged or unreadable; the message names the file and what to do."""
-
-
-class OutputDirInUseError(ValueError):
-    """Another live run holds the ``output_dir`` lock; the message names its pid and host."""
 
 
 def checkpoint_root(output_dir: str | os.PathLike) -> Path:
@@ -102,7 +109,7 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | 
                     warnings.warn(f"resume=auto: skipped damaged checkpoint(s): {'; '.join(damaged)}; resuming "
                                   f"from {path}", stacklevel=2)
                 return path
-            damaged.append(f"{path}: {_summary(problems)}")
+            damaged.append(f"{path}: {summary(problems)}")
         if damaged:
             raise CheckpointError(f"resume=auto: every checkpoint in {checkpoint_root(output_dir)} is damaged "
                                   f"({'; '.join(damaged)}); restore them, or start fresh with resume=none or "
@@ -114,161 +121,9 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | 
                                 f"use resume=auto or one of {[str(p) for _, p in list_checkpoints(output_dir)]}")
     problems = verify_checkpoint(path)
     if problems:
-        raise CheckpointError(f"resume={resume}: the checkpoint is damaged: {_summary(problems)}; resume from "
+        raise CheckpointError(f"resume={resume}: the checkpoint is damaged: {summary(problems)}; resume from "
                               "another checkpoint (resume=auto picks the newest intact one)")
     return path
-
-
-def _summary(problems: Sequence[str]) -> str:
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return problems[0] + more
-
-
-# ---------------------------------------------------------------------- integrity
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
-    """Record every file of ``folder`` (size and SHA-256) in ``manifest.json``."""
-    files = {}
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
-        files[file.relative_to(folder).as_posix()] = {"size": file.stat().st_size, "sha256": _sha256(file)}
-    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
-
-
-def verify_checkpoint(folder: str | os.PathLike) -> list[str]:
-    """What is wrong with checkpoint ``folder`` per its manifest, one line per file (empty: intact).
-
-    A checkpoint without a manifest (written before manifests existed) is not checked here; reading
-    it later still names any file that fails to load.
-    """
-    folder = Path(folder)
-    manifest = folder / MANIFEST_FILE
-    if not manifest.is_file():
-        return []
-    try:
-        files = json.loads(manifest.read_text())["files"]
-        entries = [(name, int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return [f"{manifest} is unreadable ({exc})"]
-    problems = []
-    for name, size, checksum in entries:
-        file = folder / name
-        if not file.is_file():
-            problems.append(f"{file} is missing")
-        elif file.stat().st_size != size:
-            problems.append(f"{file} is {file.stat().st_size:,} bytes, the manifest says {size:,} (truncated?)")
-        elif _sha256(file) != checksum:
-            problems.append(f"{file} does not match its checksum (corrupted)")
-    return problems
-
-
-def _read(path: Path, reader: Callable[[Path], T]) -> T:
-    """``reader(path)``, with any failure turned into a one-line :class:`CheckpointError` naming ``path``."""
-    try:
-        return reader(path)
-    except Exception as exc:  # noqa: BLE001 - torch / numpy / safetensors raise many kinds on bad files
-        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint "
-                              "is damaged: resume from another one (resume=auto picks the newest intact "
-                              "one)") from exc
-
-
-# ---------------------------------------------------------------------- output_dir lock
-class RunLock:
-    """An exclusive ``flock`` on ``<output_dir>/.mmdps-run.lock`` holding the owner's pid and host.
-
-    The kernel drops the lock when its process dies (kill -9 included), so a lock left by a dead run
-    is taken over with a warning. Held per process: a second trainer of the same process on the same
-    folder (a resume test, a notebook) shares it. :meth:`release` lets it go.
-    """
-
-    _held: dict[str, list[Any]] = {}  # resolved lock path -> [fd, holders]
-    _guard = threading.Lock()
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._released = False
-
-    def release(self) -> None:
-        with self._guard:
-            if self._released:
-                return
-            self._released = True
-            key = str(self.path.resolve())
-            entry = self._held.get(key)
-            if entry is None:
-                return
-            entry[1] -= 1
-            if entry[1] > 0:
-                return
-            del self._held[key]
-            fd = entry[0]
-            # Empty the file but keep it: unlinking a locked file lets two runs lock two different files.
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-
-def prepare_output_dir(output_dir: str | os.PathLike) -> Path:
-    """Create ``output_dir`` (a clear error when it or a parent is a file)."""
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output_dir={os.fspath(output_dir)} is a file, not a folder; choose another output_dir "
-                         "or move the file away")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise ValueError(f"output_dir={os.fspath(output_dir)} cannot be created: a parent path is a file "
-                         f"({exc.filename}); choose another output_dir") from exc
-    return path
-
-
-def lock_output_dir(output_dir: str | os.PathLike) -> RunLock:
-    """Create ``output_dir`` and lock it for this run; :class:`OutputDirInUseError` when a live run holds it."""
-    folder = prepare_output_dir(output_dir)
-    path = folder / LOCK_FILE
-    key = str(path.resolve())
-    with RunLock._guard:
-        entry = RunLock._held.get(key)
-        if entry is not None:
-            entry[1] += 1
-            return RunLock(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise OutputDirInUseError(
-                f"output_dir {folder} is in use by another run ({holder}); wait for it to finish or choose another "
-                f"output_dir (two runs in one folder delete each other's checkpoints)") from None
-        previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        if previous:
-            warnings.warn(f"{path}: taking over a stale lock ({_describe(previous)}; that run ended without "
-                          "releasing it)", stacklevel=2)
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode(), 0)
-        RunLock._held[key] = [fd, 1]
-        return RunLock(path)
-
-
-def _lock_holder(fd: int) -> str:
-    return _describe(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
-
-
-def _describe(text: str) -> str:
-    try:
-        holder = json.loads(text)
-        return f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}"
-    except (ValueError, KeyError, TypeError):
-        return "owner unknown"
 
 
 # ---------------------------------------------------------------------- settings on resume
@@ -279,7 +134,7 @@ RESUMABLE_CHANGES = resumable_fields()
 
 def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's ``trainer_state.json`` (step, counters and the config it was written with)."""
-    return _read(Path(checkpoint) / _STATE_FILE, lambda p: json.loads(p.read_text()))
+    return read_or_fail(Path(checkpoint) / _STATE_FILE, lambda p: json.loads(p.read_text()))
 
 
 def resume_changes(checkpoint: str | os.PathLike, current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -324,7 +179,7 @@ def dataset_record(item_ids: Sequence[int]) -> dict[str, Any]:
 def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int]) -> None:
     """Raise ValueError when the checkpoint was written for a different training set (selector ids are
     positions in the training list, so resuming onto other data would silently mix up prompt states)."""
-    saved = _read(Path(checkpoint) / "data.json", lambda p: json.loads(p.read_text()))
+    saved = read_or_fail(Path(checkpoint) / "data.json", lambda p: json.loads(p.read_text()))
     current = dataset_record(item_ids)
     if saved["fingerprint"] == current["fingerprint"]:
         return
@@ -361,71 +216,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---------------------------------------------------------------------- selector state (JSON + npz, no pickle)
-def save_selector_state(state: dict[str, Any], folder: Path) -> None:
-    arrays: dict[str, np.ndarray] = {}
-
-    def encode(value: Any, key: str) -> Any:
-        if isinstance(value, np.ndarray):
-            arrays[key] = value
-            return {_ARRAY_TAG: key}
-        if isinstance(value, dict):
-            return {str(k): encode(v, f"{key}.{k}") for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [encode(v, f"{key}.{i}") for i, v in enumerate(value)]
-        if isinstance(value, np.generic):
-            return value.item()
-        return value
-
-    document = {key: encode(value, key) for key, value in state.items()}
-    (folder / "selector.json").write_text(json.dumps(document, indent=1))
-    np.savez(folder / "selector_arrays.npz", allow_pickle=False, **arrays)
-
-
-def load_selector_state(folder: Path) -> dict[str, Any]:
-    document = _read(folder / "selector.json", lambda p: json.loads(p.read_text()))
-
-    def read_arrays(path: Path) -> dict[str, np.ndarray]:
-        with np.load(path, allow_pickle=False) as loaded:
-            return {key: loaded[key] for key in loaded.files}
-
-    arrays = _read(folder / "selector_arrays.npz", read_arrays)
-
-    def decode(value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) == {_ARRAY_TAG}:
-                return arrays[value[_ARRAY_TAG]]
-            return {k: decode(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [decode(v) for v in value]
-        return value
-
-    return {key: decode(value) for key, value in document.items()}
-
-
-def save_state_folder(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write a selector-style ``state`` (see :func:`save_selector_state`) as ``folder``, atomically: into a
-    hidden sibling with a manifest, then renamed into place (replacing an older ``folder``). Used for the
-    selector state that mmdps adds to another trainer's checkpoint (TRL)."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_selector_state(state, tmp)
-    write_manifest(tmp)
-    _commit(tmp, folder)
-    return folder
-
-
-def load_state_folder(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read a folder written by :func:`save_state_folder`; :class:`CheckpointError` names a damaged file."""
-    folder = Path(folder)
-    problems = verify_checkpoint(folder)
-    if problems:
-        raise CheckpointError(f"{folder} is damaged: {_summary(problems)}; resume from another checkpoint")
-    return load_selector_state(folder)
 
 
 # ---------------------------------------------------------------------- save / load
@@ -477,25 +267,12 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimize
     _barrier(accelerator)  # every process's files are in before the manifest lists them
     if is_main:
         write_manifest(tmp)
-        _commit(tmp, final)
+        commit_folder(tmp, final)
         if keep_last is not None:
             for _, old in list_checkpoints(output_dir)[:-keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
     _barrier(accelerator)
     return final
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``; an existing ``final`` (a re-save of the same step) is replaced."""
-    if final.exists():
-        old = final.with_name(f".old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(final.parent)
 
 
 def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, item_ids: Sequence[int],
@@ -511,13 +288,13 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, 
     if _is_sharded(accelerator):
         accelerator.load_state(path / "accelerate_state")
     else:
-        optimizer.load_state_dict(_read(path / "optimizer.pt", _torch_load))
-        scheduler.load_state_dict(_read(path / "scheduler.pt", _torch_load))
+        optimizer.load_state_dict(read_or_fail(path / "optimizer.pt", _torch_load))
+        scheduler.load_state_dict(read_or_fail(path / "scheduler.pt", _torch_load))
     selector.load_state_dict(load_selector_state(path))
     rank = 0 if accelerator is None else accelerator.process_index
     rng_file = path / f"rng_state_{rank}.pt"
     if rng_file.is_file():  # absent when resuming on more processes than saved: keep the fresh seeds
-        set_rng_state(_read(rng_file, _torch_load))
+        set_rng_state(read_or_fail(rng_file, _torch_load))
     return read_trainer_state(path)
 
 
@@ -535,7 +312,7 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
     if adapter.is_file():
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, _read(adapter, load_file))
+        result = set_peft_model_state_dict(model, read_or_fail(adapter, load_file))
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise ValueError(f"{adapter}: adapter weights do not fit the model (unexpected keys {unexpected[:5]})")
@@ -545,7 +322,7 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
         raise FileNotFoundError(f"{folder}: no model weights (*.safetensors)")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(_read(file, load_file))
+        state.update(read_or_fail(file, load_file))
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied weights (lm_head = embed_tokens) are saved once; anything else missing is a real mismatch.
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
@@ -557,19 +334,6 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
 def _barrier(accelerator) -> None:
     if accelerator is not None:
         accelerator.wait_for_everyone()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _json_default(value: Any) -> Any:
