@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -38,8 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmdps import run_lock
 from mmdps.config import resumable_fields
-from mmdps.run_lock import LOCK_FILE, OutputDirError, OutputDirInUseError, RunLock, lock_output_dir, prepare_output_dir
+from mmdps.run_lock import LOCK_FILE, OutputDirError, OutputDirInUseError, RunLock, os_error_reason, prepare_output_dir
 from mmdps.state_files import (
     MANIFEST_FILE,
     CheckpointError,
@@ -60,12 +62,19 @@ __all__ = [  # the checkpoint API, and the names of mmdps.run_lock / mmdps.state
     "list_checkpoints", "load_checkpoint", "load_model_weights", "load_selector_state", "load_state_folder",
     "lock_output_dir", "prepare_output_dir", "read_trainer_state", "rescale_learning_rate", "resolve_resume",
     "resume_changes", "rng_state", "save_checkpoint", "save_selector_state", "save_state_folder", "set_rng_state",
-    "verify_checkpoint", "write_manifest",
+    "verify_checkpoint", "write_manifest", "CheckpointSaveError", "adopt_timeline", "remove_stale_temporaries",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
+ABANDONED_PREFIX = "abandoned-"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILE = "trainer_state.json"
+logger = logging.getLogger(__name__)
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (disk full, no permission); names the folder. The partial folder is
+    already removed, so a rerun with ``resume=auto`` continues from the newest complete checkpoint."""
 
 
 def checkpoint_root(output_dir: str | os.PathLike) -> Path:
@@ -94,9 +103,11 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | None:
     """Turn the ``resume`` setting into a verified checkpoint path.
 
-    ``"auto"``: the newest intact checkpoint in ``output_dir`` (None for a fresh run); damaged newer
-    ones are skipped with a warning naming what was wrong. A path: that checkpoint, which must exist
-    and be intact (:class:`CheckpointError` names the damaged file). None: None.
+    ``"auto"``: the newest intact checkpoint in ``output_dir`` (None for a fresh run); damaged or
+    incomplete (no manifest) newer ones are skipped with a warning naming each and what was wrong. A
+    path: that checkpoint, which must exist and be intact (:class:`CheckpointError` names the damaged
+    file). None: None. Checkpoints moved to ``abandoned-*`` folders (:func:`adopt_timeline`) are never
+    picked.
     """
     if resume is None:
         return None
@@ -124,6 +135,105 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | 
         raise CheckpointError(f"resume={resume}: the checkpoint is damaged: {summary(problems)}; resume from "
                               "another checkpoint (resume=auto picks the newest intact one)")
     return path
+
+
+# ---------------------------------------------------------------------- start-up and timelines
+def lock_output_dir(output_dir: str | os.PathLike) -> RunLock:
+    """Create ``output_dir`` and lock it for this run (:func:`mmdps.run_lock.lock_output_dir`:
+    :class:`OutputDirInUseError` when a live run holds it, :class:`OutputDirError` when it cannot be created
+    or written), then remove the temporary folders a crashed or failed save left in its checkpoints
+    folder, with a warning naming them (safe only under the lock: no other save is in progress)."""
+    lock = run_lock.lock_output_dir(output_dir)
+    remove_stale_temporaries(output_dir)
+    return lock
+
+
+def remove_stale_temporaries(output_dir: str | os.PathLike) -> list[Path]:
+    """Delete ``.tmp-checkpoint-*`` / ``.old-checkpoint-*`` folders (a save that crashed or failed, e.g. on a
+    full disk) with a warning; return the paths removed. One that cannot be deleted is named in a warning,
+    and the run goes on."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    for stale in sorted(root.glob(".tmp-checkpoint-*")) + sorted(root.glob(".old-checkpoint-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+        if stale.exists():
+            warnings.warn(f"{stale} is left from an unfinished checkpoint save and cannot be removed; delete it "
+                          "by hand to free its space", stacklevel=2)
+        else:
+            removed.append(stale)
+    if removed:
+        warnings.warn(f"removed {len(removed)} folder(s) left by an unfinished checkpoint save (a crash or a full "
+                      f"disk): {', '.join(str(p) for p in removed)}", stacklevel=2)
+    return removed
+
+
+def adopt_timeline(output_dir: str | os.PathLike, resume_from: str | os.PathLike) -> list[Path]:
+    """Make a run resumed from checkpoint ``resume_from`` own the timeline of ``output_dir`` from its step on.
+
+    Every ``checkpoint-<n>`` folder of ``output_dir`` with ``n`` after the resumed step (steps of the run
+    that was abandoned by resuming earlier, and damaged or incomplete ones) moves to
+    ``checkpoints/abandoned-<step>/`` (``-2``, ``-3``, ... when that exists), together with the sampled
+    completions ``samples/step_<n>.jsonl`` of those steps, and ``metrics.jsonl`` loses its lines after the
+    step. ``resume=auto``, :func:`list_checkpoints` and pruning ignore abandoned folders, so a rerun with
+    ``resume=auto`` continues this timeline, never the abandoned one. Each change is logged as a warning.
+
+    Call it on the main process only, after every process has resolved ``resume`` (the trainer: right after
+    :func:`resolve_resume`, behind a barrier). Returns the new paths of the moved checkpoints.
+    """
+    from mmdps.logging_utils import MetricsLogger, read_metrics
+
+    output_dir = Path(output_dir)
+    step = int(read_trainer_state(resume_from)["step"])
+    root = checkpoint_root(output_dir)
+    newer = sorted((int(m.group(1)), p) for p in root.glob("checkpoint-*")
+                   if p.is_dir() and (m := _NAME.match(p.name)) and int(m.group(1)) > step) if root.is_dir() else []
+    samples = sorted(p for p in (output_dir / "samples").glob("step_*.jsonl") if _sample_step(p) > step)
+    moved: list[Path] = []
+    if newer or samples:
+        target = root / f"{ABANDONED_PREFIX}{step:06d}"
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = root / f"{ABANDONED_PREFIX}{step:06d}-{suffix}"
+        target.mkdir(parents=True)
+        for _, path in newer:
+            moved.append(Path(shutil.move(path, target / path.name)))
+        if samples:
+            (target / "samples").mkdir()
+            for path in samples:
+                shutil.move(path, target / "samples" / path.name)
+        logger.warning("resuming from %s (step %d): the later checkpoint(s) %s and %d sample file(s) belong to the "
+                       "abandoned run and were moved to %s", resume_from, step,
+                       ", ".join(p.name for _, p in newer) or "(none)", len(samples), target)
+    dropped = sorted({int(r.get("step", 0)) for r in read_metrics(output_dir) if int(r.get("step", 0)) > step})
+    if dropped:
+        metrics = MetricsLogger(output_dir)
+        metrics.truncate_after(step)
+        metrics.close()
+        logger.warning("resuming from %s (step %d): removed the metrics of steps %s from %s (they belong to the "
+                       "abandoned run)", resume_from, step, _ranges(dropped), metrics.path)
+    return moved
+
+
+def _sample_step(path: Path) -> int:
+    digits = path.stem.removeprefix("step_")
+    return int(digits) if digits.isdigit() else -1
+
+
+def _ranges(steps: Sequence[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``3-5, 9``."""
+    parts: list[str] = []
+    start = prev = steps[0]
+    for value in [*steps[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------- settings on resume
@@ -234,45 +344,90 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimize
     """Write the checkpoint of ``step`` atomically and prune old ones down to ``keep_last``.
 
     Every process must call this (each saves its RNG state); only the main process writes the rest.
-    Returns the final checkpoint path.
+    Returns the final checkpoint path. When writing fails for lack of space or permission, the partial
+    folder is removed and :class:`CheckpointSaveError` names the folder and the cause; any other error is
+    raised as it is, the partial folder removed too.
     """
     is_main = accelerator is None or accelerator.is_main_process
     rank = 0 if accelerator is None else accelerator.process_index
     root = checkpoint_root(output_dir)
     final = root / f"checkpoint-{step:06d}"
     tmp = root / f".tmp-checkpoint-{step:06d}"
-    if is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(".tmp-checkpoint-*"):  # leftovers of a crash mid-save
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp.mkdir()
+    try:
+        if is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            for stale in root.glob(".tmp-checkpoint-*"):  # leftovers of a crash mid-save
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp.mkdir()
+        _barrier(accelerator)
+        _write_checkpoint_files(tmp, step, rank, is_main, model=model, optimizer=optimizer, scheduler=scheduler,
+                                selector=selector, item_ids=item_ids, trainer_state=trainer_state,
+                                processor=processor, accelerator=accelerator)
+        _barrier(accelerator)  # every process's files are in before the manifest lists them
+        if is_main:
+            write_manifest(tmp)
+            commit_folder(tmp, final)
+    except BaseException as exc:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial folder would only fill the disk further
+        reason = _storage_failure(exc, root)
+        if reason is None:
+            raise
+        raise CheckpointSaveError(
+            f"cannot save checkpoint {final}: {reason} ({type(exc).__name__}: {str(exc)[:200]}); the partial "
+            f"folder {tmp} was removed. Free space on that disk or fix the permissions of {root}, then rerun: "
+            "resume=auto continues from the newest complete checkpoint") from exc
+    if is_main and keep_last is not None:
+        for _, old in list_checkpoints(output_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
     _barrier(accelerator)
+    return final
 
+
+def _write_checkpoint_files(tmp: Path, step: int, rank: int, is_main: bool, *, model, optimizer, scheduler, selector,
+                            item_ids: Sequence[int], trainer_state: dict[str, Any], processor, accelerator) -> None:
     torch.save(rng_state(), tmp / f"rng_state_{rank}.pt")
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
     if _is_sharded(accelerator):
         accelerator.save_state(tmp / "accelerate_state")  # sharded model + optimizer + scheduler
     state_dict = accelerator.get_state_dict(model) if accelerator is not None else None
-    if is_main:
-        unwrapped.save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
-        if processor is not None:
-            processor.save_pretrained(tmp / "model")
-        if not _is_sharded(accelerator):
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        save_selector_state(selector.state_dict(), tmp)
-        (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids)))
-        state = dict(trainer_state, step=int(step))
-        (tmp / _STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
-    _barrier(accelerator)  # every process's files are in before the manifest lists them
-    if is_main:
-        write_manifest(tmp)
-        commit_folder(tmp, final)
-        if keep_last is not None:
-            for _, old in list_checkpoints(output_dir)[:-keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-    _barrier(accelerator)
-    return final
+    if not is_main:
+        return
+    unwrapped.save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
+    if processor is not None:
+        processor.save_pretrained(tmp / "model")
+    if not _is_sharded(accelerator):
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    save_selector_state(selector.state_dict(), tmp)
+    (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids)))
+    state = dict(trainer_state, step=int(step))
+    (tmp / _STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
+
+
+_LOW_SPACE_BYTES = 64 << 20  # below this, a write error that hides its errno (torch, safetensors) is a full disk
+
+
+def _storage_failure(exc: BaseException, folder: Path) -> str | None:
+    """Why a save failed when the file system is the cause (no space, no permission, read-only), else None.
+
+    torch and safetensors report a failed write as RuntimeError / SafetensorError without the errno, so
+    the exception chain is searched for an OSError first, then the free space of ``folder`` is read."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return os_error_reason(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(exc, Exception):
+        return None  # KeyboardInterrupt and the like
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    return f"the disk is full ({free / 2**20:.0f} MiB free)" if free < _LOW_SPACE_BYTES else None
 
 
 def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, item_ids: Sequence[int],

@@ -46,13 +46,13 @@ def write_manifest(folder: Path) -> None:
 def verify_checkpoint(folder: str | os.PathLike) -> list[str]:
     """What is wrong with checkpoint ``folder`` per its manifest, one line per file (empty: intact).
 
-    A checkpoint without a manifest (written before manifests existed) is not checked here; reading
-    it later still names any file that fails to load.
+    The manifest is written last, so a folder without one is incomplete (a save that did not finish, a
+    folder made by hand): that is reported as a problem too.
     """
     folder = Path(folder)
     manifest = folder / MANIFEST_FILE
     if not manifest.is_file():
-        return []
+        return [f"{manifest} is missing (an incomplete save, or a folder mmdps did not write)"]
     try:
         files = json.loads(manifest.read_text())["files"]
         entries = [(name, int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()]
