@@ -323,7 +323,13 @@ class GRPOConfig:
 
     def _validate_completion_budget(self) -> None:
         """vLLM sizes its context (``max_model_len``) from ``max_new_tokens`` once, at start-up; a longer
-        evaluation budget would fail on the first long held-out prompt, mid-run."""
+        evaluation budget would fail on the first long held-out prompt, mid-run. The trainer passes
+        ``max_new_tokens`` to the engine, so engine_kwargs must not set it a second time."""
+        for alias in ("max_new_tokens", "max_completion_length"):
+            if alias in self.engine_kwargs:
+                raise ValueError(f"engine_kwargs.{alias} duplicates the top-level max_new_tokens, which the trainer "
+                                 f"passes to the engine: remove it from engine_kwargs and set max_new_tokens="
+                                 f"{self.engine_kwargs[alias]!r} instead")
         if self.engine == "vllm" and self.eval_max_new_tokens is not None \
                 and self.eval_max_new_tokens > self.max_new_tokens:
             raise ValueError(f"eval_max_new_tokens={self.eval_max_new_tokens} is above max_new_tokens="

@@ -93,3 +93,10 @@ def test_vllm_refuses_an_eval_budget_above_the_completion_budget_it_sizes_its_co
         make(engine="vllm", max_new_tokens=32, eval_max_new_tokens=64)
     assert make(engine="vllm", max_new_tokens=32, eval_max_new_tokens=32).eval_max_new_tokens == 32
     assert make(engine="hf", max_new_tokens=32, eval_max_new_tokens=64).eval_max_new_tokens == 64  # hf: no context
+
+
+@pytest.mark.parametrize("alias", ["max_new_tokens", "max_completion_length"])
+def test_the_completion_budget_has_one_name_so_engine_kwargs_may_not_set_it_again(alias):
+    with pytest.raises(ValueError, match=rf"engine_kwargs\.{alias} duplicates the top-level max_new_tokens.*set "
+                                         r"max_new_tokens=4096 instead"):
+        make(engine="vllm", engine_kwargs={alias: 4096})
