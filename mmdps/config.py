@@ -430,6 +430,7 @@ def config_help(width: int = 100) -> str:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         head = f"  {f.name} ({_type_name(hints[f.name])}, default {default!r})"
         text = f.metadata["help"] + (f"; one of: {', '.join(choices[f.name])}" if f.name in choices else "")
+        text += f"; allowed: {bound_text(f.name)}" if bound_text(f.name) else ""
         lines.append(head)
         lines += textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False)
     return "\n".join(lines).lstrip("\n")
