@@ -171,3 +171,18 @@ def test_resuming_from_an_earlier_checkpoint_abandons_the_later_ones_and_their_m
                                                       "checkpoint-000002"]
     shutil.rmtree(root / "abandoned-000002")  # deleting an abandoned timeline by hand is fine
     assert ckpt.find_latest_checkpoint(tmp_path) == root / "checkpoint-000002"
+
+
+@pytest.mark.slow  # a whole (tiny) training run through the command line
+def test_mmdps_train_reports_a_full_disk_during_a_save_in_one_line(tmp_path, monkeypatch, capsys):
+    from mmdps import cli
+
+    monkeypatch.setattr(ckpt, "save_selector_state", _fail_with(OSError(errno.ENOSPC, "No space left on device")))
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "countdown_dps.yaml"
+    code = cli.main(["train", "--config", str(config), f"output_dir={tmp_path}", "max_steps=1", "save_steps=1",
+                     "progress_bar=false", "task_options.num=8", "log_completions_steps=0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"mmdps train: error: cannot save checkpoint {tmp_path}/checkpoints/checkpoint-000001: the "
+                          "disk is full")
+    assert list(ckpt.checkpoint_root(tmp_path).iterdir()) == []
