@@ -13,13 +13,16 @@ A checkpoint is a folder ``<output_dir>/checkpoints/checkpoint-<step>`` holding
 | ``manifest.json`` | every other file's size and SHA-256; written last |
 
 Everything is written into a hidden temporary folder that is renamed into place at the end, so a
-folder named ``checkpoint-*`` is always complete; a crash mid-save leaves only a ``.tmp-*`` folder,
-which the next save removes. A file damaged later (a full disk, a bad copy) fails the manifest check:
-``resume=auto`` then falls back to the newest intact checkpoint with a warning, and an explicit
-``resume=PATH`` stops with :class:`CheckpointError` naming the file.
+folder named ``checkpoint-*`` written by mmdps is complete; a crash mid-save leaves only a ``.tmp-*``
+folder, which the next run removes at start-up (:func:`lock_output_dir`), and a save that fails (a full
+disk) removes it at once and raises :class:`CheckpointSaveError`. A file damaged later (a bad copy), or a
+folder without manifest, fails the manifest check: ``resume=auto`` then falls back to the newest intact
+checkpoint with a warning, and an explicit ``resume=PATH`` stops with :class:`CheckpointError` naming
+the file. :func:`adopt_timeline` moves the checkpoints after a resumed one out of the way.
 
 :func:`lock_output_dir` keeps two runs out of one ``output_dir`` (a save of one would delete the
-other's checkpoint in progress).
+other's checkpoint in progress); the lock itself is :mod:`mmdps.run_lock`, the manifest and state
+files :mod:`mmdps.state_files`.
 """
 
 from __future__ import annotations
