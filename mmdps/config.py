@@ -59,8 +59,10 @@ class GRPOConfig:
 
     Each field is documented beside its declaration (``metadata["help"]``, with the paper or the
     reference a default comes from); ``mmdps train --help`` lists every key from there
-    (:func:`config_help`). Fields whose value is one of a set take it from the module that implements
-    the choice (:func:`field_choices`).
+    (:func:`config_help`). The same metadata holds the field's bounds (``min``, ``max``,
+    ``min_exclusive`` / ``max_exclusive``, ``positive_min``, ``why``; checked by :func:`check_bounds`) and
+    ``resumable: True`` for the settings a resumed run may change (:func:`resumable_fields`). Fields whose
+    value is one of a set take it from the module that implements the choice (:func:`field_choices`).
     """
 
     # ------------------------------------------------------------------ model
