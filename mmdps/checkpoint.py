@@ -13,50 +13,71 @@ A checkpoint is a folder ``<output_dir>/checkpoints/checkpoint-<step>`` holding
 | ``manifest.json`` | every other file's size and SHA-256; written last |
 
 Everything is written into a hidden temporary folder that is renamed into place at the end, so a
-folder named ``checkpoint-*`` is always complete; a crash mid-save leaves only a ``.tmp-*`` folder,
-which the next save removes. A file damaged later (a full disk, a bad copy) fails the manifest check:
-``resume=auto`` then falls back to the newest intact checkpoint with a warning, and an explicit
-``resume=PATH`` stops with :class:`CheckpointError` naming the file.
+folder named ``checkpoint-*`` written by mmdps is complete; a crash mid-save leaves only a ``.tmp-*``
+folder, which the next run removes at start-up (:func:`lock_output_dir`), and a save that fails (a full
+disk) removes it at once and raises :class:`CheckpointSaveError`. A file damaged later (a bad copy), or a
+folder without manifest, fails the manifest check: ``resume=auto`` then falls back to the newest intact
+checkpoint with a warning, and an explicit ``resume=PATH`` stops with :class:`CheckpointError` naming
+the file. :func:`adopt_timeline` moves the checkpoints after a resumed one out of the way.
 
 :func:`lock_output_dir` keeps two runs out of one ``output_dir`` (a save of one would delete the
-other's checkpoint in progress).
+other's checkpoint in progress); the lock itself is :mod:`mmdps.run_lock`, the manifest and state
+files :mod:`mmdps.state_files`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
+import logging
 import os
 import random
 import re
 import shutil
-import socket
-import threading
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from mmdps import run_lock
+from mmdps.config import resumable_fields
+from mmdps.run_lock import LOCK_FILE, OutputDirError, OutputDirInUseError, RunLock, os_error_reason, prepare_output_dir
+from mmdps.state_files import (
+    MANIFEST_FILE,
+    CheckpointError,
+    commit_folder,
+    load_selector_state,
+    load_state_folder,
+    read_or_fail,
+    save_selector_state,
+    save_state_folder,
+    summary,
+    verify_checkpoint,
+    write_manifest,
+)
+
+__all__ = [  # the checkpoint API, and the names of mmdps.run_lock / mmdps.state_files it re-exports
+    "CHECKPOINTS_DIR", "LOCK_FILE", "MANIFEST_FILE", "RESUMABLE_CHANGES", "CheckpointError", "OutputDirError",
+    "OutputDirInUseError", "RunLock", "check_dataset", "checkpoint_root", "dataset_record", "find_latest_checkpoint",
+    "list_checkpoints", "load_checkpoint", "load_model_weights", "load_selector_state", "load_state_folder",
+    "lock_output_dir", "prepare_output_dir", "read_trainer_state", "rescale_learning_rate", "resolve_resume",
+    "resume_changes", "rng_state", "save_checkpoint", "save_selector_state", "save_state_folder", "set_rng_state",
+    "verify_checkpoint", "write_manifest", "CheckpointSaveError", "adopt_timeline", "remove_stale_temporaries",
+]
+
 CHECKPOINTS_DIR = "checkpoints"
+ABANDONED_PREFIX = "abandoned-"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 _STATE_FILE = "trainer_state.json"
-MANIFEST_FILE = "manifest.json"
-LOCK_FILE = ".mmdps-run.lock"
-_ARRAY_TAG = "__ndarray__"
-T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is damaged or unreadable; the message names the file and what to do."""
-
-
-class OutputDirInUseError(ValueError):
-    """Another live run holds the ``output_dir`` lock; the message names its pid and host."""
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (disk full, no permission); names the folder. The partial folder is
+    already removed, so a rerun with ``resume=auto`` continues from the newest complete checkpoint."""
 
 
 def checkpoint_root(output_dir: str | os.PathLike) -> Path:
@@ -85,9 +106,11 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | None:
     """Turn the ``resume`` setting into a verified checkpoint path.
 
-    ``"auto"``: the newest intact checkpoint in ``output_dir`` (None for a fresh run); damaged newer
-    ones are skipped with a warning naming what was wrong. A path: that checkpoint, which must exist
-    and be intact (:class:`CheckpointError` names the damaged file). None: None.
+    ``"auto"``: the newest intact checkpoint in ``output_dir`` (None for a fresh run); damaged or
+    incomplete (no manifest) newer ones are skipped with a warning naming each and what was wrong. A
+    path: that checkpoint, which must exist and be intact (:class:`CheckpointError` names the damaged
+    file). None: None. Checkpoints moved to ``abandoned-*`` folders (:func:`adopt_timeline`) are never
+    picked.
     """
     if resume is None:
         return None
@@ -100,7 +123,7 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | 
                     warnings.warn(f"resume=auto: skipped damaged checkpoint(s): {'; '.join(damaged)}; resuming "
                                   f"from {path}", stacklevel=2)
                 return path
-            damaged.append(f"{path}: {_summary(problems)}")
+            damaged.append(f"{path}: {summary(problems)}")
         if damaged:
             raise CheckpointError(f"resume=auto: every checkpoint in {checkpoint_root(output_dir)} is damaged "
                                   f"({'; '.join(damaged)}); restore them, or start fresh with resume=none or "
@@ -112,182 +135,119 @@ def resolve_resume(resume: str | None, output_dir: str | os.PathLike) -> Path | 
                                 f"use resume=auto or one of {[str(p) for _, p in list_checkpoints(output_dir)]}")
     problems = verify_checkpoint(path)
     if problems:
-        raise CheckpointError(f"resume={resume}: the checkpoint is damaged: {_summary(problems)}; resume from "
+        raise CheckpointError(f"resume={resume}: the checkpoint is damaged: {summary(problems)}; resume from "
                               "another checkpoint (resume=auto picks the newest intact one)")
     return path
 
 
-def _summary(problems: Sequence[str]) -> str:
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return problems[0] + more
-
-
-# ---------------------------------------------------------------------- integrity
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
-    """Record every file of ``folder`` (size and SHA-256) in ``manifest.json``."""
-    files = {}
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
-        files[file.relative_to(folder).as_posix()] = {"size": file.stat().st_size, "sha256": _sha256(file)}
-    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
-
-
-def verify_checkpoint(folder: str | os.PathLike) -> list[str]:
-    """What is wrong with checkpoint ``folder`` per its manifest, one line per file (empty: intact).
-
-    A checkpoint without a manifest (written before manifests existed) is not checked here; reading
-    it later still names any file that fails to load.
-    """
-    folder = Path(folder)
-    manifest = folder / MANIFEST_FILE
-    if not manifest.is_file():
-        return []
-    try:
-        files = json.loads(manifest.read_text())["files"]
-        entries = [(name, int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return [f"{manifest} is unreadable ({exc})"]
-    problems = []
-    for name, size, checksum in entries:
-        file = folder / name
-        if not file.is_file():
-            problems.append(f"{file} is missing")
-        elif file.stat().st_size != size:
-            problems.append(f"{file} is {file.stat().st_size:,} bytes, the manifest says {size:,} (truncated?)")
-        elif _sha256(file) != checksum:
-            problems.append(f"{file} does not match its checksum (corrupted)")
-    return problems
-
-
-def _read(path: Path, reader: Callable[[Path], T]) -> T:
-    """``reader(path)``, with any failure turned into a one-line :class:`CheckpointError` naming ``path``."""
-    try:
-        return reader(path)
-    except Exception as exc:  # noqa: BLE001 - torch / numpy / safetensors raise many kinds on bad files
-        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint "
-                              "is damaged: resume from another one (resume=auto picks the newest intact "
-                              "one)") from exc
-
-
-# ---------------------------------------------------------------------- output_dir lock
-class RunLock:
-    """An exclusive ``flock`` on ``<output_dir>/.mmdps-run.lock`` holding the owner's pid and host.
-
-    The kernel drops the lock when its process dies (kill -9 included), so a lock left by a dead run
-    is taken over with a warning. Held per process: a second trainer of the same process on the same
-    folder (a resume test, a notebook) shares it. :meth:`release` lets it go.
-    """
-
-    _held: dict[str, list[Any]] = {}  # resolved lock path -> [fd, holders]
-    _guard = threading.Lock()
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._released = False
-
-    def release(self) -> None:
-        with self._guard:
-            if self._released:
-                return
-            self._released = True
-            key = str(self.path.resolve())
-            entry = self._held.get(key)
-            if entry is None:
-                return
-            entry[1] -= 1
-            if entry[1] > 0:
-                return
-            del self._held[key]
-            fd = entry[0]
-            # Empty the file but keep it: unlinking a locked file lets two runs lock two different files.
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-
-def prepare_output_dir(output_dir: str | os.PathLike) -> Path:
-    """Create ``output_dir`` (a clear error when it or a parent is a file)."""
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output_dir={os.fspath(output_dir)} is a file, not a folder; choose another output_dir "
-                         "or move the file away")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise ValueError(f"output_dir={os.fspath(output_dir)} cannot be created: a parent path is a file "
-                         f"({exc.filename}); choose another output_dir") from exc
-    return path
-
-
+# ---------------------------------------------------------------------- start-up and timelines
 def lock_output_dir(output_dir: str | os.PathLike) -> RunLock:
-    """Create ``output_dir`` and lock it for this run; :class:`OutputDirInUseError` when a live run holds it."""
-    folder = prepare_output_dir(output_dir)
-    path = folder / LOCK_FILE
-    key = str(path.resolve())
-    with RunLock._guard:
-        entry = RunLock._held.get(key)
-        if entry is not None:
-            entry[1] += 1
-            return RunLock(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise OutputDirInUseError(
-                f"output_dir {folder} is in use by another run ({holder}); wait for it to finish or choose another "
-                f"output_dir (two runs in one folder delete each other's checkpoints)") from None
-        previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        if previous:
-            warnings.warn(f"{path}: taking over a stale lock ({_describe(previous)}; that run ended without "
-                          "releasing it)", stacklevel=2)
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode(), 0)
-        RunLock._held[key] = [fd, 1]
-        return RunLock(path)
+    """Create ``output_dir`` and lock it for this run (:func:`mmdps.run_lock.lock_output_dir`:
+    :class:`OutputDirInUseError` when a live run holds it, :class:`OutputDirError` when it cannot be created
+    or written), then remove the temporary folders a crashed or failed save left in its checkpoints
+    folder, with a warning naming them (safe only under the lock: no other save is in progress)."""
+    lock = run_lock.lock_output_dir(output_dir)
+    remove_stale_temporaries(output_dir)
+    return lock
 
 
-def _lock_holder(fd: int) -> str:
-    return _describe(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+def remove_stale_temporaries(output_dir: str | os.PathLike) -> list[Path]:
+    """Delete ``.tmp-checkpoint-*`` / ``.old-checkpoint-*`` folders (a save that crashed or failed, e.g. on a
+    full disk) with a warning; return the paths removed. One that cannot be deleted is named in a warning,
+    and the run goes on."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    for stale in sorted(root.glob(".tmp-checkpoint-*")) + sorted(root.glob(".old-checkpoint-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+        if stale.exists():
+            warnings.warn(f"{stale} is left from an unfinished checkpoint save and cannot be removed; delete it "
+                          "by hand to free its space", stacklevel=2)
+        else:
+            removed.append(stale)
+    if removed:
+        warnings.warn(f"removed {len(removed)} folder(s) left by an unfinished checkpoint save (a crash or a full "
+                      f"disk): {', '.join(str(p) for p in removed)}", stacklevel=2)
+    return removed
 
 
-def _describe(text: str) -> str:
-    try:
-        holder = json.loads(text)
-        return f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}"
-    except (ValueError, KeyError, TypeError):
-        return "owner unknown"
+def adopt_timeline(output_dir: str | os.PathLike, resume_from: str | os.PathLike) -> list[Path]:
+    """Make a run resumed from checkpoint ``resume_from`` own the timeline of ``output_dir`` from its step on.
+
+    Every ``checkpoint-<n>`` folder of ``output_dir`` with ``n`` after the resumed step (steps of the run
+    that was abandoned by resuming earlier, and damaged or incomplete ones) moves to
+    ``checkpoints/abandoned-<step>/`` (``-2``, ``-3``, ... when that exists), together with the sampled
+    completions ``samples/step_<n>.jsonl`` of those steps, and ``metrics.jsonl`` loses its lines after the
+    step. ``resume=auto``, :func:`list_checkpoints` and pruning ignore abandoned folders, so a rerun with
+    ``resume=auto`` continues this timeline, never the abandoned one. Each change is logged as a warning.
+
+    Call it on the main process only, after every process has resolved ``resume`` (the trainer: right after
+    :func:`resolve_resume`, behind a barrier). Returns the new paths of the moved checkpoints.
+    """
+    from mmdps.logging_utils import MetricsLogger, read_metrics
+
+    output_dir = Path(output_dir)
+    step = int(read_trainer_state(resume_from)["step"])
+    root = checkpoint_root(output_dir)
+    newer = sorted((int(m.group(1)), p) for p in root.glob("checkpoint-*")
+                   if p.is_dir() and (m := _NAME.match(p.name)) and int(m.group(1)) > step) if root.is_dir() else []
+    samples = sorted(p for p in (output_dir / "samples").glob("step_*.jsonl") if _sample_step(p) > step)
+    moved: list[Path] = []
+    if newer or samples:
+        target = root / f"{ABANDONED_PREFIX}{step:06d}"
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = root / f"{ABANDONED_PREFIX}{step:06d}-{suffix}"
+        target.mkdir(parents=True)
+        for _, path in newer:
+            moved.append(Path(shutil.move(path, target / path.name)))
+        if samples:
+            (target / "samples").mkdir()
+            for path in samples:
+                shutil.move(path, target / "samples" / path.name)
+        logger.warning("resuming from %s (step %d): the later checkpoint(s) %s and %d sample file(s) belong to the "
+                       "abandoned run and were moved to %s", resume_from, step,
+                       ", ".join(p.name for _, p in newer) or "(none)", len(samples), target)
+    dropped = sorted({int(r.get("step", 0)) for r in read_metrics(output_dir) if int(r.get("step", 0)) > step})
+    if dropped:
+        metrics = MetricsLogger(output_dir)
+        metrics.truncate_after(step)
+        metrics.close()
+        logger.warning("resuming from %s (step %d): removed the metrics of steps %s from %s (they belong to the "
+                       "abandoned run)", resume_from, step, _ranges(dropped), metrics.path)
+    return moved
+
+
+def _sample_step(path: Path) -> int:
+    digits = path.stem.removeprefix("step_")
+    return int(digits) if digits.isdigit() else -1
+
+
+def _ranges(steps: Sequence[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``3-5, 9``."""
+    parts: list[str] = []
+    start = prev = steps[0]
+    for value in [*steps[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------- settings on resume
-#: Settings a resumed run may change; they apply from the resumed step on (``learning_rate`` by
-#: rescaling the restored optimizer and schedule). Any other change is refused: the restored state
-#: (optimizer, selector, data order, model) was built for the checkpoint's values.
-RESUMABLE_CHANGES = frozenset({
-    "max_steps", "learning_rate", "warmup_steps", "max_grad_norm", "clip_low", "clip_high", "clip_c",
-    "entropy_coeff", "loss_agg_mode", "mask_truncated_completions", "overlong_buffer_len", "overlong_penalty_factor",
-    "skip_zero_advantage_groups", "micro_batch_size", "generation_batch_size", "reward_workers", "max_new_tokens",
-    "temperature", "top_p", "top_k", "max_prompt_length", "long_prompts", "min_pixels", "max_pixels",
-    "attn_implementation", "gradient_checkpointing", "engine_kwargs", "output_dir", "run_name", "logging_steps",
-    "report_to", "wandb_project", "progress_bar", "log_completions_steps", "num_completions_to_log", "save_steps",
-    "save_total_limit", "save_final", "resume", "eval_steps", "eval_num_samples", "eval_temperature", "eval_top_p",
-    "eval_max_new_tokens", "eval_source", "eval_split", "eval_limit", "eval_options", "max_consecutive_nan",
-})
+#: Settings a resumed run may change (``metadata["resumable"]`` of the config fields, see
+#: :func:`mmdps.config.resumable_fields`); any other change is refused on resume.
+RESUMABLE_CHANGES = resumable_fields()
 
 
 def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's ``trainer_state.json`` (step, counters and the config it was written with)."""
-    return _read(Path(checkpoint) / _STATE_FILE, lambda p: json.loads(p.read_text()))
+    return read_or_fail(Path(checkpoint) / _STATE_FILE, lambda p: json.loads(p.read_text()))
 
 
 def resume_changes(checkpoint: str | os.PathLike, current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -332,7 +292,7 @@ def dataset_record(item_ids: Sequence[int]) -> dict[str, Any]:
 def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int]) -> None:
     """Raise ValueError when the checkpoint was written for a different training set (selector ids are
     positions in the training list, so resuming onto other data would silently mix up prompt states)."""
-    saved = _read(Path(checkpoint) / "data.json", lambda p: json.loads(p.read_text()))
+    saved = read_or_fail(Path(checkpoint) / "data.json", lambda p: json.loads(p.read_text()))
     current = dataset_record(item_ids)
     if saved["fingerprint"] == current["fingerprint"]:
         return
@@ -371,71 +331,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# ---------------------------------------------------------------------- selector state (JSON + npz, no pickle)
-def save_selector_state(state: dict[str, Any], folder: Path) -> None:
-    arrays: dict[str, np.ndarray] = {}
-
-    def encode(value: Any, key: str) -> Any:
-        if isinstance(value, np.ndarray):
-            arrays[key] = value
-            return {_ARRAY_TAG: key}
-        if isinstance(value, dict):
-            return {str(k): encode(v, f"{key}.{k}") for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [encode(v, f"{key}.{i}") for i, v in enumerate(value)]
-        if isinstance(value, np.generic):
-            return value.item()
-        return value
-
-    document = {key: encode(value, key) for key, value in state.items()}
-    (folder / "selector.json").write_text(json.dumps(document, indent=1))
-    np.savez(folder / "selector_arrays.npz", allow_pickle=False, **arrays)
-
-
-def load_selector_state(folder: Path) -> dict[str, Any]:
-    document = _read(folder / "selector.json", lambda p: json.loads(p.read_text()))
-
-    def read_arrays(path: Path) -> dict[str, np.ndarray]:
-        with np.load(path, allow_pickle=False) as loaded:
-            return {key: loaded[key] for key in loaded.files}
-
-    arrays = _read(folder / "selector_arrays.npz", read_arrays)
-
-    def decode(value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) == {_ARRAY_TAG}:
-                return arrays[value[_ARRAY_TAG]]
-            return {k: decode(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [decode(v) for v in value]
-        return value
-
-    return {key: decode(value) for key, value in document.items()}
-
-
-def save_state_folder(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write a selector-style ``state`` (see :func:`save_selector_state`) as ``folder``, atomically: into a
-    hidden sibling with a manifest, then renamed into place (replacing an older ``folder``). Used for the
-    selector state that mmdps adds to another trainer's checkpoint (TRL)."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_selector_state(state, tmp)
-    write_manifest(tmp)
-    _commit(tmp, folder)
-    return folder
-
-
-def load_state_folder(folder: str | os.PathLike) -> dict[str, Any]:
-    """Read a folder written by :func:`save_state_folder`; :class:`CheckpointError` names a damaged file."""
-    folder = Path(folder)
-    problems = verify_checkpoint(folder)
-    if problems:
-        raise CheckpointError(f"{folder} is damaged: {_summary(problems)}; resume from another checkpoint")
-    return load_selector_state(folder)
-
-
 # ---------------------------------------------------------------------- save / load
 def _is_sharded(accelerator) -> bool:
     """FSDP and DeepSpeed shard optimizer (and maybe model) state: accelerate must gather / save them."""
@@ -452,58 +347,90 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimize
     """Write the checkpoint of ``step`` atomically and prune old ones down to ``keep_last``.
 
     Every process must call this (each saves its RNG state); only the main process writes the rest.
-    Returns the final checkpoint path.
+    Returns the final checkpoint path. When writing fails for lack of space or permission, the partial
+    folder is removed and :class:`CheckpointSaveError` names the folder and the cause; any other error is
+    raised as it is, the partial folder removed too.
     """
     is_main = accelerator is None or accelerator.is_main_process
     rank = 0 if accelerator is None else accelerator.process_index
     root = checkpoint_root(output_dir)
     final = root / f"checkpoint-{step:06d}"
     tmp = root / f".tmp-checkpoint-{step:06d}"
-    if is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(".tmp-checkpoint-*"):  # leftovers of a crash mid-save
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp.mkdir()
+    try:
+        if is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            for stale in root.glob(".tmp-checkpoint-*"):  # leftovers of a crash mid-save
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp.mkdir()
+        _barrier(accelerator)
+        _write_checkpoint_files(tmp, step, rank, is_main, model=model, optimizer=optimizer, scheduler=scheduler,
+                                selector=selector, item_ids=item_ids, trainer_state=trainer_state,
+                                processor=processor, accelerator=accelerator)
+        _barrier(accelerator)  # every process's files are in before the manifest lists them
+        if is_main:
+            write_manifest(tmp)
+            commit_folder(tmp, final)
+    except BaseException as exc:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)  # a partial folder would only fill the disk further
+        reason = _storage_failure(exc, root)
+        if reason is None:
+            raise
+        raise CheckpointSaveError(
+            f"cannot save checkpoint {final}: {reason} ({type(exc).__name__}: {str(exc)[:200]}); the partial "
+            f"folder {tmp} was removed. Free space on that disk or fix the permissions of {root}, then rerun: "
+            "resume=auto continues from the newest complete checkpoint") from exc
+    if is_main and keep_last is not None:
+        for _, old in list_checkpoints(output_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
     _barrier(accelerator)
+    return final
 
+
+def _write_checkpoint_files(tmp: Path, step: int, rank: int, is_main: bool, *, model, optimizer, scheduler, selector,
+                            item_ids: Sequence[int], trainer_state: dict[str, Any], processor, accelerator) -> None:
     torch.save(rng_state(), tmp / f"rng_state_{rank}.pt")
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
     if _is_sharded(accelerator):
         accelerator.save_state(tmp / "accelerate_state")  # sharded model + optimizer + scheduler
     state_dict = accelerator.get_state_dict(model) if accelerator is not None else None
-    if is_main:
-        unwrapped.save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
-        if processor is not None:
-            processor.save_pretrained(tmp / "model")
-        if not _is_sharded(accelerator):
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        save_selector_state(selector.state_dict(), tmp)
-        (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids)))
-        state = dict(trainer_state, step=int(step))
-        (tmp / _STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
-    _barrier(accelerator)  # every process's files are in before the manifest lists them
-    if is_main:
-        write_manifest(tmp)
-        _commit(tmp, final)
-        if keep_last is not None:
-            for _, old in list_checkpoints(output_dir)[:-keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-    _barrier(accelerator)
-    return final
+    if not is_main:
+        return
+    unwrapped.save_pretrained(tmp / "model", state_dict=state_dict, safe_serialization=True)
+    if processor is not None:
+        processor.save_pretrained(tmp / "model")
+    if not _is_sharded(accelerator):
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    save_selector_state(selector.state_dict(), tmp)
+    (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids)))
+    state = dict(trainer_state, step=int(step))
+    (tmp / _STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
 
 
-def _commit(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``; an existing ``final`` (a re-save of the same step) is replaced."""
-    if final.exists():
-        old = final.with_name(f".old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(final.parent)
+_LOW_SPACE_BYTES = 64 << 20  # below this, a write error that hides its errno (torch, safetensors) is a full disk
+
+
+def _storage_failure(exc: BaseException, folder: Path) -> str | None:
+    """Why a save failed when the file system is the cause (no space, no permission, read-only), else None.
+
+    torch and safetensors report a failed write as RuntimeError / SafetensorError without the errno, so
+    the exception chain is searched for an OSError first, then the free space of ``folder`` is read."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return os_error_reason(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(exc, Exception):
+        return None  # KeyboardInterrupt and the like
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    return f"the disk is full ({free / 2**20:.0f} MiB free)" if free < _LOW_SPACE_BYTES else None
 
 
 def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, item_ids: Sequence[int],
@@ -519,13 +446,13 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, 
     if _is_sharded(accelerator):
         accelerator.load_state(path / "accelerate_state")
     else:
-        optimizer.load_state_dict(_read(path / "optimizer.pt", _torch_load))
-        scheduler.load_state_dict(_read(path / "scheduler.pt", _torch_load))
+        optimizer.load_state_dict(read_or_fail(path / "optimizer.pt", _torch_load))
+        scheduler.load_state_dict(read_or_fail(path / "scheduler.pt", _torch_load))
     selector.load_state_dict(load_selector_state(path))
     rank = 0 if accelerator is None else accelerator.process_index
     rng_file = path / f"rng_state_{rank}.pt"
     if rng_file.is_file():  # absent when resuming on more processes than saved: keep the fresh seeds
-        set_rng_state(_read(rng_file, _torch_load))
+        set_rng_state(read_or_fail(rng_file, _torch_load))
     return read_trainer_state(path)
 
 
@@ -543,7 +470,7 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
     if adapter.is_file():
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, _read(adapter, load_file))
+        result = set_peft_model_state_dict(model, read_or_fail(adapter, load_file))
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise ValueError(f"{adapter}: adapter weights do not fit the model (unexpected keys {unexpected[:5]})")
@@ -553,7 +480,7 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
         raise FileNotFoundError(f"{folder}: no model weights (*.safetensors)")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(_read(file, load_file))
+        state.update(read_or_fail(file, load_file))
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied weights (lm_head = embed_tokens) are saved once; anything else missing is a real mismatch.
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
@@ -565,19 +492,6 @@ def load_model_weights(path: str | os.PathLike, model) -> None:
 def _barrier(accelerator) -> None:
     if accelerator is not None:
         accelerator.wait_for_everyone()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _json_default(value: Any) -> Any:

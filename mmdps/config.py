@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import types
@@ -22,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
+from mmdps.yaml_io import YAMLSyntaxError, load_yaml, read_yaml_file
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REPORT_TO = ("tensorboard", "wandb")
 LONG_PROMPTS = ("error", "drop", "truncate")
 BASE_KEY = "base"
+#: The smallest positive sampling temperature: logits / T overflow to inf for tiny T (1e-45 crashed
+#: torch.multinomial), and vLLM clamps anything below 0.01 to 0.01 for the same reason. 0 is greedy.
+MIN_TEMPERATURE = 0.01
 
 
 def field_choices() -> dict[str, tuple[str, ...]]:
@@ -55,8 +59,10 @@ class GRPOConfig:
 
     Each field is documented beside its declaration (``metadata["help"]``, with the paper or the
     reference a default comes from); ``mmdps train --help`` lists every key from there
-    (:func:`config_help`). Fields whose value is one of a set take it from the module that implements
-    the choice (:func:`field_choices`).
+    (:func:`config_help`). The same metadata holds the field's bounds (``min``, ``max``,
+    ``min_exclusive`` / ``max_exclusive``, ``positive_min``, ``why``; checked by :func:`check_bounds`) and
+    ``resumable: True`` for the settings a resumed run may change (:func:`resumable_fields`). Fields whose
+    value is one of a set take it from the module that implements the choice (:func:`field_choices`).
     """
 
     # ------------------------------------------------------------------ model
@@ -65,16 +71,16 @@ class GRPOConfig:
         "random-weight model built offline into <output_dir>/tiny-model, for tests and CPU demos)")})
     dtype: str = field(default="auto", metadata={"help": (
         "weight dtype; auto = bfloat16 on a GPU that supports it, float32 on the CPU")})
-    attn_implementation: str | None = field(default=None, metadata={"help": (
+    attn_implementation: str | None = field(default=None, metadata={"resumable": True, "help": (
         "passed to from_pretrained (sdpa, flash_attention_2); None = transformers' default")})
     bf16: bool | None = field(default=None, metadata={"help": (
         "bf16 autocast through accelerate; None = on when a CUDA GPU is present")})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": (
+    gradient_checkpointing: bool = field(default=False, metadata={"resumable": True, "help": (
         "recompute activations in the backward pass (verl turns it on for large models)")})
     use_lora: bool = field(default=False, metadata={"help": "train a LoRA adapter through peft instead of all weights"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank r"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale alpha / r)"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path"})
+    lora_dropout: float = field(default=0.0, metadata={"min": 0, "help": "dropout on the LoRA path"})
     lora_target_modules: str | list = field(default="all-linear", metadata={"help": (
         "modules that get adapters: all-linear or a list of module names")})
     lora_exclude_vision: bool = field(default=True, metadata={"help": (
@@ -85,30 +91,32 @@ class GRPOConfig:
     train_source: str | None = field(default=None, metadata={"help": (
         "file or folder of training rows; None = the pack's generator")})
     train_split: str = field(default="train", metadata={"help": "split passed to pack.load for the training set"})
-    train_limit: int | None = field(default=None, metadata={"help": "use only the first N training items"})
+    train_limit: int | None = field(default=None, metadata={"min": 1, "help": "use only the first N training items"})
     task_options: dict = field(default_factory=dict, metadata={"help": (
         "extra keyword arguments of pack.load for the training set (e.g. num, image_dir)")})
     task_template: str | None = field(default=None, metadata={"help": (
         "prompt template: a name the pack knows or a format string with {question}; None = the pack's default")})
     system_prompt: str | None = field(default=None, metadata={"help": "system message put before every prompt"})
-    eval_source: str | None = field(default=None, metadata={"help": (
+    eval_source: str | None = field(default=None, metadata={"resumable": True, "help": (
         "held-out set for in-training evaluation; None with a generator pack and eval_steps > 0 generates it")})
-    eval_split: str = field(default="test", metadata={"help": "split passed to pack.load for the held-out set"})
-    eval_limit: int | None = field(default=None, metadata={"help": "use only the first N held-out items"})
-    eval_options: dict = field(default_factory=dict, metadata={"help": (
+    eval_split: str = field(default="test", metadata={"resumable": True, "help": (
+        "split passed to pack.load for the held-out set")})
+    eval_limit: int | None = field(default=None, metadata={"min": 1, "resumable": True, "help": (
+        "use only the first N held-out items")})
+    eval_options: dict = field(default_factory=dict, metadata={"resumable": True, "help": (
         "extra keyword arguments of pack.load for the held-out set")})
-    max_prompt_length: int = field(default=1024, metadata={"help": (
+    max_prompt_length: int = field(default=1024, metadata={"min": 1, "resumable": True, "help": (
         "prompt tokens after the chat template, image tokens included (paper: 1024 MATH / Geo3K, 256 Countdown); "
         "every prompt is measured before training starts (see long_prompts)")})
-    long_prompts: str = field(default="error", metadata={"help": (
+    long_prompts: str = field(default="error", metadata={"resumable": True, "help": (
         "prompts longer than max_prompt_length, found before training starts: error (stop, naming them), drop "
         "(leave them out of the training and eval sets, with a warning naming them) or truncate (keep the last "
         "max_prompt_length tokens; text prompts only: long image prompts still stop, since cutting image "
         "tokens breaks the image); docs/limits.md")})
-    min_pixels: int | None = field(default=None, metadata={"help": (
+    min_pixels: int | None = field(default=None, metadata={"min": 1, "resumable": True, "help": (
         "Qwen2-VL image resize lower bound; None = the processor's own (the Geo3K configs use 3136 as EasyR1 "
         "and verl); one resize rule serves rollout and the training forward pass")})
-    max_pixels: int | None = field(default=None, metadata={"help": (
+    max_pixels: int | None = field(default=None, metadata={"min": 1, "resumable": True, "help": (
         "Qwen2-VL image resize upper bound; None = the processor's own (the Geo3K configs use 1003520)")})
     # ------------------------------------------------------------------ prompt selection
     selector: str = field(default="dps", metadata={"help": (
@@ -122,45 +130,55 @@ class GRPOConfig:
         "rule); r >= 1 ranks only the next ceil(r x B) prompts of a seeded shuffled pass over the pool (the "
         "official trainers' dataloader batch) and trains on the best B; the candidate order is checkpointed. "
         "None leaves MoPPS at its own default (16)")})
-    batch_size: int = field(default=256, metadata={"help": (
+    batch_size: int = field(default=256, metadata={"min": 1, "help": (
         "prompts per step, B (paper: 256 MATH / Countdown, 512 Geo3K)")})
-    num_generations: int = field(default=8, metadata={"help": "rollouts per prompt, k (paper: 8); at least 2"})
+    num_generations: int = field(default=8, metadata={
+        "min": 2, "why": "group advantages need at least two rollouts per prompt",
+        "help": "rollouts per prompt, k (paper: 8); at least 2"})
     # ------------------------------------------------------------------ rollout
     engine: str = field(default="hf", metadata={"help": (
         "rollout engine (mmdps.rollout.make_engine): hf (transformers generate) or vllm (GPU, optional extra)")})
-    engine_kwargs: dict = field(default_factory=dict, metadata={"help": (
+    engine_kwargs: dict = field(default_factory=dict, metadata={"resumable": True, "help": (
         "engine options with vLLM's own names, e.g. gpu_memory_utilization, tensor_parallel_size, sleep_level "
         "(mmdps.rollout.engine_options lists them)")})
-    generation_batch_size: int | None = field(default=None, metadata={"help": (
+    generation_batch_size: int | None = field(default=None, metadata={"min": 1, "resumable": True, "help": (
         "prompts per generate call of the hf engine; None = all")})
-    max_new_tokens: int = field(default=1024, metadata={"help": (
+    max_new_tokens: int = field(default=1024, metadata={"min": 1, "resumable": True, "help": (
         "response length limit (paper: 8192 MATH, 1024 Countdown / Geo3K)")})
-    temperature: float = field(default=1.0, metadata={"help": "rollout sampling temperature (paper); 0 = greedy"})
-    top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling (paper: 1.0, off)"})
-    top_k: int = field(default=0, metadata={"help": "rollout top-k sampling; 0 = off"})
+    temperature: float = field(default=1.0, metadata={"min": 0, "positive_min": MIN_TEMPERATURE, "resumable": True,
+        "help": (f"rollout sampling temperature (paper); 0 = greedy, otherwise at least {MIN_TEMPERATURE} (smaller "
+                 "values overflow the scaled logits; vLLM clamps them to the same floor)")})
+    top_p: float = field(default=1.0, metadata={"min": 0, "min_exclusive": True, "max": 1, "resumable": True,
+        "help": "rollout nucleus sampling (paper: 1.0, off)"})
+    top_k: int = field(default=0, metadata={"min": 0, "resumable": True, "help": "rollout top-k sampling; 0 = off"})
     # ------------------------------------------------------------------ optimisation (GRPO / DAPO)
-    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (paper)"})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper, verl default)"})
+    learning_rate: float = field(default=1e-6, metadata={"min": 0, "min_exclusive": True, "resumable": True, "help": (
+        "AdamW learning rate (paper)")})
+    weight_decay: float = field(default=0.1, metadata={"min": 0, "help": "AdamW weight decay (paper, verl default)"})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
     adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2"})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
     lr_scheduler_type: str = field(default="constant", metadata={"help": (
         "any transformers.get_scheduler name; warm-up and decay count optimizer updates")})
-    warmup_steps: int = field(default=0, metadata={"help": "learning-rate warm-up in optimizer updates (paper: none)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (paper)"})
-    max_steps: int = field(default=100, metadata={"help": (
+    warmup_steps: int = field(default=0, metadata={"min": 0, "resumable": True, "help": (
+        "learning-rate warm-up in optimizer updates (paper: none)")})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0, "min_exclusive": True, "resumable": True, "help": (
+        "gradient clipping (paper)")})
+    max_steps: int = field(default=100, metadata={"min": 1, "resumable": True, "help": (
         "training steps (paper: 360 MATH-1.5B, 120 Countdown / Geo3K-3B)")})
-    mini_batch_size: int | None = field(default=None, metadata={"help": (
+    mini_batch_size: int | None = field(default=None, metadata={"min": 1, "help": (
         "prompts per optimizer update (verl ppo_mini_batch_size: 128 MATH, 64 Countdown, 256 Geo3K); None = "
         "one update per step on the whole batch")})
-    ppo_epochs: int = field(default=1, metadata={"help": "passes over the batch per step (verl ppo_epochs)"})
-    micro_batch_size: int = field(default=8, metadata={"help": (
+    ppo_epochs: int = field(default=1, metadata={"min": 1, "help": "passes over the batch per step (verl ppo_epochs)"})
+    micro_batch_size: int = field(default=8, metadata={"min": 1, "resumable": True, "help": (
         "sequences per forward/backward; gradients accumulate over micro-batches")})
-    clip_low: float = field(default=0.2, metadata={"help": "lower ratio clip, 1 - clip_low (PPO; DAPO clip-higher)"})
-    clip_high: float = field(default=0.28, metadata={"help": "upper ratio clip, 1 + clip_high (DAPO clip-higher)"})
-    clip_c: float | None = field(default=10.0, metadata={"help": (
+    clip_low: float = field(default=0.2, metadata={"min": 0, "max": 1, "max_exclusive": True, "resumable": True,
+        "help": "lower ratio clip, 1 - clip_low (PPO; DAPO clip-higher)"})
+    clip_high: float = field(default=0.28, metadata={"min": 0, "resumable": True, "help": (
+        "upper ratio clip, 1 + clip_high (DAPO clip-higher)")})
+    clip_c: float | None = field(default=10.0, metadata={"min": 1, "min_exclusive": True, "resumable": True, "help": (
         "dual-clip bound for negative advantages (Ye et al. 2020; verl clip_ratio_c); None = off")})
-    loss_agg_mode: str = field(default="token-mean", metadata={"help": (
+    loss_agg_mode: str = field(default="token-mean", metadata={"resumable": True, "help": (
         "loss aggregation (mmdps.rl.aggregate_loss, docs/rl_math.md): token-mean is DAPO's, seq-mean-token-mean "
         "GRPO's, seq-mean-token-sum-norm Dr.GRPO's")})
     advantage_estimator: str = field(default="grpo", metadata={"help": (
@@ -185,57 +203,66 @@ class GRPOConfig:
         "(rollout/*)")})
     rollout_correction_level: str = field(default="token", metadata={"help": (
         "rho of rollout_correction per token or per sequence")})
-    rollout_correction_cap: float = field(default=2.0, metadata={"help": (
+    rollout_correction_cap: float = field(default=2.0, metadata={"min": 0, "min_exclusive": True, "help": (
         "the cap of the rollout_correction weights (tis truncates at it, mis zeroes beyond it)")})
-    beta: float = field(default=0.0, metadata={"help": (
+    beta: float = field(default=0.0, metadata={"min": 0, "help": (
         "KL-loss coefficient to a frozen reference (paper: 0 MATH / Countdown, 0.01 Geo3K-3B); 0 loads no "
         "reference model")})
     kl_estimator: str = field(default="k3", metadata={"help": (
         "KL estimator (mmdps.rl.kl_penalty; Schulman 2020): k3 is GRPO's KL loss and verl's low_var_kl")})
-    entropy_coeff: float = field(default=0.001, metadata={"help": "entropy bonus coefficient (paper)"})
-    mask_truncated_completions: bool = field(default=False, metadata={"help": (
+    entropy_coeff: float = field(default=0.001, metadata={"min": 0, "resumable": True, "help": (
+        "entropy bonus coefficient (paper)")})
+    mask_truncated_completions: bool = field(default=False, metadata={"resumable": True, "help": (
         "drop completions that hit max_new_tokens from the loss (DAPO overlong filtering)")})
-    overlong_buffer_len: int = field(default=0, metadata={"help": (
+    overlong_buffer_len: int = field(default=0, metadata={"min": 0, "resumable": True, "help": (
         "DAPO soft overlong punishment window in tokens; 0 = off")})
-    overlong_penalty_factor: float = field(default=1.0, metadata={"help": (
+    overlong_penalty_factor: float = field(default=1.0, metadata={"min": 0, "resumable": True, "help": (
         "the soft overlong penalty at max_new_tokens (DAPO)")})
-    skip_zero_advantage_groups: bool = field(default=True, metadata={"help": (
+    skip_zero_advantage_groups: bool = field(default=True, metadata={"resumable": True, "help": (
         "leave groups whose advantages are all 0 out of the forward/backward pass when that cannot change the "
         "gradient (entropy_coeff == 0, beta == 0, one update per step); their tokens still count in the loss "
         "normaliser, so the update is identical and the step faster (mmdps); clip statistics then cover the "
         "trained groups only")})
     # ------------------------------------------------------------------ rewards
-    reward_workers: int = field(default=1, metadata={"help": "threads that run verifiers; 1 = in the main thread"})
+    reward_workers: int = field(default=1, metadata={"min": 1, "resumable": True, "help": (
+        "threads that run verifiers; 1 = in the main thread")})
     # ------------------------------------------------------------------ run, logging, checkpoints
-    output_dir: str = field(default="outputs/run", metadata={"help": "folder for metrics, samples and checkpoints"})
-    run_name: str | None = field(default=None, metadata={"help": (
+    output_dir: str = field(default="outputs/run", metadata={"resumable": True, "help": (
+        "folder for metrics, samples and checkpoints")})
+    run_name: str | None = field(default=None, metadata={"resumable": True, "help": (
         "name for W&B / TensorBoard; None = the output folder's name")})
     seed: int = field(default=42, metadata={"help": (
         "seeds python, numpy, torch, the selector and rollout sampling")})
-    logging_steps: int = field(default=1, metadata={"help": "write a metrics line every N steps"})
-    report_to: list = field(default_factory=list, metadata={"help": (
+    logging_steps: int = field(default=1, metadata={"min": 1, "resumable": True, "help": (
+        "write a metrics line every N steps")})
+    report_to: list = field(default_factory=list, metadata={"resumable": True, "help": (
         "extra metric sinks: tensorboard and/or wandb (optional extras)")})
-    wandb_project: str | None = field(default=None, metadata={"help": "W&B project; None = mmdps"})
-    progress_bar: bool = field(default=True, metadata={"help": (
+    wandb_project: str | None = field(default=None, metadata={"resumable": True, "help": "W&B project; None = mmdps"})
+    progress_bar: bool = field(default=True, metadata={"resumable": True, "help": (
         "rich progress bar with step, reward, effective-sample ratio and ETA")})
-    log_completions_steps: int = field(default=10, metadata={"help": (
+    log_completions_steps: int = field(default=10, metadata={"min": 0, "resumable": True, "help": (
         "save sampled completions to samples/step_XXXX.jsonl every N steps; 0 = never")})
-    num_completions_to_log: int = field(default=8, metadata={"help": "completions saved each time"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps; 0 = only at the end"})
-    save_total_limit: int | None = field(default=3, metadata={"help": (
+    num_completions_to_log: int = field(default=8, metadata={"min": 0, "resumable": True, "help": (
+        "completions saved each time")})
+    save_steps: int = field(default=50, metadata={"min": 0, "resumable": True, "help": (
+        "checkpoint every N steps; 0 = only at the end")})
+    save_total_limit: int | None = field(default=3, metadata={"min": 1, "resumable": True, "help": (
         "keep the newest N checkpoints; None = all")})
-    save_final: bool = field(default=True, metadata={"help": "checkpoint the last step"})
-    resume: str | None = field(default="auto", metadata={"help": (
+    save_final: bool = field(default=True, metadata={"resumable": True, "help": "checkpoint the last step"})
+    resume: str | None = field(default="auto", metadata={"resumable": True, "help": (
         "auto = continue from the newest intact checkpoint in output_dir if any; a checkpoint path; or None / "
         "none to start fresh")})
-    eval_steps: int = field(default=0, metadata={"help": (
+    eval_steps: int = field(default=0, metadata={"min": 0, "resumable": True, "help": (
         "evaluate on the held-out set every N steps; 0 = off (paper: every 5 MATH, 10 otherwise)")})
-    eval_num_samples: int = field(default=16, metadata={"help": "samples per held-out problem (paper: 16)"})
-    eval_temperature: float = field(default=0.6, metadata={"help": "evaluation sampling temperature (paper: 0.6)"})
-    eval_top_p: float = field(default=1.0, metadata={"help": "evaluation nucleus sampling"})
-    eval_max_new_tokens: int | None = field(default=None, metadata={"help": (
+    eval_num_samples: int = field(default=16, metadata={"min": 1, "resumable": True, "help": (
+        "samples per held-out problem (paper: 16)")})
+    eval_temperature: float = field(default=0.6, metadata={"min": 0, "positive_min": MIN_TEMPERATURE,
+        "resumable": True, "help": "evaluation sampling temperature (paper: 0.6); 0 = greedy, as temperature"})
+    eval_top_p: float = field(default=1.0, metadata={
+        "min": 0, "min_exclusive": True, "max": 1, "resumable": True, "help": "evaluation nucleus sampling"})
+    eval_max_new_tokens: int | None = field(default=None, metadata={"min": 1, "resumable": True, "help": (
         "evaluation response length limit; None = max_new_tokens")})
-    max_consecutive_nan: int = field(default=3, metadata={"help": (
+    max_consecutive_nan: int = field(default=3, metadata={"min": 1, "resumable": True, "help": (
         "stop after this many non-finite losses / gradients in a row")})
 
     def __post_init__(self) -> None:
@@ -247,20 +274,8 @@ class GRPOConfig:
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required (a local model folder or tiny:qwen2 / tiny:qwen2-vl / "
                              "tiny:qwen2.5-vl)")
-        positive = ("batch_size", "num_generations", "max_new_tokens", "max_steps", "ppo_epochs", "micro_batch_size",
-                    "max_prompt_length", "logging_steps", "reward_workers", "max_consecutive_nan", "eval_num_samples")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        non_negative = ("warmup_steps", "overlong_buffer_len", "save_steps", "eval_steps", "log_completions_steps",
-                        "num_completions_to_log", "top_k")
-        for name in non_negative:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be >= 2: group advantages need at least two rollouts per prompt")
+        for f in dataclasses.fields(self):  # the bounds declared in each field's metadata
+            check_bounds(f.name, getattr(self, f.name))
         if self.mini_batch_size is not None and not 1 <= self.mini_batch_size <= self.batch_size:
             raise ValueError(f"mini_batch_size must be in [1, batch_size={self.batch_size}] or None, "
                              f"got {self.mini_batch_size}")
@@ -275,35 +290,16 @@ class GRPOConfig:
             value = getattr(self, name)
             if float in _options(kind) and isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        for name in ("clip_low", "clip_high", "beta", "entropy_coeff", "weight_decay", "lora_dropout",
-                     "overlong_penalty_factor"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.clip_low >= 1.0:  # the ratio's lower clip bound 1 - clip_low must stay positive
-            raise ValueError(f"clip_low must be in [0, 1), got {self.clip_low!r}")
-        if self.clip_c is not None and self.clip_c <= 1.0:
-            raise ValueError(f"clip_c (dual clip) must be > 1 or None, got {self.clip_c!r}")
-        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("learning_rate and max_grad_norm must be > 0")
-        if not 0.0 < self.top_p <= 1.0 or self.temperature < 0:
-            raise ValueError(f"need 0 < top_p <= 1 and temperature >= 0, got top_p={self.top_p}, "
-                             f"temperature={self.temperature}")
         if self.overlong_buffer_len >= self.max_new_tokens:
             raise ValueError(f"overlong_buffer_len ({self.overlong_buffer_len}) must be below max_new_tokens "
                              f"({self.max_new_tokens})")
-        for name in ("min_pixels", "max_pixels", "mini_batch_size", "generation_batch_size", "train_limit",
-                     "eval_limit", "eval_max_new_tokens"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        self._validate_completion_budget()
         if self.candidate_ratio is not None:
             from mmdps.selection.base import check_candidate_ratio
 
             check_candidate_ratio(self.candidate_ratio)
             if "candidate_ratio" in self.selector_kwargs:
                 raise ValueError("candidate_ratio is set both at the top level and in selector_kwargs; keep one")
-        if self.save_total_limit is not None and self.save_total_limit < 1:
-            raise ValueError(f"save_total_limit must be >= 1 or None, got {self.save_total_limit}")
         if isinstance(self.resume, str) and self.resume.lower() in ("none", "null", "false", "no", ""):
             self.resume = None
 
@@ -326,8 +322,22 @@ class GRPOConfig:
             if self.temperature == 0:
                 raise ValueError("rollout_correction needs sampled rollouts (temperature > 0): greedy decoding "
                                  "reports no sampling log-probs")
-        if not self.rollout_correction_cap > 0:
-            raise ValueError(f"rollout_correction_cap must be > 0 (e.g. 2.0), got {self.rollout_correction_cap!r}")
+
+    def _validate_completion_budget(self) -> None:
+        """vLLM sizes its context (``max_model_len``) from ``max_new_tokens`` once, at start-up; a longer
+        evaluation budget would fail on the first long held-out prompt, mid-run. The trainer passes
+        ``max_new_tokens`` to the engine, so engine_kwargs must not set it a second time."""
+        for alias in ("max_new_tokens", "max_completion_length"):
+            if alias in self.engine_kwargs:
+                raise ValueError(f"engine_kwargs.{alias} duplicates the top-level max_new_tokens, which the trainer "
+                                 f"passes to the engine: remove it from engine_kwargs and set max_new_tokens="
+                                 f"{self.engine_kwargs[alias]!r} instead")
+        if self.engine == "vllm" and self.eval_max_new_tokens is not None \
+                and self.eval_max_new_tokens > self.max_new_tokens:
+            raise ValueError(f"eval_max_new_tokens={self.eval_max_new_tokens} is above max_new_tokens="
+                             f"{self.max_new_tokens}, but engine=vllm sizes its context (max_model_len = "
+                             "max_prompt_length + max_new_tokens) from max_new_tokens: set eval_max_new_tokens to "
+                             f"at most {self.max_new_tokens} (or remove it), or raise max_new_tokens")
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -343,6 +353,62 @@ class GRPOConfig:
         check_keys(values.keys())
         hints = _field_types()
         return cls(**{key: coerce(value, hints[key], key) for key, value in values.items()})
+
+
+# ---------------------------------------------------------------------- bounds and resumability
+def resumable_fields() -> frozenset[str]:
+    """The settings a resumed run may change (``metadata["resumable"]``); they apply from the resumed step
+    on. Any other change is refused on resume: the restored state (optimizer, selector, data order, model)
+    was built for the checkpoint's values."""
+    return frozenset(f.name for f in dataclasses.fields(GRPOConfig) if f.metadata.get("resumable"))
+
+
+def bound_text(name: str) -> str:
+    """The values field ``name`` accepts per its metadata, in words (``"a positive integer"``, ``"in (0, 1]"``,
+    ``"0 or >= 0.01"``); empty for a field without bounds."""
+    meta = _field_metadata()[name]
+    low, high = meta.get("min"), meta.get("max")
+    if low is None and high is None:
+        return ""
+    is_int = int in _options(_field_types()[name])
+    if low is not None and high is not None:
+        text = f"in {'(' if meta.get('min_exclusive') else '['}{low}, {high}{')' if meta.get('max_exclusive') else ']'}"
+    elif low is not None:
+        text = f"{'>' if meta.get('min_exclusive') else '>='} {low}"
+    else:
+        text = f"{'<' if meta.get('max_exclusive') else '<='} {high}"
+    if "positive_min" in meta:
+        text = f"0 or >= {meta['positive_min']}"
+    if is_int:
+        text = "a positive integer" if text == ">= 1" else f"an integer {text}"
+    return text + (" or None" if type(None) in _options(_field_types()[name]) else "")
+
+
+def check_bounds(name: str, value: Any) -> None:
+    """Raise a ``ValueError`` naming field ``name`` when ``value`` is outside the bounds of its metadata
+    (``min`` / ``max``, inclusive unless ``min_exclusive`` / ``max_exclusive``; ``positive_min``: 0 or at
+    least that; ``why``: the reason, added to the message). Integer fields refuse booleans and floats."""
+    meta = _field_metadata()[name]
+    if "min" not in meta and "max" not in meta:
+        return
+    kind = _field_types()[name]
+    if value is None and type(None) in _options(kind):
+        return
+    is_int = int in _options(kind)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and not is_int and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    low, high = meta.get("min"), meta.get("max")
+    ok = numeric and (not is_int or isinstance(value, int))
+    if ok and low is not None:
+        ok = value > low if meta.get("min_exclusive") else value >= low
+    if ok and high is not None:
+        ok = value < high if meta.get("max_exclusive") else value <= high
+    if ok and "positive_min" in meta:
+        ok = value == 0 or value >= meta["positive_min"]
+    if not ok:
+        why = meta.get("why")
+        raise ValueError(f"{name} must be {bound_text(name)}{': ' + why if why else ''}, got {value!r}")
 
 
 # ---------------------------------------------------------------------- help
@@ -366,6 +432,7 @@ def config_help(width: int = 100) -> str:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         head = f"  {f.name} ({_type_name(hints[f.name])}, default {default!r})"
         text = f.metadata["help"] + (f"; one of: {', '.join(choices[f.name])}" if f.name in choices else "")
+        text += f"; allowed: {bound_text(f.name)}" if bound_text(f.name) else ""
         lines.append(head)
         lines += textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False)
     return "\n".join(lines).lstrip("\n")
@@ -385,7 +452,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"override {override!r} is not of the form key=value")
-        apply_override(values, key, _parse_scalar(raw))
+        apply_override(values, key, _parse_scalar(raw, override))
     return GRPOConfig.from_dict(values)
 
 
@@ -397,18 +464,7 @@ def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
         raise ValueError(f"config include cycle: {chain}")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValueError(f"{path}{where}: YAML syntax error ({problem}); check the indentation and quoting there")\
-            from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8") \
-            from None
+    data = read_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping of field: value, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None) or []
@@ -500,7 +556,7 @@ def _coerce_one(value: Any, kind: type) -> Any:
         return str(value)
     if kind in (dict, list):
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = load_yaml(value, "the value")
         if kind is list and isinstance(value, str):  # report_to=wandb means [wandb]
             value = [value]
         if not isinstance(value, kind):
@@ -509,13 +565,13 @@ def _coerce_one(value: Any, kind: type) -> Any:
     raise TypeError(f"unsupported field type {kind}")
 
 
-def _parse_scalar(raw: str) -> Any:
+def _parse_scalar(raw: str, source: str) -> Any:
     raw = raw.strip()
     if raw == "":
         return ""
     try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
+        return load_yaml(raw, f"override {source!r}")
+    except YAMLSyntaxError:  # not YAML: the text as it is
         return raw
 
 
@@ -529,8 +585,14 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@functools.cache
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(GRPOConfig)
+
+
+@functools.cache
+def _field_metadata() -> dict[str, Any]:
+    return {f.name: f.metadata for f in dataclasses.fields(GRPOConfig)}
 
 
 def _options(annotation: Any) -> tuple[Any, ...]:

@@ -171,11 +171,16 @@ def test_same_size_corruption_fails_the_checksum_and_all_damaged_is_an_error(tmp
         ckpt.resolve_resume("auto", tmp_path)
 
 
-def test_a_checkpoint_without_manifest_still_names_the_file_that_fails_to_load(tmp_path, model_path):
-    _, newer, (optimizer, scheduler, selector) = _two_checkpoints(tmp_path, model_path)
-    (newer / "manifest.json").unlink()  # as written by an older mmdps
+def test_a_checkpoint_without_manifest_is_incomplete_and_a_damaged_file_is_still_named_on_load(tmp_path, model_path):
+    older, newer, (optimizer, scheduler, selector) = _two_checkpoints(tmp_path, model_path)
+    (newer / "manifest.json").unlink()  # the manifest is written last: without it the save did not finish
+    with pytest.warns(UserWarning, match=r"skipped damaged checkpoint\(s\): .*checkpoint-000002: .*manifest\.json is "
+                                         r"missing \(an incomplete save.*resuming from .*checkpoint-000001"):
+        assert ckpt.resolve_resume("auto", tmp_path) == older
+    with pytest.raises(ckpt.CheckpointError, match=r"checkpoint-000002: the checkpoint is damaged: .*manifest\.json "
+                                                   r"is missing"):
+        ckpt.resolve_resume(str(newer), tmp_path)
     _truncate(newer / "selector_arrays.npz")
-    assert ckpt.resolve_resume("auto", tmp_path) == newer
     with pytest.raises(ckpt.CheckpointError, match=r"selector_arrays\.npz cannot be read .*resume from another"):
         ckpt.load_checkpoint(newer, optimizer=optimizer, scheduler=scheduler, selector=selector,
                              item_ids=list(range(10)))

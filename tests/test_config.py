@@ -35,6 +35,8 @@ def test_train_help_lists_every_key_with_its_default_and_help(capsys):
         assert " ".join(f.metadata["help"].split()[:4]) in " ".join(text.split()), f.name
     assert "one of: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm" in " ".join(
         text.split())
+    assert "0 = greedy, otherwise at least 0.01 (smaller values overflow the scaled logits; vLLM clamps them to the " \
+           "same floor); allowed: 0 or >= 0.01" in " ".join(text.split())
 
 
 def test_choice_fields_accept_exactly_what_the_code_implements():
@@ -93,7 +95,7 @@ def test_unknown_override_key_and_bad_value():
 
 
 @pytest.mark.parametrize("override, match", [
-    ("num_generations=1", "num_generations must be >= 2"),
+    ("num_generations=1", "num_generations must be an integer >= 2: group advantages"),
     ("loss_agg_mode=sum", "loss_agg_mode must be one of"),
     ("mini_batch_size=999", "mini_batch_size must be in"),
     ("overlong_buffer_len=2000", "overlong_buffer_len"),

@@ -25,7 +25,7 @@ def text_policy():
 
 def test_vllm_options_keep_vllms_names_and_reach_the_llm():
     engine = make_engine("vllm", model_path=build("qwen2"), gpu_memory_utilization=0.42, tensor_parallel_size=1,
-                         max_prompt_length=64, max_completion_length=8, **FAKE)
+                         max_prompt_length=64, max_new_tokens=8, **FAKE)
     assert isinstance(engine, VLLMEngine)
     assert engine.llm.kwargs["gpu_memory_utilization"] == 0.42 and engine.llm.kwargs["tensor_parallel_size"] == 1
     assert engine.sync_count == 0  # no policy given: vLLM's own copy of the checkpoint is used as it is
@@ -35,7 +35,7 @@ def test_vllm_options_keep_vllms_names_and_reach_the_llm():
 def test_with_a_policy_the_vllm_engine_syncs_at_once(text_policy):
     model, tokenizer = text_policy
     engine = make_engine("vllm", model, tokenizer, model_path=build("qwen2"), max_prompt_length=64,
-                         max_completion_length=8, **FAKE)
+                         max_new_tokens=8, **FAKE)
     assert engine.sync_count == 1
 
 

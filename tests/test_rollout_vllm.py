@@ -28,7 +28,7 @@ def text_policy():
 
 
 def engine_for(path, processor, **kwargs):
-    return VLLMEngine(path, processor, max_prompt_length=256, max_completion_length=64, **FAKE, **kwargs)
+    return VLLMEngine(path, processor, max_prompt_length=256, max_new_tokens=64, **FAKE, **kwargs)
 
 
 def test_sampling_params_ban_vision_tokens_and_set_n_and_max_tokens(vl_policy):
@@ -77,8 +77,10 @@ def test_vl_requests_hold_one_pad_per_image_and_text_items_no_mm_data(vl_policy)
 
 def test_over_long_prompts_are_rejected_before_the_engine(text_policy):
     _, tokenizer = text_policy
-    engine = VLLMEngine(build("qwen2"), tokenizer, max_prompt_length=256, max_completion_length=8, **FAKE)
-    with pytest.raises(ValueError, match=r"item 3: .*max_model_len=264"):
+    engine = VLLMEngine(build("qwen2"), tokenizer, max_prompt_length=256, max_new_tokens=8, **FAKE)
+    with pytest.raises(ValueError, match=r"item 3: .*max_model_len=264 \(the engine's max_prompt_length \+ "
+                                         r"max_new_tokens=8\); raise max_prompt_length or max_new_tokens, or lower "
+                                         r"max_pixels$"):
         engine.generate([text_item(3, "word " * 60)], 2, SamplingParams(max_new_tokens=200))
     assert engine.llm.calls == []
 
@@ -113,7 +115,7 @@ def test_peft_names_are_cleaned_and_lora_merged(text_policy):
                 parameter.fill_(0.01)
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     engine = make_engine("vllm", peft_model, tokenizer, model_path=build("qwen2"), max_prompt_length=64,
-                         max_completion_length=8, **FAKE)  # make_engine syncs at once
+                         max_new_tokens=8, **FAKE)  # make_engine syncs at once
     loaded = engine.llm.model.loaded
     assert "model.layers.0.self_attn.q_proj.weight" in loaded
     assert not any("lora_" in n or "base_layer" in n or n.startswith("base_model") for n in loaded)
@@ -165,3 +167,14 @@ def test_missing_or_broken_vllm_gives_the_install_hint(monkeypatch, text_policy)
     model, tokenizer = text_policy
     with pytest.raises(ImportError, match=r"mmdps\[vllm\]"):
         make_engine("vllm", model, tokenizer, model_path=build("qwen2"))
+
+
+def test_max_completion_length_is_a_deprecated_alias_of_max_new_tokens(text_policy):
+    _, tokenizer = text_policy
+    with pytest.warns(FutureWarning, match="max_completion_length is deprecated: call it max_new_tokens"):
+        engine = VLLMEngine(build("qwen2"), tokenizer, max_prompt_length=64, max_completion_length=16, **FAKE)
+    assert engine.max_new_tokens == 16 and engine.llm.kwargs["max_model_len"] == 80
+    with pytest.raises(ValueError, match="max_new_tokens=8 and its deprecated alias max_completion_length=16; give "
+                                         "only max_new_tokens"), pytest.warns(FutureWarning):
+        VLLMEngine(build("qwen2"), tokenizer, max_prompt_length=64, max_new_tokens=8, max_completion_length=16, **FAKE)
+    assert VLLMEngine(build("qwen2"), tokenizer, **FAKE).llm.kwargs["max_model_len"] == 2048  # 1024 + 1024

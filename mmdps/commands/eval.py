@@ -138,7 +138,7 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
                              "mmdps.models.loading.save_merged_adapter(adapter_folder, out_folder)")
         return make_engine("vllm", model_path=model_path, tensor_parallel_size=tensor_parallel_size,
                            gpu_memory_utilization=gpu_memory_utilization, max_prompt_length=max_prompt_length,
-                           max_completion_length=max_new_tokens, seed=seed, max_images=max(1, max_images),
+                           max_new_tokens=max_new_tokens, seed=seed, max_images=max(1, max_images),
                            dtype=dtype, return_logprobs=False, **pixels)
     raise ValueError(f"unknown engine {name!r}; use 'hf' or 'vllm'")
 

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from transformers.utils import logging as hf_logging
 
+    from mmdps.checkpoint import CheckpointSaveError
     from mmdps.tasks import UnknownOptionError
     from mmdps.trainer import GRPOTrainer, TrainingDivergedError
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if trainer.resume_from is not None:
             print(f"resuming from {trainer.resume_from} (step {trainer.step} of {config.max_steps})")
         metrics = trainer.train()
-    except TrainingDivergedError as exc:
+    except (TrainingDivergedError, CheckpointSaveError) as exc:  # a full disk: one line, not a traceback
         return _fail(exc, code=1)
     if metrics:
         print(f"done: step {config.max_steps}, reward {metrics.get('reward_mean', float('nan')):.3f}, "

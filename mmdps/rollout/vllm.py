@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -157,6 +158,22 @@ def _preserved_rng() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- engine
+DEFAULT_MAX_NEW_TOKENS = 1024
+
+
+def completion_budget(max_new_tokens: int | None, max_completion_length: int | None) -> int:
+    """The engine's completion budget from ``max_new_tokens`` or its deprecated alias
+    ``max_completion_length`` (a ``FutureWarning``); both with different values is an error."""
+    if max_completion_length is None:
+        return DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
+    warnings.warn("the vllm engine option max_completion_length is deprecated: call it max_new_tokens (the config "
+                  "key of the same meaning)", FutureWarning, stacklevel=3)
+    if max_new_tokens is not None and max_new_tokens != max_completion_length:
+        raise ValueError(f"the vllm engine got max_new_tokens={max_new_tokens} and its deprecated alias "
+                         f"max_completion_length={max_completion_length}; give only max_new_tokens")
+    return max_completion_length
+
+
 class VLLMEngine(RolloutEngine):
     """A colocated vLLM engine behind the :class:`RolloutEngine` interface.
 
@@ -167,7 +184,10 @@ class VLLMEngine(RolloutEngine):
         tensor_parallel_size: tensor-parallel size (divides the world size); vLLM's own name, as are
             the other ``vllm.LLM`` arguments below.
         gpu_memory_utilization: fraction of the GPU's total memory vLLM may use (weights + KV cache).
-        max_prompt_length, max_completion_length: bound ``max_model_len`` (image tokens count).
+        max_prompt_length, max_new_tokens: size the context, ``max_model_len = max_prompt_length +
+            max_new_tokens`` (image tokens count; the config keys of the same names, default 1024 each);
+            no call may ask for more than ``max_new_tokens`` tokens. ``max_completion_length`` is a
+            deprecated alias of ``max_new_tokens`` (a ``FutureWarning``).
         sleep_level: 0 keeps vLLM resident; 1 offloads weights and drops the KV cache during
             training; 2 also discards the weights (the next ``sync_weights`` restores them).
         seed: engine seed; vLLM re-seeds the process RNGs at start-up, which this class undoes.
@@ -183,7 +203,7 @@ class VLLMEngine(RolloutEngine):
 
     def __init__(self, model_path: str | os.PathLike, processor: Any, *, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.3, max_prompt_length: int = 1024,
-                 max_completion_length: int = 1024, sleep_level: int = 0,
+                 max_new_tokens: int | None = None, max_completion_length: int | None = None, sleep_level: int = 0,
                  seed: int = 0, max_images: int = 1, min_pixels: int | None = None, max_pixels: int | None = None,
                  dtype: str = "bfloat16", enforce_eager: bool = False, max_num_seqs: int = 256,
                  max_num_batched_tokens: int = 4096, return_logprobs: bool = True, bucket_bytes: int = 256 << 20,
@@ -191,6 +211,7 @@ class VLLMEngine(RolloutEngine):
                  sampling_cls: type | None = None, llm_kwargs: dict[str, Any] | None = None):
         if sleep_level not in (0, 1, 2):
             raise ValueError(f"sleep_level must be 0, 1 or 2, got {sleep_level}")
+        max_new_tokens = completion_budget(max_new_tokens, max_completion_length)
         if llm_factory is None or sampling_cls is None:
             real_llm, real_sampling = import_vllm()
             if llm_factory is None:
@@ -201,7 +222,8 @@ class VLLMEngine(RolloutEngine):
         self.encoder = PromptEncoder(processor, max_prompt_length=max_prompt_length, min_pixels=min_pixels,
                                      max_pixels=max_pixels, truncation=truncation)
         self.is_vision_language = self.encoder.is_vision_language
-        self.max_model_len = max_prompt_length + max_completion_length
+        self.max_new_tokens = max_new_tokens
+        self.max_model_len = max_prompt_length + max_new_tokens
         self.sleep_level = sleep_level
         self.return_logprobs = return_logprobs
         self.bucket_bytes = bucket_bytes
@@ -251,8 +273,9 @@ class VLLMEngine(RolloutEngine):
         for item, prompt in zip(items, self.encoder.encode(items), strict=True):
             if len(prompt) + max_new_tokens > self.max_model_len:
                 raise ValueError(f"item {item.id}: prompt of {len(prompt)} tokens (image tokens expanded) + "
-                                 f"max_new_tokens={max_new_tokens} > max_model_len={self.max_model_len}; raise "
-                                 "max_prompt_length / max_completion_length or lower max_pixels")
+                                 f"max_new_tokens={max_new_tokens} > max_model_len={self.max_model_len} (the "
+                                 f"engine's max_prompt_length + max_new_tokens={self.max_new_tokens}); raise "
+                                 "max_prompt_length or max_new_tokens, or lower max_pixels")
             engine_ids = prompt.engine_prompt_ids
             assert engine_ids is not None  # the encoder always sets them
             request: dict[str, Any] = {"prompt_token_ids": list(engine_ids)}
