@@ -59,6 +59,7 @@ class GRESOSelector(RefillSelector):
     # p_easy / p_hard adapt during training (state); their starting values are settings
     _settings: ClassVar[tuple[str, ...]] = ("target_zero_variance", "p_easy_init", "p_hard_init", "p_min", "p_max",
                                             "p_step", "min_keep", "easy_threshold", "hard_threshold")
+    _setting_options: ClassVar[dict[str, str]] = {"p_easy_init": "p_easy", "p_hard_init": "p_hard"}
     _state_checks: ClassVar[dict[str, str]] = {
         "easy_streak": "count", "hard_streak": "count", "visits": "count", "p_easy": "unit", "p_hard": "unit",
         "skipped_easy": "count", "skipped_hard": "count", "topped_up": "count", "last_shares": "share",

@@ -23,7 +23,7 @@ def _elementwise(ok: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray
         if not bad.any():
             return None
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        return f"got {arr[index]!r} at index {index}" if index else f"got {arr.item()!r}"
+        return f"got {float(arr[index]):g}" + (f" at index {index}" if index else "")
     return rule
 
 
@@ -37,7 +37,7 @@ def _columns(ok: Callable[[np.ndarray], np.ndarray], what: str) -> Callable[[np.
             return detail
         sums = np.atleast_1d(arr.sum(axis=0))
         bad = np.flatnonzero(~ok(sums))
-        return None if bad.size == 0 else f"column {int(bad[0])} {what} {float(sums[bad[0]])!r}"
+        return None if bad.size == 0 else f"column {int(bad[0])} {what} {float(sums[bad[0]]):g}"
     return rule
 
 
