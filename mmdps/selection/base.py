@@ -266,7 +266,7 @@ class Selector(ABC):
             raise ValueError(
                 f"selector {self.name!r}: the saved state was made with other settings ({listing}). A resumed run "
                 f"keeps its selector's settings: to continue that run set them back ({restore}); to train with the "
-                "new values, start a new output directory (or resume=none)"
+                "new values, start a new output directory (or do not resume)"
             )
 
     @classmethod

@@ -227,5 +227,8 @@ class GRESOSelector(RefillSelector):
         return {**super()._export_arrays(), "last_shares": np.array([self._last_easy_share, self._last_hard_share])}
 
     def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._last_easy_share, self._last_hard_share = (float(x) for x in np.asarray(arrays["last_shares"]))
+        shares = np.asarray(arrays["last_shares"], dtype=np.float64)
+        if shares.shape != (2,):
+            raise ValueError(f"state_dict['last_shares'] has shape {shares.shape}, expected (2,)")
+        self._last_easy_share, self._last_hard_share = (float(x) for x in shares)
         super()._import_arrays(arrays)
