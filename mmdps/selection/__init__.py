@@ -101,14 +101,22 @@ _ACCEPTS: dict[Any, tuple[str, Any]] = {
 
 
 def _check_options(name: str, cls: type[Selector], options: dict[str, Any]) -> None:
-    """Unknown option names and values of the wrong type, named with what the option takes."""
-    hints = typing.get_type_hints(cls.__init__)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_prompts")]
+    """Unknown option names and values of the wrong type, named with what the option takes (a selector
+    registered from elsewhere with ``**kwargs`` or unresolvable annotations is left to its constructor)."""
+    params = inspect.signature(cls.__init__).parameters
+    valid = [p for p in params if p not in ("self", "num_prompts")]
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):
+        hints = {}
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key, value in options.items():
-        if key not in valid:
+        if key not in valid and not open_ended:
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
             raise ValueError(f"bad arguments for selector {name!r}: unexpected keyword argument {key!r}"
                              f"{f' (did you mean {close[0]!r}?)' if close else ''}; its options: {', '.join(valid)}")
+        if key not in hints:
+            continue
         kinds = typing.get_args(hints[key]) or (hints[key],)
         accepted = [_ACCEPTS[kind] for kind in kinds if kind in _ACCEPTS]
         if accepted and not any(check(value) for _, check in accepted):
