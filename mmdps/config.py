@@ -129,7 +129,7 @@ class GRPOConfig:
         "selectors that rank candidates (dps, mopps): None ranks the whole pool every step (the DPS paper's "
         "rule); r >= 1 ranks only the next ceil(r x B) prompts of a seeded shuffled pass over the pool (the "
         "official trainers' dataloader batch) and trains on the best B; the candidate order is checkpointed. "
-        "None leaves MoPPS at its own default (16)")})
+        "Set it here or in selector_kwargs, not both (the MoPPS configs set 16 / 8 as the official scripts)")})
     batch_size: int = field(default=256, metadata={"min": 1, "help": (
         "prompts per step, B (paper: 256 MATH / Countdown, 512 Geo3K)")})
     num_generations: int = field(default=8, metadata={
@@ -294,12 +294,13 @@ class GRPOConfig:
             raise ValueError(f"overlong_buffer_len ({self.overlong_buffer_len}) must be below max_new_tokens "
                              f"({self.max_new_tokens})")
         self._validate_completion_budget()
-        if self.candidate_ratio is not None:
-            from mmdps.selection.base import check_candidate_ratio
+        # selector and engine names and options, before any model loads (the factories own the rules)
+        from mmdps.rollout import check_engine_options
+        from mmdps.selection import check_selector
 
-            check_candidate_ratio(self.candidate_ratio)
-            if "candidate_ratio" in self.selector_kwargs:
-                raise ValueError("candidate_ratio is set both at the top level and in selector_kwargs; keep one")
+        check_selector(self.selector, self.selector_kwargs, candidate_ratio=self.candidate_ratio, seed=self.seed,
+                       rollouts_per_prompt=self.num_generations)
+        check_engine_options(self.engine, self.engine_kwargs)
         if isinstance(self.resume, str) and self.resume.lower() in ("none", "null", "false", "no", ""):
             self.resume = None
 

@@ -52,6 +52,8 @@ def one(name: str, n: int, phase: str, observed: int, batch: int, steps: int, k:
     rng = np.random.default_rng(seed)
     rss0 = rss_bytes()
     extra = {"warmup_epochs": 0} if name == "cdas" else {}  # time CDAS's own selection, not its uniform warm-up
+    if name == "mopps":
+        extra["candidate_ratio"] = 16.0  # the official MATH scripts' ts_ratio (the table in docs was made with it)
     sel = make_selector(name, n, seed=seed, rollouts_per_prompt=k, **extra)
     warm_s = 0.0
     if phase == "late":

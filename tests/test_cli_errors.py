@@ -14,11 +14,15 @@ TINY_GEOMETRY = str(REPO / "configs" / "tiny" / "geometry_dps.yaml")
 @pytest.mark.parametrize("override, expected", [
     ("task=geometri", "unknown task pack 'geometri'; known packs: countdown, geometry, math"),
     ("selector=dpss", "unknown selector 'dpss'"),
-    ("selector_kwargs.decayy=0.3", "unexpected keyword argument 'decayy'"),
+    ("selector_kwargs.decayy=0.3", "unexpected keyword argument 'decayy' (did you mean 'decay'?)"),
+    ("selector=uniform candidate_ratio=4", "selector 'uniform' does not rank candidates, so candidate_ratio does "
+                                           "not apply; leave it unset"),
+    ("selector_kwargs.decay=fast", "selector 'dps': option decay must be a number, got 'fast'"),
+    ("engine_kwargs.gpu_memory_utilisation=0.5", "engine 'hf': unknown option(s) 'gpu_memory_utilisation'"),
 ])
 def test_train_rejects_bad_names_before_loading_anything(tmp_path, capsys, override, expected):
     out = tmp_path / "run"
-    assert main(["train", "--config", TINY_GEOMETRY, override, f"output_dir={out}"]) == 2
+    assert main(["train", "--config", TINY_GEOMETRY, *override.split(), f"output_dir={out}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mmdps train: error: ") and err.count("\n") == 1
     assert expected in err and "Traceback" not in err

@@ -150,3 +150,26 @@ def test_cli_print_config_and_bad_key(tmp_path, capsys):
 def test_clip_low_of_one_or_more_is_refused_at_config_time():
     with pytest.raises(ValueError, match=r"clip_low must be in \[0, 1\)"):
         GRPOConfig(model_name_or_path="tiny:qwen2", clip_low=1.0)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["selector=uniform", "candidate_ratio=4"], "selector 'uniform' does not rank candidates"),
+    (["selector=dps", "candidate_ratio=4", "selector_kwargs.candidate_ratio=2"], "candidate_ratio is set twice"),
+    (["selector=dps", "candidate_ratio=0.5"], "candidate_ratio must be None"),
+    (["selector=dpss"], "unknown selector 'dpss'"),
+    (["selector_kwargs.decay=high"], "option decay must be a number, got 'high'"),
+    (["selector_kwargs.decay=1.5"], r"decay \(lambda\) must be in \(0, 1\]"),
+    (["selector_kwargs.seed=3"], "seed given twice"),
+    (["engine_kwargs.gpu_memory_utilisation=0.5"], "engine 'hf': unknown option"),
+])
+def test_selector_and_engine_options_are_checked_when_the_config_loads(overrides, match):
+    """Before any model loads: these used to pass load_config and fail in the trainer (or in a CLI-only check)."""
+    with pytest.raises(ValueError, match=match):
+        load_config(None, ["model_name_or_path=m", *overrides])
+
+
+def test_mopps_configs_set_their_candidate_ratio_explicitly():
+    # None ranks the whole pool for every selector: the shipped MoPPS configs keep the official ts_ratio
+    ratios = {domain: load_config(CONFIGS / f"{domain}_mopps.yaml").selector_kwargs.get("candidate_ratio")
+              for domain in ("math", "countdown", "geometry")}
+    assert ratios == {"math": 16, "countdown": 8, "geometry": 8}

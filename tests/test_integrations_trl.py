@@ -219,6 +219,29 @@ def test_resumed_trainer_trains_the_prompts_of_an_uninterrupted_run(tmp_path, st
         np.testing.assert_equal(resumed_state[key], value, err_msg=key)
 
 
+def test_resume_refuses_other_selector_settings(tmp_path):
+    """DPSGRPOTrainer(selector_kwargs={"decay": 0.9}) over a checkpoint made with 0.5 used to train with 0.5."""
+    pytest.importorskip("torch")
+    from mmdps.checkpoint import load_state_folder, save_state_folder
+
+    def sampler(decay):
+        return mtrl.SelectorSampler(make_selector("dps", 12, {"decay": decay}, seed=3), num_generations=2,
+                                    prompts_per_batch=3, repeat_count=1, defer=True)
+
+    saved = sampler(0.5)
+    it = iter(saved)
+    [next(it) for _ in range(6)]
+    saved.begin_generation()
+    saved.feed([1, 0] * 3)
+    folder = save_state_folder(tmp_path / mtrl.SELECTOR_STATE_DIR, saved.state_dict())  # as the checkpoint holds it
+    resumed = sampler(0.9)
+    with pytest.raises(ValueError, match=r"selector 'dps': the saved state was made with other settings \(decay: "
+                                         r"0.5 saved, 0.9 now\).*set them back \(decay=0.5\).*new output directory"):
+        resumed.load_state_dict(load_state_folder(folder), skip_blocks=1)
+    assert resumed.selector.decay == 0.9 and resumed.selector.steps == 0
+    sampler(0.5).load_state_dict(load_state_folder(folder), skip_blocks=1)
+
+
 def test_sampler_state_round_trip_replays_chosen_blocks(tmp_path):
     pytest.importorskip("torch")
     from mmdps.checkpoint import load_state_folder, save_state_folder

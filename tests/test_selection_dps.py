@@ -147,7 +147,7 @@ def test_state_round_trip_gives_identical_future_selections(name, tmp_path):
     _run(sel, 6, 0)
     state = sel.state_dict()
     np.savez(tmp_path / "s.npz", **state)
-    loaded = dict(np.load(tmp_path / "s.npz"))
+    loaded = dict(np.load(tmp_path / "s.npz", allow_pickle=True))  # candidate_ratio None: a 0-d object array
     clone = make_selector(name, 60, seed=99, rollouts_per_prompt=8)
     clone.load_state_dict(loaded)
     for a, b in zip(_run(sel, 6, 1), _run(clone, 6, 1), strict=True):

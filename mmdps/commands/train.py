@@ -35,24 +35,13 @@ _OPTIONS_HINT = ("; set load options in task_options (training data) and eval_op
                  "takes different options for its generator (train_source unset) and for files (docs/tasks.md)")
 
 
-def _check_names(config) -> None:
-    """Fail on a wrong task, selector or engine (name or keyword) before any model is loaded."""
-    from mmdps import tasks
-    from mmdps.rollout import check_engine_options
-    from mmdps.selection import make_selector
-
-    tasks.get_class(config.task)
-    check_engine_options(config.engine, config.engine_kwargs)
-    make_selector(config.selector, 1, seed=config.seed, rollouts_per_prompt=config.num_generations,
-                  **config.selector_kwargs)
-
-
 def run(args: argparse.Namespace) -> int:
+    from mmdps import tasks
     from mmdps.config import load_config
 
     try:
-        config = load_config(args.config, args.overrides)
-        _check_names(config)
+        config = load_config(args.config, args.overrides)  # checks the selector and engine options too
+        tasks.get_class(config.task)  # a wrong task name fails here, before any model loads
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return _fail(exc)
     if args.print_config:

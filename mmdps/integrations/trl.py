@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from mmdps.selection import Selector, make_selector
+from mmdps.selection import Selector, check_selector, make_selector
 
 # DPSGRPOTrainer and SelectorSampler subclass TRL / torch classes, built on first access by __getattr__.
 __all__ = ["DPSGRPOTrainer", "SelectorSampler", "SelectorSamplerCore", "success_rates_from_rewards"]  # noqa: F822
@@ -242,11 +242,11 @@ def _build_trainer_class() -> type:
         def __init__(self, *args: Any, selector: str | Selector = "dps", selector_kwargs: dict | None = None,
                      candidate_ratio: float | None = None, accuracy_reward: int | str = 0,
                      success_threshold: float | None = None, **kwargs: Any) -> None:
-            self._selector_spec = (selector, dict(selector_kwargs or {}))
-            if candidate_ratio is not None:
-                if isinstance(selector, Selector) or "candidate_ratio" in self._selector_spec[1]:
-                    raise ValueError("give candidate_ratio once: not with a built Selector or inside selector_kwargs")
-                self._selector_spec[1]["candidate_ratio"] = candidate_ratio
+            if isinstance(selector, Selector) and candidate_ratio is not None:
+                raise ValueError("candidate_ratio goes with a selector name; a built Selector has its own")
+            if not isinstance(selector, Selector):  # bad names and options fail before the model loads
+                check_selector(str(selector), selector_kwargs, candidate_ratio=candidate_ratio)
+            self._selector_spec = (selector, dict(selector_kwargs or {}), candidate_ratio)
             self.selector: Selector | None = None
             self.selector_sampler: SelectorSamplerCore | None = None
             self.success_threshold = success_threshold
@@ -271,13 +271,14 @@ def _build_trainer_class() -> type:
             iterable = isinstance(dataset, torch.utils.data.IterableDataset)
             if dataset is None or not hasattr(dataset, "__len__") or iterable:
                 raise ValueError("DPSGRPOTrainer needs a map-style train_dataset (with len and integer indexing)")
-            spec, kwargs = self._selector_spec
+            spec, kwargs, candidate_ratio = self._selector_spec
             if isinstance(spec, Selector):
                 if spec.num_prompts != len(dataset):
                     raise ValueError(f"the selector has {spec.num_prompts} prompts, train_dataset has {len(dataset)}")
                 return spec
             kwargs.setdefault("seed", self.args.seed)
-            selector = make_selector(str(spec), len(dataset), rollouts_per_prompt=self.num_generations, **kwargs)
+            selector = make_selector(str(spec), len(dataset), kwargs, candidate_ratio=candidate_ratio,
+                                     rollouts_per_prompt=self.num_generations)
             if selector.max_rounds != 1:
                 raise ValueError(f"selector {spec!r} refills rounds; TRL's generation batch is fixed, so use a "
                                  "one-round selector ('dps', 'mopps', 'cdas', 'uniform')")

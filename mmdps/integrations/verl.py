@@ -146,14 +146,10 @@ class SelectorSamplerLogic:
             raise ValueError(f"data.train_batch_size={self.batch_size} exceeds the dataset ({self.num_prompts} rows)")
         name = str(_get(sampler_cfg, "selector", "dps"))
         kwargs = dict(_plain(_get(sampler_cfg, "selector_kwargs", {})))
-        ratio = _get(sampler_cfg, "candidate_ratio", None)
-        if ratio is not None:
-            if "candidate_ratio" in kwargs:
-                raise ValueError("data.sampler.candidate_ratio is also set in selector_kwargs; keep one")
-            kwargs["candidate_ratio"] = float(ratio)
         if "seed" not in kwargs and _get(data_config, "seed") is not None:
             kwargs["seed"] = int(_get(data_config, "seed"))
-        self.selector: Selector = make_selector(name, self.num_prompts, **kwargs)
+        self.selector: Selector = make_selector(name, self.num_prompts, kwargs,
+                                                candidate_ratio=_get(sampler_cfg, "candidate_ratio", None))
         if self.selector.max_rounds != 1:
             raise ValueError(
                 f"selector {name!r} refills rounds (max_rounds={self.selector.max_rounds}); in verl use its "

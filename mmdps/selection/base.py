@@ -39,10 +39,12 @@ import numpy as np
 from mmdps.selection.epoch_sampler import (
     SAMPLER_KEYS,
     EpochSampler,
+    check_sampler_state,
     load_sampler_state,
     sampler_state,
 )
 from mmdps.selection.history import HISTORY_KEYS, TrainingHistory
+from mmdps.selection.state_checks import check_state_value
 
 STATE_NAMES = ("unsolved", "partial", "solved")
 # The candidate stream draws from its own generator, seeded from (seed, CANDIDATE_STREAM), so that every
@@ -50,14 +52,19 @@ STATE_NAMES = ("unsolved", "partial", "solved")
 CANDIDATE_STREAM = 0x43414E44
 
 
-def check_candidate_ratio(candidate_ratio: float | None) -> float | None:
-    """``None`` (the whole pool) or a finite number >= 1, as a float."""
+def check_candidate_ratio(candidate_ratio: float | None, selector: str | None = None,
+                          takes_candidates: bool = True) -> float | None:
+    """``None`` (rank the whole pool) or a finite number >= 1, as a float; a number is refused for
+    ``selector`` when it does not rank candidates (``takes_candidates`` False)."""
     if candidate_ratio is None:
         return None
     if isinstance(candidate_ratio, bool) or not isinstance(candidate_ratio, (int, float, np.integer, np.floating)) \
             or not math.isfinite(candidate_ratio) or candidate_ratio < 1.0:
         raise ValueError("candidate_ratio must be None (rank the whole pool) or a number >= 1, "
                          f"got {candidate_ratio!r}")
+    if not takes_candidates:
+        raise ValueError(f"selector {selector!r} does not rank candidates, so candidate_ratio does not apply; "
+                         "leave it unset (selectors that rank candidates: dps, mopps)")
     return float(candidate_ratio)
 
 
@@ -74,7 +81,10 @@ class Selector(ABC):
 
     Subclasses implement ``_select`` and ``_update`` on already-validated arrays and list the
     attributes that make up their learnable state in ``_state_arrays`` (numpy arrays) and
-    ``_state_scalars`` (python numbers).
+    ``_state_scalars`` (python numbers), their constructor settings in ``_settings`` (saved with the
+    state; loading a state saved with other settings is refused) and the rule each loaded state entry
+    must satisfy in ``_state_checks`` (``state_checks.RULES``). ``_state_scalars``, ``_settings`` and
+    ``_state_checks`` add up along the class hierarchy.
     """
 
     name: ClassVar[str] = "base"
@@ -82,6 +92,9 @@ class Selector(ABC):
     takes_candidates: ClassVar[bool] = False  # True: ranks candidates, so candidate_ratio applies
     _state_arrays: ClassVar[tuple[str, ...]] = ()
     _state_scalars: ClassVar[tuple[str, ...]] = ()
+    _settings: ClassVar[tuple[str, ...]] = ("candidate_ratio",)
+    _setting_options: ClassVar[dict[str, str]] = {}  # state key -> constructor option, where they differ
+    _state_checks: ClassVar[dict[str, str]] = {"steps": "count", "prompts_updated": "count"}
 
     def __init__(self, num_prompts: int, seed: int = 0, candidate_ratio: float | None = None) -> None:
         if isinstance(num_prompts, bool) or not isinstance(num_prompts, (int, np.integer)) or num_prompts < 1:
@@ -91,10 +104,7 @@ class Selector(ABC):
         self.rng = np.random.default_rng(self.seed)
         self.steps = 0  # number of update() calls
         self.prompts_updated = 0  # total ids passed to update()
-        self.candidate_ratio = check_candidate_ratio(candidate_ratio)
-        if self.candidate_ratio is not None and not self.takes_candidates:
-            raise ValueError(f"selector {self.name!r} does not rank candidates, so candidate_ratio does not apply; "
-                             "leave it None (selectors that rank candidates: dps, mopps)")
+        self.candidate_ratio = check_candidate_ratio(candidate_ratio, self.name, self.takes_candidates)
         self.candidate_sampler = EpochSampler(self.num_prompts)
         self.candidate_rng = np.random.default_rng([self.seed, CANDIDATE_STREAM])
         self.history = TrainingHistory(self.num_prompts)
@@ -184,11 +194,11 @@ class Selector(ABC):
             "prompts_updated": self.prompts_updated,
             "rng_state": json.dumps(self.rng.bit_generator.state),
         }
-        for key in self._state_scalars:
-            state[key] = getattr(self, key)
+        for key in self._collected("_settings") + self._collected("_state_scalars"):
+            value = getattr(self, key)
+            state[key] = np.array(value, copy=True) if isinstance(value, np.ndarray) else value
         for key, value in self._export_arrays().items():
             state[key] = np.array(value, copy=True)
-        state["candidate_ratio"] = -1.0 if self.candidate_ratio is None else self.candidate_ratio
         state["candidate_rng_state"] = json.dumps(self.candidate_rng.bit_generator.state)
         for key, value in sampler_state(self.candidate_sampler).items():
             state["candidate_" + key] = np.array(value, copy=True)
@@ -197,7 +207,12 @@ class Selector(ABC):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict()``; arrays may come back as numpy arrays, lists or 0-d arrays."""
+        """Restore a ``state_dict()``; arrays may come back as numpy arrays, lists or 0-d arrays.
+
+        Refused, with a ``ValueError`` naming the key: a state of another selector or pool size, one saved
+        with other settings (``_settings``: a resumed run must not silently swap them), and damaged
+        entries (non-finite or negative counts, probability vectors that do not sum to 1, wrong shapes).
+        """
         name = _scalar(state.get("selector"))
         if name != self.name:
             raise ValueError(f"state_dict is for selector {name!r}, not {self.name!r}")
@@ -205,25 +220,69 @@ class Selector(ABC):
             raise ValueError(
                 f"state_dict has num_prompts={int(_scalar(state['num_prompts']))}, this selector has {self.num_prompts}"
             )
+        self._check_settings(state)
+        for key, rule in self._collected_checks().items():
+            if key in state:
+                check_state_value(key, state[key], rule)
+        has_candidates = "candidate_rng_state" in state  # absent before candidate streams existed
+        if has_candidates:
+            check_sampler_state(self.num_prompts, {key: np.asarray(state["candidate_" + key]) for key in SAMPLER_KEYS},
+                                "candidate_")
+        history = {key: np.asarray(state["history_" + key]) for key in HISTORY_KEYS} if "history_visits" in state \
+            else None
+        if history is not None:
+            self.history.check(history)
+
+        self._import_arrays({key: np.asarray(state[key]) for key in self._array_keys() if key in state})
         self.seed = int(_scalar(state["seed"]))
         self.steps = int(_scalar(state["steps"]))
         self.prompts_updated = int(_scalar(state["prompts_updated"]))
         self.rng.bit_generator.state = json.loads(str(_scalar(state["rng_state"])))
-        for key in self._state_scalars:  # a scalar missing from an older state_dict keeps its constructor value
+        for key in self._collected("_state_scalars"):  # a scalar missing from an older state_dict keeps its value
             current = getattr(self, key)
             setattr(self, key, type(current)(_scalar(state.get(key, current))))
-        self._import_arrays({key: np.asarray(state[key]) for key in self._array_keys() if key in state})
-        if "candidate_rng_state" in state:  # absent in checkpoints written before candidate streams existed
-            ratio = float(_scalar(state["candidate_ratio"]))
-            saved = None if ratio < 0 else ratio
-            if saved != self.candidate_ratio:
-                raise ValueError(f"state_dict has candidate_ratio={saved}, this selector has {self.candidate_ratio}; "
-                                 "resume with the same candidate_ratio")
+        if has_candidates:
             self.candidate_rng.bit_generator.state = json.loads(str(_scalar(state["candidate_rng_state"])))
             load_sampler_state(self.candidate_sampler,
                                {key: np.asarray(state["candidate_" + key]) for key in SAMPLER_KEYS})
-        if "history_visits" in state:
-            self.history.load({key: np.asarray(state["history_" + key]) for key in HISTORY_KEYS})
+        if history is not None:
+            self.history.load(history)
+
+    def _check_settings(self, state: dict[str, Any]) -> None:
+        """Refuse a state saved with other settings, naming each one, its two values and the fix. A setting
+        absent from the state (written by an older version) cannot be compared and keeps this run's value."""
+        changed = []
+        for key in self._collected("_settings"):
+            if key not in state:
+                continue
+            saved, current = _saved_setting(key, state[key]), getattr(self, key)
+            if not _same_setting(saved, current):
+                option = self._setting_options.get(key, key)
+                label = option if option == key else f"{option} (state key {key!r})"
+                changed.append((label, option, _shown(saved), _shown(current)))
+        if changed:
+            listing = "; ".join(f"{label}: {saved!r} saved, {current!r} now" for label, _, saved, current in changed)
+            restore = ", ".join(f"{option}={saved!r}" for _, option, saved, _ in changed)
+            raise ValueError(
+                f"selector {self.name!r}: the saved state was made with other settings ({listing}). A resumed run "
+                f"keeps its selector's settings: to continue that run set them back ({restore}); to train with the "
+                "new values, start a new output directory (or do not resume)"
+            )
+
+    @classmethod
+    def _collected(cls, attr: str) -> tuple[str, ...]:
+        """The names a class attribute lists, added up from the base class down (no repeats)."""
+        names: dict[str, None] = {}
+        for klass in reversed(cls.__mro__):
+            names.update(dict.fromkeys(klass.__dict__.get(attr, ())))
+        return tuple(names)
+
+    @classmethod
+    def _collected_checks(cls) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            checks.update(klass.__dict__.get("_state_checks", {}))
+        return checks
 
     # ------------------------------------------------------------------ subclass hooks
     @abstractmethod
@@ -304,6 +363,28 @@ class Selector(ABC):
         need = k - above.size
         chosen = ties[self._random_subset(ties.size, need)] if need < ties.size else ties
         return np.concatenate([above, chosen]).astype(np.int64)
+
+
+def _saved_setting(key: str, value: Any) -> Any:
+    value = _scalar(value)
+    if key == "candidate_ratio" and isinstance(value, (int, float)) and value < 0:
+        return None  # states written before None was stored as None held -1.0 for "the whole pool"
+    return value
+
+
+def _same_setting(saved: Any, current: Any) -> bool:
+    if saved is None or current is None or isinstance(saved, (str, bool)) or isinstance(current, (str, bool)):
+        return type(saved) is type(current) and saved == current
+    try:
+        a, b = np.asarray(saved, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=0.0))
+
+
+def _shown(value: Any) -> Any:
+    """A setting as a user would write it (arrays as nested lists)."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def _scalar(value: Any) -> Any:

@@ -27,6 +27,9 @@ class CDASSelector(Selector):
     name: ClassVar[str] = "cdas"
     _state_arrays: ClassVar[tuple[str, ...]] = ("difficulty", "visits")
     _state_scalars: ClassVar[tuple[str, ...]] = ("competence", "difficulty_sum")
+    _settings: ClassVar[tuple[str, ...]] = ("warmup_epochs", "count_initial")
+    _state_checks: ClassVar[dict[str, str]] = {"difficulty": "finite", "visits": "count", "competence": "finite",
+                                               "difficulty_sum": "finite"}
 
     def __init__(self, num_prompts: int, warmup_epochs: int = 1, count_initial: bool = False, seed: int = 0) -> None:
         super().__init__(num_prompts, seed)

@@ -28,6 +28,9 @@ class DoPRSelector(Selector):
 
     name: ClassVar[str] = "dopr"
     _state_arrays: ClassVar[tuple[str, ...]] = ("visits", "reward_count", "reward_sum", "reward_sq_sum")
+    _settings: ClassVar[tuple[str, ...]] = ("shots", "exploration", "rollouts_per_prompt")
+    _state_checks: ClassVar[dict[str, str]] = {"visits": "count", "reward_count": "non_negative",
+                                               "reward_sum": "finite", "reward_sq_sum": "non_negative"}
 
     def __init__(self, num_prompts: int, shots: int = 1, exploration: float = 0.5,
                  rollouts_per_prompt: int = 8, seed: int = 0) -> None:

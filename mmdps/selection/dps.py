@@ -87,8 +87,14 @@ class DPSSelector(Selector):
 
     name: ClassVar[str] = "dps"
     takes_candidates: ClassVar[bool] = True
-    _state_scalars: ClassVar[tuple[str, ...]] = ("decay", "strategy", "entropy_weight", "temperature",
-                                                 "max_consecutive")
+    _settings: ClassVar[tuple[str, ...]] = ("decay", "alpha0", "pi0", "strategy", "entropy_weight", "temperature",
+                                            "max_consecutive")  # max_consecutive 0: no cap
+    _setting_options: ClassVar[dict[str, str]] = {"alpha0": "prior_alpha", "pi0": "prior_pi"}
+    _state_checks: ClassVar[dict[str, str]] = {
+        "alpha": "dirichlet", "prior": "probability", "lastpost": "probability", "count": "count",
+        "shared_alpha": "dirichlet", "shared_prior": "probability", "shared_last": "probability",
+        "last_confusion": "count", "total_confusion": "count", "streak": "count",
+    }
     # Per-slot storage (see _allocate): Dirichlet counts [3, 3, S], prior and last posterior [3, S], scratch,
     # global id, observation count and selection streak per slot.
     _alpha: np.ndarray
@@ -367,15 +373,15 @@ class DPSSelector(Selector):
 
     def _array_keys(self) -> tuple[str, ...]:
         return ("ids", "alpha", "prior", "lastpost", "count", "shared_alpha", "shared_prior", "shared_last",
-                "alpha0", "pi0", "last_confusion", "total_confusion", "streak")
+                "last_confusion", "total_confusion", "streak")
 
     def _export_arrays(self) -> dict[str, np.ndarray]:
         m = self._size
         return {
             "ids": self._gid[:m], "alpha": self._alpha[:, :, :m], "prior": self._prior[:, :m],
             "lastpost": self._last[:, :m], "count": self._count[:m], "shared_alpha": self._shared_alpha,
-            "shared_prior": self._shared_prior, "shared_last": self._shared_last, "alpha0": self.alpha0,
-            "pi0": self.pi0, "last_confusion": self._last_confusion, "total_confusion": self._total_confusion,
+            "shared_prior": self._shared_prior, "shared_last": self._shared_last,
+            "last_confusion": self._last_confusion, "total_confusion": self._total_confusion,
             "streak": self._streak[:m],
         }
 
@@ -386,7 +392,8 @@ class DPSSelector(Selector):
         if m and (ids.min() < 0 or ids.max() >= self.num_prompts or np.unique(ids).size != m):
             raise ValueError("state_dict['ids'] must be unique prompt ids inside the pool")
         shapes = {"alpha": (3, 3, m), "prior": (3, m), "lastpost": (3, m), "count": (m,), "shared_alpha": (3, 3),
-                  "shared_prior": (3,), "shared_last": (3,), "alpha0": (3, 3), "pi0": (3,), "streak": (m,)}
+                  "shared_prior": (3,), "shared_last": (3,), "streak": (m,), "last_confusion": (3, 3),
+                  "total_confusion": (3, 3)}
         for key, shape in shapes.items():
             if np.shape(arrays[key]) != shape:
                 raise ValueError(f"state_dict[{key!r}] has shape {np.shape(arrays[key])}, expected {shape}")
@@ -404,10 +411,8 @@ class DPSSelector(Selector):
         self._shared_alpha = np.array(arrays["shared_alpha"], dtype=np.float64)
         self._shared_prior = np.array(arrays["shared_prior"], dtype=np.float64)
         self._shared_last = np.array(arrays["shared_last"], dtype=np.float64)
-        self.alpha0 = np.array(arrays["alpha0"], dtype=np.float64)
-        self.pi0 = np.array(arrays["pi0"], dtype=np.float64)
-        self._last_confusion = np.array(arrays["last_confusion"], dtype=np.int64).reshape(3, 3)
-        self._total_confusion = np.array(arrays["total_confusion"], dtype=np.int64).reshape(3, 3)
+        self._last_confusion = np.array(arrays["last_confusion"], dtype=np.int64)
+        self._total_confusion = np.array(arrays["total_confusion"], dtype=np.int64)
 
     def memory_bytes(self) -> int:
         """Bytes held by the selector's arrays (allocated capacity included)."""

@@ -23,21 +23,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
-from mmdps.selection.epoch_sampler import EpochSampler
+from mmdps.selection.refill import RefillSelector, check_refill_settings
+
+__all__ = ["DynamicSamplingSelector", "check_refill_settings"]
 
 
-def check_refill_settings(oversample: float, max_rounds: int, rollouts_per_prompt: int) -> None:
-    """Validate the settings shared by the selectors that over-sample and refill (DS, GRESO)."""
-    if not np.isfinite(oversample) or oversample < 1.0:
-        raise ValueError(f"oversample must be >= 1 (prompts rolled out per round / training batch), got {oversample!r}")
-    if int(max_rounds) < 1:
-        raise ValueError(f"max_rounds must be >= 1, got {max_rounds!r}")
-    if int(rollouts_per_prompt) < 1:
-        raise ValueError(f"rollouts_per_prompt must be >= 1, got {rollouts_per_prompt!r}")
-
-
-class DynamicSamplingSelector(Selector):
+class DynamicSamplingSelector(RefillSelector):
     """DAPO Dynamic Sampling with rollout accounting.
 
     Defaults follow the published DAPO recipe (generation batch 3x the training batch, at most 10
@@ -45,7 +36,6 @@ class DynamicSamplingSelector(Selector):
     """
 
     name: ClassVar[str] = "ds"
-    _state_scalars: ClassVar[tuple[str, ...]] = ("rollouts_spent", "prompts_rolled_out", "rounds", "admitted")
 
     def __init__(
         self,
@@ -55,16 +45,7 @@ class DynamicSamplingSelector(Selector):
         rollouts_per_prompt: int = 8,
         seed: int = 0,
     ) -> None:
-        super().__init__(num_prompts, seed)
-        check_refill_settings(oversample, max_rounds, rollouts_per_prompt)
-        self.oversample = float(oversample)
-        self.max_rounds = int(max_rounds)
-        self.rollouts_per_prompt = int(rollouts_per_prompt)
-        self.sampler = EpochSampler(self.num_prompts)
-        self.rollouts_spent = 0
-        self.prompts_rolled_out = 0
-        self.rounds = 0
-        self.admitted = 0
+        super().__init__(num_prompts, oversample, max_rounds, rollouts_per_prompt, seed)
 
     def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
         pool = self.num_prompts if candidates is None else candidates.size
@@ -74,24 +55,4 @@ class DynamicSamplingSelector(Selector):
         return self.sampler.next(self.rng, size)
 
     def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
-        k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
-        self.rollouts_spent += ids.size * k
-        self.prompts_rolled_out += ids.size
-        self.rounds += 1
-
-    def admit(self, ids: np.ndarray, success_rates: np.ndarray) -> np.ndarray:
-        """Keep the groups whose rewards are not all equal: 0 < s < 1."""
-        super().admit(ids, success_rates)
-        rates = np.asarray(success_rates, dtype=np.float64)
-        keep = (rates > 0.0) & (rates < 1.0)
-        self.admitted += int(keep.sum())
-        return keep
-
-    def diagnostics(self) -> dict[str, float]:
-        out = super().diagnostics()
-        out["rollouts_spent"] = float(self.rollouts_spent)
-        out["prompts_rolled_out"] = float(self.prompts_rolled_out)
-        out["rounds"] = float(self.rounds)
-        out["admitted"] = float(self.admitted)
-        out["admit_ratio"] = self.admitted / self.prompts_rolled_out if self.prompts_rolled_out else float("nan")
-        return out
+        self._count_rollouts(ids, rewards)

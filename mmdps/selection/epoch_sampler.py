@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmdps.selection.state_checks import DAMAGED, check_state_value
+
 SAMPLER_KEYS = ("epoch_order", "epoch_position", "epoch")
 
 
@@ -36,11 +38,24 @@ def sampler_state(sampler: EpochSampler) -> dict[str, np.ndarray]:
             "epoch": np.array(sampler.epoch)}
 
 
-def load_sampler_state(sampler: EpochSampler, arrays: dict[str, np.ndarray]) -> None:
+def check_sampler_state(n: int, arrays: dict[str, np.ndarray], prefix: str = "") -> None:
+    """Raise ``ValueError`` naming the key unless ``arrays`` restore an ``EpochSampler`` over ``n`` prompts."""
     order = np.asarray(arrays["epoch_order"])
-    if order.ndim != 1 or (order.size and order.size != sampler.n):
-        raise ValueError(f"state_dict['epoch_order'] must be empty or a permutation of {sampler.n} ids, "
-                         f"got shape {order.shape}")
+    check_state_value(prefix + "epoch_order", order, "count")
+    if order.ndim != 1 or (order.size and (order.size != n or order.max() >= n
+                                           or np.bincount(order.astype(np.int64), minlength=n).max() > 1)):
+        raise ValueError(f"state_dict[{prefix + 'epoch_order'!r}] must be empty or a permutation of {n} ids, "
+                         f"got shape {order.shape}: {DAMAGED}")
+    check_state_value(prefix + "epoch", arrays["epoch"], "count")
+    check_state_value(prefix + "epoch_position", arrays["epoch_position"], "count")
+    if int(arrays["epoch_position"]) > order.size:
+        raise ValueError(f"state_dict[{prefix + 'epoch_position'!r}] = {int(arrays['epoch_position'])} is past the "
+                         f"end of the epoch order ({order.size} ids): {DAMAGED}")
+
+
+def load_sampler_state(sampler: EpochSampler, arrays: dict[str, np.ndarray], prefix: str = "") -> None:
+    check_sampler_state(sampler.n, arrays, prefix)
+    order = np.asarray(arrays["epoch_order"])
     sampler.order = order.astype(sampler.order.dtype, copy=True)
     sampler.position = int(arrays["epoch_position"])
     sampler.epoch = int(arrays["epoch"])

@@ -29,9 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
-from mmdps.selection.dynamic_sampling import check_refill_settings
-from mmdps.selection.epoch_sampler import EpochSampler
+from mmdps.selection.refill import RefillSelector
 
 
 def keep_probabilities(easy_streak: np.ndarray, hard_streak: np.ndarray, p_easy: float, p_hard: float,
@@ -45,7 +43,7 @@ def keep_probabilities(easy_streak: np.ndarray, hard_streak: np.ndarray, p_easy:
     return keep
 
 
-class GRESOSelector(Selector):
+class GRESOSelector(RefillSelector):
     """GRESO: probabilistic pre-rollout skipping of recently zero-variance prompts, DS post-filter.
 
     ``select(B)`` walks the shuffled epoch order (the dataloader), skipping prompts at random by their
@@ -57,10 +55,15 @@ class GRESOSelector(Selector):
 
     name: ClassVar[str] = "greso"
     _state_arrays: ClassVar[tuple[str, ...]] = ("easy_streak", "hard_streak", "visits")
-    _state_scalars: ClassVar[tuple[str, ...]] = (
-        "p_easy", "p_hard", "rollouts_spent", "prompts_rolled_out", "rounds", "admitted",
-        "skipped_easy", "skipped_hard", "topped_up",
-    )
+    _state_scalars: ClassVar[tuple[str, ...]] = ("p_easy", "p_hard", "skipped_easy", "skipped_hard", "topped_up")
+    # p_easy / p_hard adapt during training (state); their starting values are settings
+    _settings: ClassVar[tuple[str, ...]] = ("target_zero_variance", "p_easy_init", "p_hard_init", "p_min", "p_max",
+                                            "p_step", "min_keep", "easy_threshold", "hard_threshold")
+    _setting_options: ClassVar[dict[str, str]] = {"p_easy_init": "p_easy", "p_hard_init": "p_hard"}
+    _state_checks: ClassVar[dict[str, str]] = {
+        "easy_streak": "count", "hard_streak": "count", "visits": "count", "p_easy": "unit", "p_hard": "unit",
+        "skipped_easy": "count", "skipped_hard": "count", "topped_up": "count", "last_shares": "share",
+    }
 
     def __init__(
         self,
@@ -79,8 +82,7 @@ class GRESOSelector(Selector):
         hard_threshold: float = 0.11,
         seed: int = 0,
     ) -> None:
-        super().__init__(num_prompts, seed)
-        check_refill_settings(oversample, max_rounds, rollouts_per_prompt)
+        super().__init__(num_prompts, oversample, max_rounds, rollouts_per_prompt, seed)
         if not 0.0 < target_zero_variance < 1.0:
             raise ValueError(f"target_zero_variance must be in (0, 1), got {target_zero_variance!r}")
         if not 0.0 < p_min <= p_max <= 1.0:
@@ -96,23 +98,17 @@ class GRESOSelector(Selector):
             raise ValueError(
                 f"need 0 <= hard_threshold < easy_threshold <= 1, got {hard_threshold!r} and {easy_threshold!r}"
             )
-        self.oversample = float(oversample)
-        self.max_rounds = int(max_rounds)
-        self.rollouts_per_prompt = int(rollouts_per_prompt)
+        self.target_zero_variance = float(target_zero_variance)
         self.target_easy = float(target_zero_variance) / 3.0
         self.target_hard = 2.0 * float(target_zero_variance) / 3.0  # more exploration of hard prompts
         self.p_easy, self.p_hard = float(p_easy), float(p_hard)
+        self.p_easy_init, self.p_hard_init = self.p_easy, self.p_hard
         self.p_min, self.p_max, self.p_step = float(p_min), float(p_max), float(p_step)
         self.min_keep = float(min_keep)
         self.easy_threshold, self.hard_threshold = float(easy_threshold), float(hard_threshold)
         self.easy_streak = np.zeros(self.num_prompts, dtype=np.int32)
         self.hard_streak = np.zeros(self.num_prompts, dtype=np.int32)
         self.visits = np.zeros(self.num_prompts, dtype=np.int32)
-        self.sampler = EpochSampler(self.num_prompts)
-        self.rollouts_spent = 0
-        self.prompts_rolled_out = 0
-        self.rounds = 0
-        self.admitted = 0
         self.skipped_easy = 0
         self.skipped_hard = 0
         self.topped_up = 0
@@ -199,10 +195,7 @@ class GRESOSelector(Selector):
         self.easy_streak[ids] = np.where(easy, self.easy_streak[ids] + 1, 0)
         self.hard_streak[ids] = np.where(hard, self.hard_streak[ids] + 1, 0)
         self.visits[ids] += 1
-        k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
-        self.rollouts_spent += ids.size * k
-        self.prompts_rolled_out += ids.size
-        self.rounds += 1
+        self._count_rollouts(ids, rewards)
         self._last_easy_share = float(easy.mean()) if ids.size else float("nan")
         self._last_hard_share = float(hard.mean()) if ids.size else float("nan")
         if self.epoch > 0 and ids.size:  # the reference code adapts from the second epoch on
@@ -214,14 +207,6 @@ class GRESOSelector(Selector):
         p = p - self.p_step if share >= target else p + self.p_step
         return float(min(max(p, self.p_min), self.p_max))
 
-    def admit(self, ids: np.ndarray, success_rates: np.ndarray) -> np.ndarray:
-        """Keep the groups whose rewards are not all equal: 0 < s < 1 (the DS filter)."""
-        super().admit(ids, success_rates)
-        rates = np.asarray(success_rates, dtype=np.float64)
-        keep = (rates > 0.0) & (rates < 1.0)
-        self.admitted += int(keep.sum())
-        return keep
-
     # ------------------------------------------------------------------ diagnostics and state
     def diagnostics(self) -> dict[str, float]:
         out = super().diagnostics()
@@ -232,11 +217,6 @@ class GRESOSelector(Selector):
         out["skipped_easy"] = float(self.skipped_easy)
         out["skipped_hard"] = float(self.skipped_hard)
         out["topped_up"] = float(self.topped_up)
-        out["rollouts_spent"] = float(self.rollouts_spent)
-        out["prompts_rolled_out"] = float(self.prompts_rolled_out)
-        out["rounds"] = float(self.rounds)
-        out["admitted"] = float(self.admitted)
-        out["admit_ratio"] = self.admitted / self.prompts_rolled_out if self.prompts_rolled_out else float("nan")
         out["epoch"] = float(self.epoch)
         return out
 
@@ -247,5 +227,8 @@ class GRESOSelector(Selector):
         return {**super()._export_arrays(), "last_shares": np.array([self._last_easy_share, self._last_hard_share])}
 
     def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._last_easy_share, self._last_hard_share = (float(x) for x in np.asarray(arrays["last_shares"]))
+        shares = np.asarray(arrays["last_shares"], dtype=np.float64)
+        if shares.shape != (2,):
+            raise ValueError(f"state_dict['last_shares'] has shape {shares.shape}, expected (2,)")
+        self._last_easy_share, self._last_hard_share = (float(x) for x in shares)
         super()._import_arrays(arrays)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmdps.selection.state_checks import DAMAGED, check_state_value
+
 HISTORY_KEYS = ("visits", "last_step", "step", "distinct", "total", "repeat_share")
 REPEAT_WINDOW = 5  # steps looked back by prompts/repeat_share
 
@@ -47,11 +49,23 @@ class TrainingHistory:
                 "distinct": np.array(self.distinct), "total": np.array(self.total),
                 "repeat_share": np.array(self._repeat_share)}
 
-    def load(self, arrays: dict[str, np.ndarray]) -> None:
+    def check(self, arrays: dict[str, np.ndarray]) -> None:
+        """Raise ``ValueError`` naming the key unless ``arrays`` (from ``state()``) fit this history."""
         for key in ("visits", "last_step"):
             if arrays[key].shape != getattr(self, key).shape:
                 raise ValueError(f"state_dict['history_{key}'] has shape {arrays[key].shape}, "
                                  f"expected {getattr(self, key).shape}")
+        for key in ("visits", "step", "distinct", "total"):
+            check_state_value("history_" + key, arrays[key], "count")
+        last = np.asarray(arrays["last_step"], dtype=np.float64)
+        if last.size and not (np.all(last == np.round(last)) and last.min() >= -1):  # -1: never trained
+            raise ValueError(f"state_dict['history_last_step'] must hold whole numbers >= -1, got {last.min()!r}: "
+                             f"{DAMAGED}")
+        check_state_value("history_repeat_share", arrays["repeat_share"], "share")
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.check(arrays)
+        for key in ("visits", "last_step"):
             setattr(self, key, arrays[key].astype(getattr(self, key).dtype, copy=True))
         self.step = int(arrays["step"])
         self.distinct = int(arrays["distinct"])

@@ -20,14 +20,18 @@ STRATEGIES = ("topk", "threshold")
 class MoPPSSelector(Selector):
     """Beta-Bernoulli bandit with Thompson sampling over a random candidate pool.
 
-    ``candidate_ratio`` (the code's ``ts_ratio``; 16 in the MATH scripts) sizes the candidate pool at
-    ``candidate_ratio * batch_size`` prompts, drawn like the official dataloader batch: from a shuffled
-    epoch order without replacement (``drop_last``, see ``base.py``); ``None`` uses the whole pool every step.
+    ``candidate_ratio`` (the code's ``ts_ratio``: 16 in the MATH scripts, 8 for Countdown and Geo3K) sizes
+    the candidate pool at ``candidate_ratio * batch_size`` prompts, drawn like the official dataloader batch:
+    from a shuffled epoch order without replacement (``drop_last``, see ``base.py``); ``None`` (the default,
+    as for every selector that ranks candidates) uses the whole pool every step.
     """
 
     name: ClassVar[str] = "mopps"
     takes_candidates: ClassVar[bool] = True
     _state_arrays: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+    _settings: ClassVar[tuple[str, ...]] = ("decay", "rollouts_per_prompt", "target", "strategy", "prior_alpha",
+                                            "prior_beta", "lower", "upper")
+    _state_checks: ClassVar[dict[str, str]] = {"alpha": "positive", "beta": "positive"}
 
     def __init__(
         self,
@@ -37,7 +41,7 @@ class MoPPSSelector(Selector):
         target: float = 0.5,
         strategy: str = "topk",
         seed: int = 0,
-        candidate_ratio: float | None = 16.0,
+        candidate_ratio: float | None = None,
         prior_alpha: float = 1.0,
         prior_beta: float = 1.0,
         lower: float = 0.3,

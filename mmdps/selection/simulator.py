@@ -34,6 +34,9 @@ from mmdps.selection import make_selector
 from mmdps.selection.dps import DPSSelector
 
 DEFAULT_SELECTORS = ("uniform", "ds", "dps", "mopps", "cdas", "dopr", "greso")
+# MoPPS ranks candidate batches of 16 x B here (the official MATH scripts' ts_ratio) unless a variant says
+# otherwise; the tables of docs/simulator.md were made with it.
+MOPPS_CANDIDATE_RATIO = 16.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ def _selector_kwargs(name: str, k: int, seed: int, ds_oversample: float, ds_max_
     kwargs: dict[str, Any] = {"seed": seed, "rollouts_per_prompt": k}
     if name in ("ds", "dapo"):
         kwargs.update(oversample=ds_oversample, max_rounds=ds_max_rounds)
+    if name == "mopps":
+        kwargs.update(candidate_ratio=MOPPS_CANDIDATE_RATIO)
     return kwargs
 
 
