@@ -28,7 +28,7 @@ def correct_flags(values: Any, success_threshold: float | None, source: str, fix
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     missing = np.isnan(arr)
     if np.isinf(arr).any():
-        raise ValueError(f"{source} gave an infinite value ({arr[np.isinf(arr)][0]}); rewards must be finite")
+        raise ValueError(f"{source} gave an infinite value ({float(arr[np.isinf(arr)][0])}); rewards must be finite")
     if success_threshold is not None:
         threshold = float(success_threshold)
         if not np.isfinite(threshold):
@@ -39,7 +39,7 @@ def correct_flags(values: Any, success_threshold: float | None, source: str, fix
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"{source} gave {arr[first]!r} (completion {first}), but with no success_threshold an accuracy "
+                f"{source} gave {float(arr[first])!r} (completion {first}), but with no success_threshold an accuracy "
                 "reward must be exactly 0 or 1: a completion is correct iff acc >= 1.0, and a shaped reward "
                 f"read as a success rate would record wrong answers as partly right. Fix: {fixes}"
             )
