@@ -54,13 +54,46 @@ def step_batch(index, acc_per_sample, n=4, key="acc"):
                          {"extra_info": np.array([{"index": int(i)} for i in idx], dtype=object)})
 
 
-def test_module_imports_without_torch_or_verl():
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['verl'] = None; sys.modules['trl'] = None\n"
-            "import mmdps.integrations, mmdps.integrations.verl, mmdps.integrations.trl\n"
-            "cls = mmdps.integrations.verl.SelectorCurriculumSampler\n"
-            "assert cls.__mro__[-1] is object and 'update' in dir(cls)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def spy_updates(selector):
+    """Record every (ids, rates) the selector is updated with."""
+    calls = []
+    update = selector.update
+
+    def wrapped(ids, rates, rewards=None):
+        calls.append((np.asarray(ids).copy(), np.asarray(rates, dtype=float).copy()))
+        return update(ids, rates, rewards)
+
+    selector.update = wrapped
+    return calls
+
+
+#: What `pip install --no-deps mmdps` into a verl environment may lack: none of it may be needed.
+NOT_INSTALLED = ["torch", "torchvision", "transformers", "trl", "verl", "accelerate", "datasets", "peft", "sympy",
+                 "math_verify", "PIL", "pandas", "pyarrow", "yaml", "rich", "tqdm", "matplotlib", "qwen_vl_utils"]
+
+
+def test_sampler_works_with_numpy_alone():
+    """The `pip install --no-deps mmdps` path of docs/integrations.md: mmdps.selection and the verl sampler
+    import and run with numpy alone (every other dependency of mmdps blocked)."""
+    code = (
+        "import sys\n"
+        f"for name in {NOT_INSTALLED!r}: sys.modules[name] = None  # import fails like a missing package\n"
+        "import numpy as np, types\n"
+        "import mmdps.selection, mmdps.integrations, mmdps.integrations.verl as mverl, mmdps.integrations.trl\n"
+        "cls = mverl.SelectorCurriculumSampler\n"
+        "assert cls.__mro__[-1] is object and 'update' in dir(cls)\n"
+        "config = {'train_batch_size': 2, 'seed': 0, 'sampler': {'selector': 'dps'}}\n"
+        "sampler = cls(data_source=list(range(6)), data_config=config)\n"
+        "it = iter(sampler)\n"
+        "ids = [next(it) for _ in range(2)]\n"
+        "sampler.update(types.SimpleNamespace(batch={}, non_tensor_batch={\n"
+        "    'index': np.repeat(ids, 2), 'acc': np.array([1.0, 0.0, 1.0, 1.0])}))\n"
+        "assert sampler.selector.steps == 1 and sampler.metrics()['prompts/distinct_total'] == 2\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in " + repr(NOT_INSTALLED) + " and sys.modules[m]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_batches_are_chosen_lazily_after_each_update():
@@ -78,22 +111,25 @@ def test_batches_are_chosen_lazily_after_each_update():
     assert states[first[0], 1] > states[first[2], 1]  # the partial prompt is predicted more partial
     second = [next(it) for _ in range(4)]
     assert first[0] in second and first[1] in second and first[2] not in second  # DPS uses the feedback
-    assert sampler.diagnostics()["stale_batches"] == 0
     sampler.update(step_batch(second, np.zeros(16)))
     rest = list(it)
     assert len(rest) == 4  # 3 batches per epoch
 
 
 def test_token_level_scores_and_extra_info_index_mapping():
-    # extra_info.index = 100 + position: the sampler maps ids back to positions
-    sampler = mverl.SelectorCurriculumSampler(FakeRLHFDataset(8, index_offset=100), config(selector="uniform"))
-    first = next(iter(sampler))  # the first batch is chosen before any update
-    batch = step_batch([100 + p for p in (3, 5)], [1, 1, 0, 0, 0, 0, 0, 0], n=4, key="scores")
+    batch = step_batch([103, 105], [1, 1, 0, 0, 0, 0, 0, 0], n=4, key="scores")
     got_ids, rates = mverl.batch_success_rates(batch)
     np.testing.assert_array_equal(got_ids, [103, 105])
     np.testing.assert_allclose(rates, [0.5, 0.0])
-    sampler.update(batch)
-    assert sampler.selector.prompts_updated == 2 and 0 <= first < 8
+    # extra_info.index = 100 + position: the sampler maps ids back to positions
+    sampler = mverl.SelectorCurriculumSampler(FakeRLHFDataset(8, index_offset=100), config(selector="uniform"))
+    it = iter(sampler)
+    first = [next(it) for _ in range(4)]
+    calls = spy_updates(sampler.selector)
+    sampler.update(step_batch([100 + p for p in first], [1, 0, 0, 0] * 4, key="scores"))
+    assert calls[0][0].tolist() == sorted(first) and sampler.selector.prompts_updated == 4
+    np.testing.assert_allclose(calls[0][1], [0.25] * 4)
+    [next(it) for _ in range(4)]
     with pytest.raises(ValueError, match="not in the training dataset"):
         sampler.update(step_batch([7], [1, 1, 1, 1]))
 
@@ -115,7 +151,8 @@ def test_state_round_trip_resumes_the_same_choices():
     b = Sampler(FakeRLHFDataset(20), cfg)
     b.load_state_dict(state)
     assert b.batches_done == 1
-    np.testing.assert_array_equal([next(it) for _ in range(4)], list(iter(b))[:4])
+    resumed = iter(b)
+    np.testing.assert_array_equal([next(it) for _ in range(4)], [next(resumed) for _ in range(4)])
 
 
 def test_resumes_through_verls_dataloader_checkpoint(tmp_path):
@@ -164,12 +201,19 @@ def test_bad_config_and_batches():
     with pytest.raises(ValueError, match="unknown selector"):
         Sampler(FakeRLHFDataset(8), config(selector="nope"))
     sampler = Sampler(FakeRLHFDataset(8), config())
+    with pytest.raises(RuntimeError, match="handed out no batch"):
+        sampler.update(step_batch([0, 1, 2, 3], np.ones(16)))
+    it = iter(sampler)
+    ids = [next(it) for _ in range(4)]
     with pytest.raises(ValueError, match="no prompt ids"):
         sampler.update(FakeDataProto({}, {"acc": np.ones(4)}))
     with pytest.raises(ValueError, match="no rewards"):
-        sampler.update(FakeDataProto({}, {"index": np.zeros(4)}))
+        sampler.update(FakeDataProto({}, {"index": np.repeat(ids, 2)}))
     with pytest.raises(ValueError, match="DataProto"):
         sampler.update({"index": [0]})
+    with pytest.raises(ValueError, match="must be integers"):
+        sampler.update(FakeDataProto({}, {"index": np.repeat(ids, 2) + 0.5, "acc": np.ones(8)}))
+    assert sampler.selector.steps == 0
 
 
 def test_omegaconf_config_like_verl_passes_it():
