@@ -42,6 +42,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from mmdps.integrations.metrics import selector_metrics
 from mmdps.integrations.success import correct_flags
 from mmdps.selection import Selector, make_selector
 
@@ -270,11 +271,11 @@ def _with_accuracy_column(args: tuple, kwargs: dict[str, Any], accuracy_reward: 
         index = names.index(accuracy_reward) if accuracy_reward in names else None
     else:
         index = int(accuracy_reward) if 0 <= int(accuracy_reward) < len(funcs) else None
-    target = funcs[index] if index is not None else None
+    target: Any = funcs[index] if index is not None else None
     if getattr(target, "mmdps_verifier", None) is None or getattr(target, "mmdps_key", "acc") == "acc":
         return args, kwargs, None  # not an adapter, or already the 0/1 accuracy
     funcs.append(trl_accuracy_reward(target))
-    config = args[2] if len(args) > 2 else kwargs.get("args")
+    config: Any = args[2] if len(args) > 2 else kwargs.get("args")
     weights = getattr(config, "reward_weights", None)
     if weights is not None:  # GRPOTrainer checks one weight per function
         if len(weights) != len(funcs) - 1:
@@ -285,6 +286,7 @@ def _with_accuracy_column(args: tuple, kwargs: dict[str, Any], accuracy_reward: 
     else:
         kwargs = {**kwargs, "reward_funcs": funcs}
     return args, kwargs, len(funcs) - 1
+
 
 #: Folder of a TRL checkpoint holding the selector and sampler state (JSON + npz, with a manifest).
 SELECTOR_STATE_DIR = "mmdps_selector"
@@ -452,12 +454,8 @@ def _build_trainer_class() -> type:
                     raise RuntimeError("GRPOTrainer produced no rewards for this generation batch")
                 column = self._captured_rewards[:, self._accuracy_index].float().cpu().numpy()
                 sampler.feed(column, self.success_threshold, self._accuracy_source)
-                for key, value in self.selector.diagnostics().items():
-                    if np.isfinite(value):
-                        self._metrics["train"][f"selector/{key}"].append(float(value))
-                for key, value in self.selector.training_diagnostics().items():
-                    if np.isfinite(value):
-                        self._metrics["train"][key].append(float(value))
+                for key, value in selector_metrics(self.selector).items():
+                    self._metrics["train"][key].append(value)
             return output
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
