@@ -17,8 +17,9 @@ so all ranks choose the same prompts, as ``RepeatSampler`` does with its shared 
 
 Feedback: after TRL has gathered the rewards of a generation batch, the trainer takes the column of the
 accuracy reward (``accuracy_reward``: index or name of a reward function, default the first), turns it
-into per-prompt success rates (mean over the prompt's completions; ``None`` counts as wrong;
-``success_threshold`` binarises shaped rewards) and calls ``selector.update(ids, rates)``.
+into per-prompt success rates under the library's success rule (:mod:`mmdps.integrations.success`:
+values 0/1, ``None`` counts as wrong, anything else needs ``success_threshold``; an mmdps adapter's
+shaped score is replaced by its verifier's ``acc``) and calls ``selector.update(ids, rates)``.
 
 Why the trainer resolves some batches late: the dataloader runs ahead of training. accelerate's
 dataloader fetches one batch ahead, and ``Trainer`` fetches a whole gradient-accumulation window before

@@ -13,11 +13,12 @@ selector at the moment verl asks for it, so every choice already knows the rewar
 
 Selector ids are dataset positions ``0..len(dataset)-1``. ``update`` reads each sample's prompt id from
 ``batch.non_tensor_batch["index"]`` (verl copies ``extra_info.index`` there), or from
-``non_tensor_batch["extra_info"][i]["index"]``, and maps it to a position (``extra_info.index`` of
-``dataset.dataframe`` when the dataset has one, else the id is the position). Correctness comes from
-the ``acc`` field that verl stores from a reward function's dict result, else from
-``batch.batch["token_level_scores"]`` summed over the response; either is binarised with
-``success_threshold`` (default 0.5) and averaged per prompt.
+``non_tensor_batch["extra_info"][i]["index"]``, maps it to a position (``extra_info.index`` of
+``dataset.dataframe`` when the dataset has one, else the id is the position) and refuses a batch that is
+not exactly the prompts it handed out, each ``rollout.n`` times. Correctness comes from the ``acc`` field
+that verl stores from a reward function's dict result, else from ``batch.batch["token_level_scores"]``
+summed over the response, under the library's success rule (:mod:`mmdps.integrations.success`: 0/1, or
+an explicit ``success_threshold``), averaged per prompt. verl 0.5 to 0.7 have this hook (0.8 removed it).
 
 verl is not a dependency: when it is importable the class subclasses verl's
 ``AbstractCurriculumSampler`` (verl asserts that), otherwise torch's ``Sampler`` (or ``object``).
