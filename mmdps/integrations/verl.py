@@ -272,11 +272,12 @@ class SelectorSamplerLogic:
             return
         extra = [self._reported_id(p) for p in np.setdiff1d(got, handed)]
         lost = [self._reported_id(p) for p in np.setdiff1d(handed, got)]
-        counts = sorted({int(c) for c in got_counts})
+        found = [f"{positions.size} samples", f"rollouts per prompt {sorted({int(c) for c in got_counts})}"]
+        found += [f"prompt ids missing {lost[:5]}"] if lost else []
+        found += [f"unexpected prompt ids {extra[:5]}"] if extra else []
         raise ValueError(
             f"the batch fed to update() is not the batch this sampler handed out ({handed.size} prompts, each "
-            f"exactly rollout.n times): {positions.size} samples with prompt ids {lost[:5] and f'missing {lost[:5]}, '}"
-            f"{extra[:5] and f'unexpected {extra[:5]}, '}rollouts per prompt {counts}. Either rows lack "
+            f"exactly rollout.n times): {', '.join(found)}. Either rows lack "
             f"extra_info.index ({_INDEX_HELP}), or something between the dataloader and update() dropped or "
             "added samples, e.g. algorithm.filter_groups (DAPO), which keeps only mixed groups: the selector "
             "would learn that every prompt is partly solved. Feed update() the unfiltered batch of each step"
