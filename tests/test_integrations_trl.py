@@ -263,20 +263,22 @@ def test_shaped_rewards_are_refused_not_read_as_success_rates():
     np.testing.assert_allclose(mtrl.success_rates_from_rewards([0, 1, 1, 1], 2), [0.5, 1.0])
 
 
-def _tiny_trainer(tmp_path, reward_funcs, dataset, **trainer_kwargs):
-    """A 1-step DPSGRPOTrainer on a tiny random model: 2 prompts per generation batch, 2 completions each."""
+def _tiny_trainer(tmp_path, reward_funcs, dataset, trainer_kwargs=None, **config):
+    """A 1-step DPSGRPOTrainer on a tiny random model: 2 prompts per generation batch, 2 completions each
+    (``config`` overrides GRPOConfig fields)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
     from tiny_models import build
 
     path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
-    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2,
-                      max_completion_length=4, max_steps=1, learning_rate=1e-4, beta=0.0, logging_steps=1,
-                      report_to="none", save_strategy="no", use_cpu=True, seed=0, dataloader_num_workers=0)
+    args = GRPOConfig(**{**dict(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2,
+                                max_completion_length=4, max_steps=1, learning_rate=1e-4, beta=0.0, logging_steps=1,
+                                report_to="none", save_strategy="no", save_steps=1, use_cpu=True, seed=0,
+                                dataloader_num_workers=0), **config})
     return mtrl.DPSGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
                                processing_class=AutoTokenizer.from_pretrained(path), reward_funcs=reward_funcs,
-                               train_dataset=dataset, **trainer_kwargs)
+                               train_dataset=dataset, **(trainer_kwargs or {}))
 
 
 def test_trainer_reads_the_adapters_acc_not_its_shaped_score(tmp_path, monkeypatch):
@@ -372,3 +374,28 @@ def test_resume_refuses_reordered_or_edited_prompts(tmp_path):
     state["trained_ids"] = state["trained_ids"] + 16
     with pytest.raises(ValueError, match="outside"):
         resumed(original).load_state_dict(state)
+
+
+@pytest.mark.slow
+def test_trainer_resume_refuses_another_generation_batch_or_other_prompts(tmp_path):
+    """Through TRL's own resume: a checkpoint of 2 prompts per generation batch, resumed with 4 (it failed
+    with "cannot reshape array") or on the same prompts reordered (it resumed silently)."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+
+    prompts = [f"What is {i} + {i}?" for i in range(8)]
+
+    def accuracy(completions, **kwargs):
+        return [float(len(c) % 2) for c in completions]
+
+    saved = _tiny_trainer(tmp_path, [accuracy], Dataset.from_dict({"prompt": prompts}), save_strategy="steps")
+    saved.train()
+    checkpoint = tmp_path / "checkpoint-1"
+    assert (checkpoint / mtrl.SELECTOR_STATE_DIR).is_dir()
+    wider = _tiny_trainer(tmp_path, [accuracy], Dataset.from_dict({"prompt": prompts}),
+                          per_device_train_batch_size=8, max_steps=2)
+    with pytest.raises(ValueError, match="has 2 prompts per generation batch, this run has 4"):
+        wider.train(resume_from_checkpoint=str(checkpoint))
+    reordered = _tiny_trainer(tmp_path, [accuracy], Dataset.from_dict({"prompt": prompts[::-1]}), max_steps=2)
+    with pytest.raises(ValueError, match="prompts differ from those the checkpoint"):
+        reordered.train(resume_from_checkpoint=str(checkpoint))

@@ -209,9 +209,9 @@ class SelectorSamplerCore:
         blocks of this epoch that the resumed trainer fast-forwards past), then the chosen blocks again,
         then new choices. Refuses a state saved with another number of prompts per generation batch or
         for other prompts (a different dataset fingerprint)."""
+        self.check_state(state)
         if not 0 <= int(skip_blocks) < self.num_batches:
             raise ValueError(f"skip_blocks={skip_blocks} is outside [0, {self.num_batches}) blocks per epoch")
-        self._check_state(state)
         self.selector.load_state_dict(state["selector"])
         self._blocks.clear()
         self._generated = 0
@@ -220,7 +220,9 @@ class SelectorSamplerCore:
         self.deferred_blocks = int(state["deferred_blocks"])
         self._skip_blocks = int(skip_blocks)
 
-    def _check_state(self, state: dict[str, Any]) -> None:
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Refuse a :meth:`state_dict` saved with another number of prompts per generation batch, with
+        prompt ids outside this dataset, or for other prompts (fingerprint); warn when it has no fingerprint."""
         saved = state.get("prompts_per_batch")
         trained = np.asarray(state["trained_ids"])
         if saved is None and trained.ndim == 2 and trained.size:  # a state from before the key existed
@@ -420,8 +422,9 @@ def _build_trainer_class() -> type:
                               "afresh, so the resumed run does not choose the prompts the interrupted one would have",
                               stacklevel=2)
                 return
-            sampler = self.selector_sampler
-            sampler.load_state_dict(load_state_folder(folder), skip_blocks=self._resume_skip_blocks(sampler))
+            sampler, state = self.selector_sampler, load_state_folder(folder)
+            sampler.check_state(state)  # before the skip arithmetic, which assumes the saved layout
+            sampler.load_state_dict(state, skip_blocks=self._resume_skip_blocks(sampler))
 
         def _resume_skip_blocks(self, sampler: SelectorSamplerCore) -> int:
             """Generation blocks of the current epoch that ``Trainer`` fast-forwards past on resume (its own
