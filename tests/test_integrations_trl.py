@@ -66,6 +66,9 @@ def test_success_rates_and_bad_input():
     np.testing.assert_allclose(mtrl.success_rates_from_rewards([1, np.nan, 0.9, 0.2], 2, 0.5), [0.5, 0.5])
     with pytest.raises(ValueError, match="success_threshold"):
         mtrl.success_rates_from_rewards([2.0, 0.0], 2)
+    np.testing.assert_allclose(mtrl.success_rates_from_rewards([1, np.nan, 0, 1], 2), [0.5, 0.5])  # None: wrong
+    with pytest.raises(ValueError, match="infinite"):
+        mtrl.success_rates_from_rewards([np.inf, 0.0], 2, 0.5)
     with pytest.raises(ValueError, match="groups of 3"):
         mtrl.success_rates_from_rewards([1, 0], 3)
     pytest.importorskip("torch")
@@ -121,6 +124,7 @@ def test_grpo_trainer_trains_on_selected_prompts(tmp_path, steps_per_generation)
         np.testing.assert_allclose(rates, np.asarray(rewards).reshape(-1, 2).mean(1))
     assert [a.tolist() for a in trainer.selector_sampler.trained_ids] == [c[0].tolist() for c in calls]
     assert trainer.selector.steps == generations
+    assert trainer.selector_sampler.prompt_fingerprint == mtrl.prompt_fingerprint(dataset)
     # the dataloader fetched the 2nd generation batch before the 1st one's rewards: it was chosen late
     assert trainer.selector_sampler.deferred_blocks == 1
     assert any("selector/prediction_accuracy" in log for log in trainer.state.log_history)
@@ -271,3 +275,150 @@ def test_sampler_state_round_trip_replays_chosen_blocks(tmp_path):
     assert [a.tolist() for a in restored.trained_ids] == [a.tolist() for a in sampler.trained_ids]
     with pytest.raises(ValueError, match="skip_blocks"):
         fresh().load_state_dict(load_state_folder(folder), skip_blocks=4)
+
+
+def test_shaped_rewards_are_refused_not_read_as_success_rates():
+    # countdown's adapter gives 0.1 to a well-formatted wrong answer: an all-wrong prompt is not "10% solved"
+    shaped = [0.1] * 4 + [1.0] * 4
+    with pytest.raises(ValueError, match=r"reward function 'countdown' gave 0\.1.*exactly 0 or 1.*success_threshold"):
+        mtrl.success_rates_from_rewards(shaped, 4, source="reward function 'countdown'")
+    np.testing.assert_allclose(mtrl.success_rates_from_rewards(shaped, 4, success_threshold=1.0), [0.0, 1.0])
+    np.testing.assert_allclose(mtrl.success_rates_from_rewards([0, 1, 1, 1], 2), [0.5, 1.0])
+
+
+def _tiny_trainer(tmp_path, reward_funcs, dataset, trainer_kwargs=None, **config):
+    """A 1-step DPSGRPOTrainer on a tiny random model: 2 prompts per generation batch, 2 completions each
+    (``config`` overrides GRPOConfig fields)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from tiny_models import build
+
+    path = build("qwen2", vocab="byte", hidden_size=32, num_layers=1)
+    args = GRPOConfig(**{**dict(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2,
+                                max_completion_length=4, max_steps=1, learning_rate=1e-4, beta=0.0, logging_steps=1,
+                                report_to="none", save_strategy="no", save_steps=1, use_cpu=True, seed=0,
+                                dataloader_num_workers=0), **config})
+    return mtrl.DPSGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
+                               processing_class=AutoTokenizer.from_pretrained(path), reward_funcs=reward_funcs,
+                               train_dataset=dataset, **(trainer_kwargs or {}))
+
+
+def test_trainer_reads_the_adapters_acc_not_its_shaped_score(tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+
+    import mmdps.verifiers as verifiers
+    from mmdps.verifiers.adapters import trl_reward_func
+
+    graded = []
+
+    def shaped(completion, ground_truth, idx=0, **item):  # like countdown: 0.1 for a formatted wrong answer
+        graded.append(idx)
+        right = idx % 2 == 0
+        return {"score": 1.0 if right else 0.1, "acc": float(right), "format": 1.0}
+
+    monkeypatch.setitem(verifiers._REGISTRY, "shaped_for_test", shaped)
+    dataset = Dataset.from_dict({"prompt": [f"q{i}" for i in range(4)], "solution": ["x"] * 4, "idx": [0, 1, 2, 3]})
+    trainer = _tiny_trainer(tmp_path, [trl_reward_func("shaped_for_test")], dataset)
+    assert trainer.reward_func_names == ["shaped_for_test", "shaped_for_test_acc"]
+    assert trainer.reward_weights.tolist() == [1.0, 0.0]  # the acc column is read, not optimised
+    calls = spy_updates(trainer.selector)
+    trainer.train()
+    (ids, rates), = calls
+    np.testing.assert_allclose(rates, (ids % 2 == 0).astype(float))  # odd prompts: all wrong, not 0.1
+    assert len(graded) == 4  # 2 prompts x 2 completions, graded once for both columns
+
+
+def test_trainer_refuses_a_shaped_reward_without_threshold(tmp_path):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+
+    def fuzzy(completions, **kwargs):
+        return [0.1] * len(completions)
+
+    dataset = Dataset.from_dict({"prompt": [f"q{i}" for i in range(4)]})
+    trainer = _tiny_trainer(tmp_path, [fuzzy], dataset)
+    with pytest.raises(ValueError, match=r"reward function 'fuzzy' \(accuracy_reward=0\) gave 0\.1.*success_threshold"):
+        trainer.train()
+    assert trainer.selector.steps == 0
+
+
+def _fed_sampler_state(prompts_per_batch, fingerprint="a" * 64, num_prompts=16):
+    sampler = mtrl.SelectorSamplerCore(make_selector("dps", num_prompts, seed=0), num_generations=2,
+                                       prompts_per_batch=prompts_per_batch, defer=True, prompt_fingerprint=fingerprint)
+    it = iter(sampler)
+    for _ in range(2):  # two blocks trained, then one fetched ahead
+        [next(it) for _ in range(2 * prompts_per_batch)]
+        sampler.begin_generation()
+        sampler.feed([1, 0] * prompts_per_batch)
+    [next(it) for _ in range(2 * prompts_per_batch)]
+    return sampler.state_dict()
+
+
+@pytest.mark.parametrize("resumed_with", [8, 2])
+def test_resume_refuses_another_number_of_prompts_per_generation_batch(tmp_path, resumed_with):
+    from mmdps.checkpoint import load_state_folder, save_state_folder
+
+    folder = save_state_folder(tmp_path / "state", _fed_sampler_state(4))
+    resumed = mtrl.SelectorSamplerCore(make_selector("dps", 16, seed=0), num_generations=2,
+                                       prompts_per_batch=resumed_with, prompt_fingerprint="a" * 64)
+    with pytest.raises(ValueError, match=rf"has 4 prompts per generation batch, this run has {resumed_with}"):
+        resumed.load_state_dict(load_state_folder(folder))
+    state = load_state_folder(folder)
+    del state["prompts_per_batch"]  # a state from before the key: the saved arrays still tell
+    with pytest.raises(ValueError, match="has 4 prompts per generation batch"):
+        resumed.load_state_dict(state)
+
+
+def test_resume_refuses_reordered_or_edited_prompts(tmp_path):
+    pytest.importorskip("datasets")
+    from datasets import Dataset
+
+    from mmdps.checkpoint import load_state_folder, save_state_folder
+
+    rows = [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(16)]
+    original = mtrl.prompt_fingerprint(Dataset.from_dict({"prompt": rows}))
+    assert original == mtrl.prompt_fingerprint([{"prompt": r} for r in rows])  # any map-style dataset
+    edited = rows[:3] + [[{"role": "user", "content": "What is 3 + 4?"}]] + rows[4:]
+    for changed in (rows[::-1], edited):
+        assert mtrl.prompt_fingerprint(Dataset.from_dict({"prompt": changed})) != original
+    folder = save_state_folder(tmp_path / "state", _fed_sampler_state(4, fingerprint=original))
+
+    def resumed(fingerprint):
+        return mtrl.SelectorSamplerCore(make_selector("dps", 16, seed=0), num_generations=2, prompts_per_batch=4,
+                                        prompt_fingerprint=fingerprint)
+
+    resumed(original).load_state_dict(load_state_folder(folder))  # the same prompts: fine
+    with pytest.raises(ValueError, match="prompts differ from those the checkpoint"):
+        resumed(mtrl.prompt_fingerprint(Dataset.from_dict({"prompt": rows[::-1]}))).load_state_dict(
+            load_state_folder(folder))
+    state = load_state_folder(folder)
+    state["trained_ids"] = state["trained_ids"] + 16
+    with pytest.raises(ValueError, match="outside"):
+        resumed(original).load_state_dict(state)
+
+
+@pytest.mark.slow
+def test_trainer_resume_refuses_another_generation_batch_or_other_prompts(tmp_path):
+    """Through TRL's own resume: a checkpoint of 2 prompts per generation batch, resumed with 4 (it failed
+    with "cannot reshape array") or on the same prompts reordered (it resumed silently)."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+
+    prompts = [f"What is {i} + {i}?" for i in range(8)]
+
+    def accuracy(completions, **kwargs):
+        return [float(len(c) % 2) for c in completions]
+
+    saved = _tiny_trainer(tmp_path, [accuracy], Dataset.from_dict({"prompt": prompts}), save_strategy="steps")
+    saved.train()
+    checkpoint = tmp_path / "checkpoint-1"
+    assert (checkpoint / mtrl.SELECTOR_STATE_DIR).is_dir()
+    wider = _tiny_trainer(tmp_path, [accuracy], Dataset.from_dict({"prompt": prompts}),
+                          per_device_train_batch_size=8, max_steps=2)
+    with pytest.raises(ValueError, match="has 2 prompts per generation batch, this run has 4"):
+        wider.train(resume_from_checkpoint=str(checkpoint))
+    reordered = _tiny_trainer(tmp_path, [accuracy], Dataset.from_dict({"prompt": prompts[::-1]}), max_steps=2)
+    with pytest.raises(ValueError, match="prompts differ from those the checkpoint"):
+        reordered.train(resume_from_checkpoint=str(checkpoint))

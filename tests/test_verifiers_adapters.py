@@ -95,3 +95,29 @@ def test_verl_bound_and_batch_and_easyr1():
     res = easyr1_compute_score([{"response": "<think>a</think>\\boxed{2}", "response_length": 9, "ground_truth": "2"}],
                                verifier="geometry")
     assert res == [{"overall": 1.0, "format": 1.0, "accuracy": 1.0}]
+
+
+def test_trl_reward_names_its_verifier_and_shares_verdicts_with_its_acc(monkeypatch):
+    import mmdps.verifiers as verifiers
+    from mmdps.verifiers.adapters import trl_accuracy_reward
+
+    calls = []
+
+    def shaped(completion, ground_truth, **item):
+        calls.append(completion)
+        right = completion == ground_truth
+        return {"score": 1.0 if right else 0.1, "acc": float(right), "format": 1.0}
+
+    monkeypatch.setitem(verifiers._REGISTRY, "shaped_for_adapter_test", shaped)
+    score = trl_reward_func("shaped_for_adapter_test", strict=True)
+    assert (score.mmdps_verifier, score.mmdps_key, score.mmdps_verifier_kwargs) == (
+        "shaped_for_adapter_test", "score", {"strict": True})
+    acc = trl_accuracy_reward(score)
+    assert acc.__name__ == "shaped_for_adapter_test_acc" and acc.mmdps_key == "acc"
+    completions, answers = ["a", "b"], ["a", "a"]
+    assert score(None, completions, answer=answers) == [1.0, 0.1]
+    assert acc(None, completions, answer=answers) == [1.0, 0.0]
+    assert calls == ["a", "b"]  # TRL passes the same objects to both: graded once
+    assert acc(None, ["b", "a"], answer=answers) == [0.0, 1.0] and len(calls) == 4  # new completions: graded
+    with pytest.raises(ValueError, match="not an mmdps trl_reward_func"):
+        trl_accuracy_reward(lambda completions, **kw: [1.0])

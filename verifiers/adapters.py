@@ -15,7 +15,7 @@ EasyR1 (``worker.reward.reward_function=<this file>:easyr1_compute_score``, batc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from mmdps.verifiers import get
 from mmdps.verifiers.base import VerdictDict
@@ -48,13 +48,39 @@ def trl_reward_func(name: str, key: str = "score", **verifier_kwargs: Any) -> Ca
     ``target``, ``nums``...) are passed to the verifier as item metadata. A row whose ground truth
     is None gets None ("not applicable", ignored by TRL). ``key`` picks the verdict field returned
     (``"score"``, ``"acc"`` or ``"format"``); ``verifier_kwargs`` go to every call.
+
+    The function carries ``mmdps_verifier`` (the verifier name), ``mmdps_key`` and
+    ``mmdps_verifier_kwargs``, so that a trainer can tell which verifier it wraps and ask
+    :func:`trl_accuracy_reward` for the matching 0/1 accuracy.
     """
-    verifier = get(name)
     if key not in ("score", "acc", "format"):
         raise ValueError(f"key must be 'score', 'acc' or 'format', got {key!r}")
+    return _trl_reward(name, key, verifier_kwargs, cache={})
 
-    def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any
-               ) -> list[float | None]:
+
+def trl_accuracy_reward(reward_func: Callable[..., Any]) -> Callable[..., list[float | None]]:
+    """The ``acc`` (0/1) reward of the verifier that ``reward_func`` (made by :func:`trl_reward_func`) wraps.
+
+    Both share their verdicts: called by TRL on the same completions right after ``reward_func``, it
+    reads them instead of grading again.
+    """
+    name = getattr(reward_func, "mmdps_verifier", None)
+    if name is None:
+        raise ValueError(f"{getattr(reward_func, '__name__', reward_func)!r} is not an mmdps trl_reward_func")
+    return _trl_reward(name, "acc", reward_func.mmdps_verifier_kwargs,  # type: ignore[attr-defined]
+                       cache=reward_func.mmdps_cache)  # type: ignore[attr-defined]
+
+
+def _trl_reward(name: str, key: str, verifier_kwargs: dict[str, Any], cache: dict[str, Any]
+                ) -> Callable[..., list[float | None]]:
+    verifier = get(name)
+
+    def verdicts(completions: Sequence[Any], kwargs: dict[str, Any]) -> list[VerdictDict | None]:
+        inputs = (completions, sorted(kwargs.items(), key=lambda kv: kv[0]))
+        last = cache.get("inputs")
+        if last is not None and last[0] is completions and [k for k, _ in last[1]] == [k for k, _ in inputs[1]] \
+                and all(a is b for (_, a), (_, b) in zip(last[1], inputs[1], strict=True)):
+            return cast(list, cache["verdicts"])  # the same call graded for a sibling reward (same objects)
         n = len(completions)
         column = next((c for c in GROUND_TRUTH_COLUMNS if c in kwargs), None)
         columns = {k: v for k, v in kwargs.items()
@@ -66,17 +92,25 @@ def trl_reward_func(name: str, key: str = "score", **verifier_kwargs: Any) -> Ca
         if len(truths) != n:
             raise ValueError(f"TRL reward {reward.__name__}: column {column!r} has {len(truths)} values "
                              f"for {n} completions")
-        rewards: list[float | None] = []
+        out: list[VerdictDict | None] = []
         for i, completion in enumerate(completions):
             item = {k: v[i] for k, v in columns.items()}
             if truths[i] is None and column is not None:
-                rewards.append(None)
+                out.append(None)
                 continue
-            rewards.append(verifier(completion_text(completion), truths[i], **{**item, **verifier_kwargs})[key])
-        return rewards
+            out.append(verifier(completion_text(completion), truths[i], **{**item, **verifier_kwargs}))
+        cache["inputs"], cache["verdicts"] = inputs, out
+        return out
+
+    def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any
+               ) -> list[float | None]:
+        return [None if v is None else v[key] for v in verdicts(completions, kwargs)]
 
     reward.__name__ = f"{name}_{key}" if key != "score" else name  # TRL logs rewards/<__name__>/mean
     reward.__qualname__ = reward.__name__
+    meta: Any = reward  # attributes a trainer reads to find the verifier behind this reward
+    meta.mmdps_verifier, meta.mmdps_key, meta.mmdps_verifier_kwargs, meta.mmdps_cache = (
+        name, key, dict(verifier_kwargs), cache)
     return reward
 
 

@@ -17,8 +17,9 @@ so all ranks choose the same prompts, as ``RepeatSampler`` does with its shared 
 
 Feedback: after TRL has gathered the rewards of a generation batch, the trainer takes the column of the
 accuracy reward (``accuracy_reward``: index or name of a reward function, default the first), turns it
-into per-prompt success rates (mean over the prompt's completions; ``None`` counts as wrong;
-``success_threshold`` binarises shaped rewards) and calls ``selector.update(ids, rates)``.
+into per-prompt success rates under the library's success rule (:mod:`mmdps.integrations.success`:
+values 0/1, ``None`` counts as wrong, anything else needs ``success_threshold``; an mmdps adapter's
+shaped score is replaced by its verifier's ``acc``) and calls ``selector.update(ids, rates)``.
 
 Why the trainer resolves some batches late: the dataloader runs ahead of training. accelerate's
 dataloader fetches one batch ahead, and ``Trainer`` fetches a whole gradient-accumulation window before
@@ -31,6 +32,8 @@ choosing blind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -40,29 +43,44 @@ from typing import Any, cast
 
 import numpy as np
 
+from mmdps.integrations.metrics import selector_metrics
+from mmdps.integrations.success import correct_flags
 from mmdps.selection import Selector, check_selector, make_selector
 
 # DPSGRPOTrainer and SelectorSampler subclass TRL / torch classes, built on first access by __getattr__.
-__all__ = ["DPSGRPOTrainer", "SelectorSampler", "SelectorSamplerCore", "success_rates_from_rewards"]  # noqa: F822
+__all__ = ["DPSGRPOTrainer", "SelectorSampler", "SelectorSamplerCore", "prompt_fingerprint",  # noqa: F822
+           "success_rates_from_rewards"]
+
+
+#: How to repair a refused accuracy reward in TRL (see :mod:`mmdps.integrations.success`).
+TRL_FIXES = ("point accuracy_reward at a reward that returns 0/1 (e.g. trl_reward_func(name, key='acc') or "
+             "trl.rewards.accuracy_reward), or pass success_threshold=... to DPSGRPOTrainer to count values >= it "
+             "as correct")
 
 
 def success_rates_from_rewards(values: Any, num_generations: int, success_threshold: float | None = None,
-                               ) -> np.ndarray:
+                               source: str = "the accuracy reward") -> np.ndarray:
     """Per-prompt success rates from per-completion accuracy rewards laid out prompt-major
     (``num_generations`` consecutive completions per prompt). NaN (a reward function's ``None``) counts
-    as wrong; with ``success_threshold`` a completion is correct when its reward is ``>= threshold``."""
+    as wrong. Without ``success_threshold`` every other value must be exactly 0 or 1 (else ValueError
+    naming ``source``); with it a completion is correct when its reward is ``>= threshold``."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.size % num_generations:
         raise ValueError(f"{arr.size} rewards are not a whole number of groups of {num_generations}")
-    arr = np.where(np.isnan(arr), 0.0, arr)
-    if success_threshold is not None:
-        arr = (arr >= success_threshold).astype(np.float64)
-    elif arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-        raise ValueError(
-            f"the accuracy reward has values in [{arr.min()}, {arr.max()}], outside [0, 1]; pass "
-            "success_threshold=... to binarise a shaped reward, or point accuracy_reward at a 0/1 reward"
-        )
-    return arr.reshape(-1, num_generations).mean(axis=1)
+    flags = np.nan_to_num(correct_flags(arr, success_threshold, source, TRL_FIXES), nan=0.0)
+    return flags.reshape(-1, num_generations).mean(axis=1)
+
+
+def prompt_fingerprint(dataset: Any, column: str = "prompt") -> str:
+    """sha256 of the dataset's prompts in row order (strings, or chat messages as sorted-key JSON): a
+    resumed run refuses a dataset whose rows were reordered or edited, since its selector state is per row."""
+    digest = hashlib.sha256()
+    prompts = dataset[column] if hasattr(dataset, "column_names") else (dataset[i][column] for i in range(len(dataset)))
+    for prompt in prompts:
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
 
 
 @dataclass
@@ -77,7 +95,8 @@ class SelectorSamplerCore:
     """The sampler's logic without a torch base class (see :class:`SelectorSampler`)."""
 
     def __init__(self, selector: Selector, num_generations: int, prompts_per_batch: int, repeat_count: int = 1,
-                 num_batches: int | None = None, defer: bool = False) -> None:
+                 num_batches: int | None = None, defer: bool = False, prompt_fingerprint: str | None = None,
+                 ) -> None:
         for key, value in (("num_generations", num_generations), ("prompts_per_batch", prompts_per_batch),
                            ("repeat_count", repeat_count)):
             if int(value) < 1:
@@ -96,6 +115,7 @@ class SelectorSamplerCore:
         self.repeat_count = int(repeat_count)
         self.num_batches = selector.num_prompts // self.prompts_per_batch if num_batches is None else int(num_batches)
         self.defer = bool(defer)
+        self.prompt_fingerprint = prompt_fingerprint  # checked on resume: the state is per dataset row
         self._blocks: deque[_Block] = deque()  # handed out, rewards not yet fed back (oldest first)
         self._generated = 0  # how many of self._blocks have been resolved for generation
         self.deferred_blocks = 0  # blocks chosen at generation time because of the dataloader's look-ahead
@@ -154,12 +174,14 @@ class SelectorSamplerCore:
         self.deferred_blocks += 1
         return block.ids, True
 
-    def feed(self, completion_success: Any, success_threshold: float | None = None) -> np.ndarray:
+    def feed(self, completion_success: Any, success_threshold: float | None = None,
+             source: str = "the accuracy reward") -> np.ndarray:
         """Feed back the oldest generated block: per-completion accuracies in TRL's layout
-        (``prompts_per_batch * num_generations`` values). Returns the per-prompt success rates."""
+        (``prompts_per_batch * num_generations`` values; the success rule of
+        :func:`success_rates_from_rewards`). Returns the per-prompt success rates."""
         if self._generated == 0:
             raise RuntimeError("rewards fed back for a batch that was not generated")
-        rates = success_rates_from_rewards(completion_success, self.num_generations, success_threshold)
+        rates = success_rates_from_rewards(completion_success, self.num_generations, success_threshold, source)
         block = self._blocks[0]
         if rates.size != block.ids.size:
             raise ValueError(f"got rewards for {rates.size} prompts, the generation batch has {block.ids.size}")
@@ -179,24 +201,95 @@ class SelectorSamplerCore:
         chosen = [b.ids.copy() for b in self._blocks if b.final] + [ids.copy() for ids in self._restored]
         return {"selector": self.selector.state_dict(), "chosen_blocks": chosen,
                 "trained_ids": np.array(self.trained_ids, dtype=np.int64).reshape(-1, self.prompts_per_batch),
-                "deferred_blocks": self.deferred_blocks}
+                "deferred_blocks": self.deferred_blocks, "prompts_per_batch": self.prompts_per_batch,
+                "prompt_fingerprint": self.prompt_fingerprint}
 
     def load_state_dict(self, state: dict[str, Any], skip_blocks: int = 0) -> None:
         """Restore a :meth:`state_dict`. The next pass yields ``skip_blocks`` placeholder blocks first (the
         blocks of this epoch that the resumed trainer fast-forwards past), then the chosen blocks again,
-        then new choices."""
+        then new choices. Refuses a state saved with another number of prompts per generation batch or
+        for other prompts (a different dataset fingerprint)."""
+        self.check_state(state)
+        if not 0 <= int(skip_blocks) < self.num_batches:
+            raise ValueError(f"skip_blocks={skip_blocks} is outside [0, {self.num_batches}) blocks per epoch")
         self.selector.load_state_dict(state["selector"])
         self._blocks.clear()
         self._generated = 0
         self._restored = deque(np.asarray(ids, dtype=np.int64).reshape(-1) for ids in state["chosen_blocks"])
         self.trained_ids = list(np.asarray(state["trained_ids"], dtype=np.int64).reshape(-1, self.prompts_per_batch))
         self.deferred_blocks = int(state["deferred_blocks"])
-        if not 0 <= int(skip_blocks) < self.num_batches:
-            raise ValueError(f"skip_blocks={skip_blocks} is outside [0, {self.num_batches}) blocks per epoch")
         self._skip_blocks = int(skip_blocks)
+
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Refuse a :meth:`state_dict` saved with another number of prompts per generation batch, with
+        prompt ids outside this dataset, or for other prompts (fingerprint); warn when it has no fingerprint."""
+        saved = state.get("prompts_per_batch")
+        trained = np.asarray(state["trained_ids"])
+        if saved is None and trained.ndim == 2 and trained.size:  # a state from before the key existed
+            saved = trained.shape[1]
+        blocks = [np.asarray(ids).reshape(-1) for ids in state["chosen_blocks"]]
+        if saved is None and blocks:
+            saved = blocks[0].size
+        if saved is not None and int(saved) != self.prompts_per_batch:
+            raise ValueError(
+                f"the checkpoint's sampler state has {int(saved)} prompts per generation batch, this run has "
+                f"{self.prompts_per_batch} (generation_batch_size // num_generations); resume with the same "
+                "per_device_train_batch_size, steps_per_generation / generation_batch_size, num_generations and "
+                "number of processes, or start a new run"
+            )
+        ids = np.concatenate([trained.reshape(-1), *blocks]) if blocks or trained.size else np.zeros(0)
+        if ids.size and (not np.all(np.isfinite(ids)) or ids.min() < 0 or ids.max() >= self.selector.num_prompts):
+            raise ValueError(f"the checkpoint's sampler state holds prompt ids outside [0, {self.selector.num_prompts})"
+                             ": it was saved for another dataset")
+        fingerprint = state.get("prompt_fingerprint")
+        if fingerprint is None or self.prompt_fingerprint is None:
+            if self.prompt_fingerprint is not None:
+                warnings.warn("the checkpoint's sampler state has no prompt fingerprint (saved by an older mmdps): "
+                              "cannot check that train_dataset holds the same prompts in the same order",
+                              stacklevel=3)
+        elif fingerprint != self.prompt_fingerprint:
+            raise ValueError(
+                "train_dataset's prompts differ from those the checkpoint's selector state was built on (their "
+                "sha256 in row order differs: rows reordered, edited, added or removed); the per-prompt state "
+                "would be applied to the wrong prompts. Resume with the original dataset, or start a new run"
+            )
 
 
 _CLASSES: dict[str, type] = {}
+
+
+def _with_accuracy_column(args: tuple, kwargs: dict[str, Any], accuracy_reward: int | str,
+                          ) -> tuple[tuple, dict[str, Any], int | None]:
+    """``GRPOTrainer``'s arguments with, when the accuracy reward is an mmdps adapter returning ``score``
+    or ``format`` (shaped: countdown gives 0.1 to a well-formatted wrong answer), the same verifier's 0/1
+    ``acc`` appended as a reward function (weight 0 in ``args.reward_weights`` when given; the trainer
+    zeroes it otherwise), and its index. Else the arguments unchanged and None."""
+    from mmdps.verifiers.adapters import trl_accuracy_reward
+
+    positional = len(args) > 1  # GRPOTrainer(model, reward_funcs, args, ...)
+    funcs = args[1] if positional else kwargs.get("reward_funcs")
+    funcs = list(funcs) if isinstance(funcs, (list, tuple)) else [funcs]
+    names = [getattr(f, "__name__", None) for f in funcs]
+    if isinstance(accuracy_reward, str):
+        index = names.index(accuracy_reward) if accuracy_reward in names else None
+    else:
+        index = int(accuracy_reward) if 0 <= int(accuracy_reward) < len(funcs) else None
+    target: Any = funcs[index] if index is not None else None
+    if getattr(target, "mmdps_verifier", None) is None or getattr(target, "mmdps_key", "acc") == "acc":
+        return args, kwargs, None  # not an adapter, or already the 0/1 accuracy
+    funcs.append(trl_accuracy_reward(target))
+    config: Any = args[2] if len(args) > 2 else kwargs.get("args")
+    weights = getattr(config, "reward_weights", None)
+    if weights is not None:  # GRPOTrainer checks one weight per function
+        if len(weights) != len(funcs) - 1:
+            raise ValueError(f"args.reward_weights has {len(weights)} values for {len(funcs) - 1} reward functions")
+        config.reward_weights = [*weights, 0.0]
+    if positional:
+        args = (args[0], funcs, *args[2:])
+    else:
+        kwargs = {**kwargs, "reward_funcs": funcs}
+    return args, kwargs, len(funcs) - 1
+
 
 #: Folder of a TRL checkpoint holding the selector and sampler state (JSON + npz, with a manifest).
 SELECTOR_STATE_DIR = "mmdps_selector"
@@ -231,8 +324,12 @@ def _build_trainer_class() -> type:
         * ``selector_kwargs``: keyword arguments for ``make_selector`` (``seed`` defaults to ``args.seed``).
         * ``candidate_ratio``: rank only ``ceil(ratio x prompts per generation batch)`` candidates from a
           seeded shuffled pass (``dps``/``mopps``; None ranks the whole pool, see ``GRPOConfig``).
-        * ``accuracy_reward``: index or name of the reward function whose values are correctness in [0, 1].
-        * ``success_threshold``: binarise that reward (``>= threshold`` is correct) when it is shaped.
+        * ``accuracy_reward``: index or name of the reward function whose values are correctness: exactly
+          0 or 1 (``None``: not applicable, counted wrong). When it is an mmdps adapter
+          (``trl_reward_func``) returning ``score`` or ``format``, the trainer adds that verifier's 0/1
+          ``acc`` as an extra reward column of weight 0 and reads that one.
+        * ``success_threshold``: count a shaped accuracy reward as correct when ``>= threshold``. Without
+          it, any value other than 0 and 1 stops training at the first generation batch.
 
         The selector's diagnostics are logged as ``selector/<name>``, its data diagnostics as
         ``prompts/*``; ``trainer.selector`` exposes it,
@@ -252,8 +349,16 @@ def _build_trainer_class() -> type:
             self.success_threshold = success_threshold
             self._accuracy_reward = accuracy_reward
             self._captured_rewards: torch.Tensor | None = None
+            added = None
+            if success_threshold is None:
+                args, kwargs, added = _with_accuracy_column(args, kwargs, accuracy_reward)
+                accuracy_reward = accuracy_reward if added is None else added
             super().__init__(*args, **kwargs)
+            if added is not None:
+                self.reward_weights[added] = 0.0  # read by the selector, not optimised
             self._accuracy_index = self._resolve_accuracy_index(accuracy_reward)
+            self._accuracy_source = (f"reward function {self.reward_func_names[self._accuracy_index]!r} "
+                                     f"(accuracy_reward={self._accuracy_index})")
             self.selector = self._build_selector()
 
         def _resolve_accuracy_index(self, accuracy_reward: int | str) -> int:
@@ -296,6 +401,7 @@ def _build_trainer_class() -> type:
                 prompts_per_batch=batch // k,
                 repeat_count=self.num_iterations * steps,
                 defer=True,
+                prompt_fingerprint=prompt_fingerprint(self.train_dataset),
             )
             return self.selector_sampler
 
@@ -317,8 +423,9 @@ def _build_trainer_class() -> type:
                               "afresh, so the resumed run does not choose the prompts the interrupted one would have",
                               stacklevel=2)
                 return
-            sampler = self.selector_sampler
-            sampler.load_state_dict(load_state_folder(folder), skip_blocks=self._resume_skip_blocks(sampler))
+            sampler, state = self.selector_sampler, load_state_folder(folder)
+            sampler.check_state(state)  # before the skip arithmetic, which assumes the saved layout
+            sampler.load_state_dict(state, skip_blocks=self._resume_skip_blocks(sampler))
 
         def _resume_skip_blocks(self, sampler: SelectorSamplerCore) -> int:
             """Generation blocks of the current epoch that ``Trainer`` fast-forwards past on resume (its own
@@ -351,13 +458,9 @@ def _build_trainer_class() -> type:
                 if self._captured_rewards is None:
                     raise RuntimeError("GRPOTrainer produced no rewards for this generation batch")
                 column = self._captured_rewards[:, self._accuracy_index].float().cpu().numpy()
-                sampler.feed(column, self.success_threshold)
-                for key, value in self.selector.diagnostics().items():
-                    if np.isfinite(value):
-                        self._metrics["train"][f"selector/{key}"].append(float(value))
-                for key, value in self.selector.training_diagnostics().items():
-                    if np.isfinite(value):
-                        self._metrics["train"][key].append(float(value))
+                sampler.feed(column, self.success_threshold, self._accuracy_source)
+                for key, value in selector_metrics(self.selector).items():
+                    self._metrics["train"][key].append(value)
             return output
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
