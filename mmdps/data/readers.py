@@ -4,7 +4,9 @@
 ``where`` string such as ``"train.jsonl line 4"`` for error messages). Sources: a JSON list, JSONL,
 parquet, a folder written by ``datasets``' ``save_to_disk``, a folder of split files
 (``train.jsonl``, ``data/test-00000-of-00001.parquet``, ...), or any other file ``datasets.load_dataset``
-reads (csv, arrow, ...). Nothing is downloaded: sources must be local.
+reads (csv, arrow, ...). A source that does not exist locally is read as a hub dataset id
+(``owner/name``, optionally ``owner/name@split``; :mod:`mmdps.data.hub`), and when that fails too the
+error names both readings.
 
 A line that cannot be a row (bad JSON, not an object, not UTF-8) raises ``ValueError`` naming the
 file and line; with ``keep_bad_rows=True`` it comes as a :class:`Row` whose ``error`` says why instead,
@@ -58,8 +60,10 @@ def read_rows(source: str | os.PathLike, *, split: str = "train", keep_bad_rows:
 
 def _read_source(path: Path, split: str) -> Iterator[Row]:
     if not path.exists():
-        raise FileNotFoundError(f"data source not found: {path} (mmdps reads local files only; "
-                                "download the dataset first and pass its path)")
+        from mmdps.data.hub import missing_source_rows
+
+        yield from missing_source_rows(path, split)
+        return
     if path.is_dir():
         yield from _read_dir(path, split)
         return

@@ -20,18 +20,16 @@ from __future__ import annotations
 import glob
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmdps.data.hub import hub_rows, missing_source_rows, parse_hub_id
 from mmdps.data.item import BREAKDOWNS_KEY, Item
 from mmdps.data.loaders import build_items
 from mmdps.data.readers import Row, read_rows
 from mmdps.tasks.base import TaskPack, check_options, loader_options
 
-# owner/name, as the hub spells dataset ids.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Answer instructions appended to the published query (the query already says what form the answer takes).
 ANSWER_TEMPLATES = {
     "think_boxed": ("{question}\n\nFirst reason about the problem as an internal monologue inside <think> "
@@ -95,8 +93,8 @@ class BenchmarkPreset(TaskPack):
             raise FileNotFoundError(f"{self.title}: {path} holds none of the published files for split {split!r} "
                                     f"(looked for {tried}) and is not a datasets save_to_disk folder; pass the "
                                     f"file itself, or a folder as the benchmark publishes it")
-        if _HUB_ID.match(source):
-            return hub_rows(source, split, config=self.hub_config), None
+        if parse_hub_id(source) is not None:
+            return missing_source_rows(source, split, config=self.hub_config), None
         raise FileNotFoundError(f"{self.title}: {source} is neither a local file or folder nor a hub dataset id "
                                 f"(owner/name; this benchmark's is {self.hub_id})")
 
@@ -144,21 +142,6 @@ def _chain(iterables: Iterable[Iterator[Row]]) -> Iterator[Row]:
         for row in rows:
             yield Row(row.data, index, row.where)
             index += 1
-
-
-def hub_rows(hub_id: str, split: str, *, config: str | None = None) -> Iterator[Row]:
-    """Rows of a hub dataset through ``datasets.load_dataset`` (which uses its local cache offline)."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as error:
-        raise FileNotFoundError(
-            f"could not load the hub dataset {hub_id!r} (split {split!r}): {type(error).__name__}: {error}. "
-            f"Without internet, download it elsewhere (huggingface-cli download {hub_id} --repo-type dataset "
-            f"--local-dir DIR) and pass --data DIR") from error
-    for index, data in enumerate(dataset):
-        yield Row(dict(data), index, f"{hub_id} [{split}] row {index}")
 
 
 def optional_text(value: Any) -> str | None:
