@@ -105,7 +105,8 @@ def _has_key(data: Mapping[str, Any], key: str) -> bool:
     return isinstance(holder, Mapping) and leaf in holder
 
 
-def _as_int_id(value: Any) -> int | None:
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is one (an int, an integral float, ASCII digits), else ``None``."""
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalars from pandas
         value = value.tolist()
     if isinstance(value, bool) or value is None:
@@ -254,7 +255,7 @@ def normalize_row(row: Row, *, columns: Mapping[str, str] | None = None, layout:
     # row position. Other id-like columns are not trusted by default: many datasets repeat them.
     id_keys = (columns["id"],) if "id" in columns else (ID_COLUMN, "extra_info.index")
     id_key, raw_id = _first_present(data, id_keys)
-    item_id = _as_int_id(raw_id)
+    item_id = whole_number(raw_id)
     if id_key is not None and item_id is None:
         raise ValueError(f"{row.where}: id column {id_key!r} holds {raw_id!r}, not a whole number; fix the row or "
                          f"{SKIP_HINT}")

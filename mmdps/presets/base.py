@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from mmdps.data.hub import hub_rows, missing_source_rows, parse_hub_id
 from mmdps.data.item import BREAKDOWNS_KEY, Item
+from mmdps.data.layouts import whole_number
 from mmdps.data.loaders import build_items
 from mmdps.data.readers import Row, read_rows
 from mmdps.tasks.base import TaskPack, check_options, loader_options
@@ -144,6 +145,24 @@ def _chain(iterables: Iterable[Iterator[Row]]) -> Iterator[Row]:
             index += 1
 
 
+def row_id(value: Any, row: Row) -> int:
+    """A published id as the item id when it is a whole number (``"²"`` and ``"abc"`` are not), else the
+    row position."""
+    number = whole_number(value)
+    return row.index if number is None else number
+
+
+def mapping_field(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """``data[key]`` when it is a dict (``{}`` when absent), else a ``ValueError`` naming the row."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: {key!r} must be a dict of fields, got {type(value).__name__} {value!r:.60}; fix "
+                         "the row or pass skip_invalid=True")
+    return value
+
+
 def optional_text(value: Any) -> str | None:
     """A stripped string, or None for None / NaN / empty (parquet writes missing strings either way)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -164,4 +183,5 @@ def text_list(value: Any, where: str, field: str) -> list[str] | None:
     return [str(v).strip() for v in value] or None
 
 
-__all__ = ["ANSWER_TEMPLATES", "BREAKDOWNS_KEY", "BenchmarkPreset", "hub_rows", "optional_text", "text_list"]
+__all__ = ["ANSWER_TEMPLATES", "BREAKDOWNS_KEY", "BenchmarkPreset", "hub_rows", "mapping_field", "optional_text",
+           "row_id", "text_list"]
