@@ -159,3 +159,12 @@ def test_geoqa_object_dtype_arrays_load_and_bad_ones_are_row_errors(tmp_path):
     items, _ = load_skipping(presets.get("geoqa").load, path)
     assert [item.id for item in items] == [0, 2]
     assert items[0].images[0].getpixel((0, 0)) == (20, 20, 20)
+
+
+def test_a_fifo_as_a_data_file_is_refused_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"rows\.jsonl: not a regular file"):
+        list(read_rows(fifo))

@@ -69,6 +69,8 @@ def _read_source(path: Path, split: str) -> Iterator[Row]:
     if path.is_dir():
         yield from _read_dir(path, split)
         return
+    if not path.is_file():  # a FIFO or device would block the reader forever
+        raise ValueError(f"{path}: not a regular file (a pipe, socket or device); pass a data file or folder")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from _read_jsonl(path)
