@@ -24,6 +24,8 @@ from mmdps.data.item import Item
 from mmdps.verifiers import Verdict, score_completion
 
 T = TypeVar("T")
+# Verifiers that read the last \boxed{} of a completion (the default reference_completion writes one).
+BOXED_VERIFIERS = ("math", "geometry")
 # Keywords every pack's ``load`` takes itself; they are never "options".
 LOAD_KEYWORDS = ("split", "limit", "skip_invalid", "seed")
 
@@ -143,3 +145,23 @@ class TaskPack(ABC):
     def evaluate(self, item: Item, completion: str) -> bool:
         """True when the completion is correct (:attr:`~mmdps.verifiers.Verdict.correct`)."""
         return self.reward(item, completion).correct
+
+    def reference_completion(self, item: Item) -> str | None:
+        """A completion stating ``item``'s own ground truth in the form the pack's verifier accepts, or
+        ``None`` when the pack cannot write one. :func:`mmdps.data.sanity.check_reward_on_ground_truth`
+        scores these to catch a wrong column mapping before training.
+
+        The default knows the built-in answer formats: ``\\boxed{}`` (``math``, ``geometry``) and a bare
+        integer (``integer``); a pack with another verifier overrides it.
+        """
+        verifier = item.verifier or self.verifier
+        truth = item.ground_truth
+        if isinstance(truth, (list, tuple)):  # equivalent forms (Minerva): any one is right
+            truth = truth[0] if truth else None
+        if truth is None or isinstance(truth, dict):
+            return None
+        if verifier in BOXED_VERIFIERS:
+            return f"<think>The reference answer.</think> The answer is \\boxed{{{truth}}}."
+        if verifier == "integer":
+            return str(truth)
+        return None
