@@ -130,16 +130,22 @@ def hub_rows(hub_id: str, split: str, *, config: str | None = None) -> Iterator[
 def missing_source_rows(source: str | os.PathLike, split: str, *, config: str | None = None) -> Iterator[Row]:
     """Rows of a source that is not a local path: read as a hub id, or an error naming both readings."""
     text = os.fspath(source)
-    local = Path(text).expanduser().absolute()
     if parse_hub_id(text) is None:
+        local = Path(text).expanduser().absolute()
         raise HubSourceError(f"data source not found: {local} does not exist, and {text!r} is not a hub dataset "
                              "id either (owner/name, optionally @split); fix the path")
     try:
         yield from hub_rows(text, split, config=config)
     except (HubSourceError, ValueError) as error:
-        raise HubSourceError(f"data source {text!r} not found: as a local path, {local} does not exist; as a "
-                             f"hub dataset id: {error}") from error
+        raise both_readings(text, error) from error
 
 
-__all__ = ["HUB_ID", "HubSourceError", "hub_rows", "hub_unreachable", "is_hub_source", "load_hub_dataset",
-           "missing_source_rows", "parse_hub_id"]
+def both_readings(source: str, error: BaseException) -> HubSourceError:
+    """The error for a source that is neither a local path nor a readable hub dataset: both readings."""
+    local = Path(source).expanduser().absolute()
+    return HubSourceError(f"data source {source!r} not found: as a local path, {local} does not exist; as a hub "
+                          f"dataset id: {error}")
+
+
+__all__ = ["HUB_ID", "HubSourceError", "both_readings", "hub_rows", "hub_unreachable", "is_hub_source",
+           "load_hub_dataset", "missing_source_rows", "parse_hub_id"]

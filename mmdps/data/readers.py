@@ -227,7 +227,7 @@ def _read_dir(path: Path, split: str) -> Iterator[Row]:
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         yield from _read_saved_dataset(path, split)
         return
-    files = _split_files(path, split)
+    files = split_files(path, split)
     if not files:
         raise ValueError(f"{path}: folder has no data for split {split!r}; expected a datasets save_to_disk "
                          f"folder or files named like '{split}.jsonl' / 'data/{split}-00000-of-00001.parquet'")
@@ -235,7 +235,7 @@ def _read_dir(path: Path, split: str) -> Iterator[Row]:
         yield from _read_source(file, split)
 
 
-def _split_files(path: Path, split: str) -> list[Path]:
+def split_files(path: Path, split: str) -> list[Path]:
     """Files of ``split`` inside ``path`` (``train.jsonl``, ``data/train-00000-of-00002.parquet``, ...)."""
     pattern = re.compile(rf"^{re.escape(split)}([-_.].*)?$")
     found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SPLIT_FILE_SUFFIXES

@@ -66,7 +66,7 @@ def _is_correct(verdict: Any) -> bool:
     if hasattr(verdict, "correct"):
         return bool(verdict.correct)
     if isinstance(verdict, dict):
-        return float(verdict.get("acc", verdict.get("score", 0.0))) >= 1.0
+        return float(verdict.get("acc", verdict.get("score")) or 0.0) >= 1.0
     return float(verdict) >= 1.0
 
 
