@@ -6,7 +6,8 @@ Two steps, both usable on their own (modules :mod:`mmdps.data.readers` and :mod:
    ``where`` string such as ``"train.jsonl line 4"`` for error messages). Sources: a JSON list, JSONL,
    parquet, a folder written by ``datasets``' ``save_to_disk``, a folder of split files
    (``train.jsonl``, ``data/test-00000-of-00001.parquet``, ...), or any other file ``datasets.load_dataset``
-   reads (csv, arrow, ...). Nothing is downloaded: sources must be local.
+   reads (csv, arrow, ...). A source that does not exist locally is read as a hub dataset id
+   (``owner/name[@split]``, :mod:`mmdps.data.hub`).
 2. :func:`normalize_row` turns one row into a :class:`Record` (question text, answer, image sources in
    order, the row's own chat messages when it has them, and its id), whatever the layout:
 
