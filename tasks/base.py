@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import inspect
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -28,6 +29,17 @@ T = TypeVar("T")
 BOXED_VERIFIERS = ("math", "geometry")
 # Keywords every pack's ``load`` takes itself; they are never "options".
 LOAD_KEYWORDS = ("split", "limit", "skip_invalid", "seed")
+
+
+# Words of prose (not LaTeX commands): real final answers have at most 8 (MATH, the DeepScaleR test sets,
+# GSM8K); solutions have dozens.
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+_MAX_ANSWER_WORDS = 12
+
+
+def _reads_like_a_solution(text: str) -> bool:
+    return ("\\boxed" in text or "\\fbox" in text or "####" in text or "\n" in text.strip() or len(text) > 500
+            or len(_PROSE_WORD.findall(text)) > _MAX_ANSWER_WORDS)
 
 
 class UnknownOptionError(ValueError):
@@ -152,7 +164,10 @@ class TaskPack(ABC):
         scores these to catch a wrong column mapping before training.
 
         The default knows the built-in answer formats: ``\\boxed{}`` (``math``, ``geometry``) and a bare
-        integer (``integer``); a pack with another verifier overrides it.
+        integer (``integer``); a pack with another verifier overrides it. A ground truth that reads like
+        a worked solution rather than a final answer (it has a ``\\boxed{}``, a ``####`` line, several
+        lines, or a dozen words of prose: the solution column mapped as the answer) raises ``ValueError``
+        saying so, since a lenient verifier would match it against itself.
         """
         verifier = item.verifier or self.verifier
         truth = item.ground_truth
@@ -160,6 +175,9 @@ class TaskPack(ABC):
             truth = truth[0] if truth else None
         if truth is None or isinstance(truth, dict):
             return None
+        if verifier in BOXED_VERIFIERS and _reads_like_a_solution(str(truth)):
+            raise ValueError("the ground truth reads like a worked solution, not a final answer (is the solution "
+                             "column mapped as the answer?)")
         if verifier in BOXED_VERIFIERS:
             return f"<think>The reference answer.</think> The answer is \\boxed{{{truth}}}."
         if verifier == "integer":

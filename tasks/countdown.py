@@ -251,15 +251,22 @@ class CountdownPack(TaskPack):
     default_template = "answer"
 
     def reference_completion(self, item: Item) -> str | None:
-        """The item's stored solution, else one found by :func:`solve`, inside ``<answer>`` tags."""
+        """The item's stored solution, else one found by :func:`solve`, inside ``<answer>`` tags; ``ValueError``
+        when no expression reaches the target (an unsolvable problem, or columns mapped wrong)."""
         truth = item.ground_truth
+        if item.verifier not in ("", self.verifier):  # another verifier's answer format is not ours to write
+            return super().reference_completion(item)
         if not isinstance(truth, dict) or "target" not in truth or "numbers" not in truth:
             return None
         solution = item.metadata.get("solution")
+        numbers = [int(n) for n in truth["numbers"]]
         if not isinstance(solution, str):
-            solution = solve(int(truth["target"]), [int(n) for n in truth["numbers"]])
+            if len(numbers) > MAX_SOLVE_NUMBERS:
+                return None  # too many numbers to search
+            solution = solve(int(truth["target"]), numbers)
         if solution is None:
-            return None
+            raise ValueError(f"no expression of {numbers} reaches the target {truth['target']} (are the target "
+                             "and the numbers the right columns?)")
         return f"<think>The reference solution.</think><answer> {solution} </answer>"
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,

@@ -19,7 +19,8 @@ from mmdps.data.item import Item
 
 
 class ReferenceWriter(Protocol):
-    """Anything with ``reference_completion(item) -> str | None`` (every ``TaskPack``)."""
+    """Anything with ``reference_completion(item) -> str | None`` (every ``TaskPack``): ``None`` when it
+    cannot write one, ``ValueError`` when the item's gold cannot be a final answer."""
 
     def reference_completion(self, item: Item) -> str | None: ...
 
@@ -103,11 +104,16 @@ def check_reward_on_ground_truth(items: Sequence[Item], pack: ReferenceWriter, *
     failures: list[str] = []
     for index in sorted(chosen):
         item = items[index]
-        completion = pack.reference_completion(item)
+        try:
+            completion = pack.reference_completion(item)
+        except ValueError as error:  # the pack says this gold cannot be a final answer
+            result.checked += 1
+            failures.append(f"item {item.id} ({_where(item)}): ground truth {item.ground_truth!r:.80}: {error}")
+            continue
         if completion is None:
             result.without_reference += 1
-            failures.append(f"item {item.id} ({_where(item)}): ground truth {item.ground_truth!r:.80}: the pack "
-                            "could write no correct answer for it")
+            failures.append(f"item {item.id} ({_where(item)}): ground truth {item.ground_truth!r:.80}: no reference "
+                            "answer could be written for it (no solution exists?)")
             continue
         result.checked += 1
         try:
