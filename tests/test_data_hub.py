@@ -89,3 +89,15 @@ def test_hf_hub_offline_is_honoured_without_probing(monkeypatch):
         assert hub.hub_unreachable() == "HF_HUB_OFFLINE is set"
     finally:
         hub.hub_unreachable.cache_clear()
+
+
+def test_behind_a_proxy_the_hub_is_not_probed(monkeypatch):
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setattr(hub.socket, "create_connection", lambda *a, **k: pytest.fail("probed"))
+    hub.hub_unreachable.cache_clear()
+    try:
+        assert hub.hub_unreachable() is None
+    finally:
+        hub.hub_unreachable.cache_clear()

@@ -56,6 +56,8 @@ def hub_unreachable() -> str | None:
     """
     if _offline_by_environment():
         return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # behind a proxy a direct connection says nothing: let datasets try
     endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     parsed = urlparse(endpoint)
     host, port = parsed.hostname or "huggingface.co", parsed.port or (80 if parsed.scheme == "http" else 443)
