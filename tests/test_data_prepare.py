@@ -225,3 +225,18 @@ def test_the_configs_read_what_prepare_writes(tmp_path, monkeypatch, domain, dat
     assert pack.load(config.train_source, split=config.train_split)
     assert pack.load(config.eval_source, split=config.eval_split)
     assert Path(config.train_source).resolve().is_relative_to(Path(spec.default_out).resolve())
+
+
+def test_geometry3k_from_a_hub_dataset_with_decoded_images(monkeypatch, tmp_path):
+    features = datasets.Features({"images": datasets.Sequence(datasets.Image()), "problem": datasets.Value("string"),
+                                  "answer": datasets.Value("string")})
+    rows = [{"images": [Image.new("RGB", (40, 30), (i * 40, 0, 0))], "problem": f"<image>Find x{i}.", "answer": str(i)}
+            for i in range(3)]
+    table = datasets.Dataset.from_list(rows, features=features)
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda path, name=None, *, split=None: datasets.DatasetDict({"train": table, "test": table}))
+    report = prepare("geometry3k", "hiyouga/geometry3k", tmp_path / "out")
+    assert [(s.split, s.rows, s.images) for s in report.splits] == [("train", 3, 3), ("test", 3, 3)]
+    assert report.missing_splits == ["validation"]
+    items = tasks.get("geometry").load(tmp_path / "out", split="test")
+    assert [item.images[0].getpixel((0, 0)) for item in items] == [(0, 0, 0), (40, 0, 0), (80, 0, 0)]
