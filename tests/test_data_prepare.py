@@ -162,6 +162,14 @@ def test_hub_ids_go_through_datasets_with_an_optional_split(monkeypatch, tmp_pat
     report = prepare("countdown", "Jiayi-Pan/Countdown-Tasks-3to4@train", tmp_path / "out2")
     assert calls[-1] == ("Jiayi-Pan/Countdown-Tasks-3to4", None, "train") and report.splits[0].rows == 1
 
+    aime = datasets.Dataset.from_list([{"id": 60, "problem": "Find $n$.", "solution": "So $n=\\boxed{204}$.",
+                                        "answer": "204", "url": "u", "year": "2024"}])
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, *, split=None: datasets.DatasetDict(
+        {"train": aime}))
+    report = prepare("aime", None, tmp_path / "math")
+    assert report.splits[0].path == tmp_path / "math" / "test" / "aime.json"
+    assert [i.ground_truth for i in tasks.get("math").load(report.splits[0].path)] == ["204"]
+
 
 def test_a_missing_source_names_both_readings_fast(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)

@@ -18,7 +18,8 @@ def configure_parser(parser) -> None:
     parser.description = "Prepare published datasets into the files mmdps's configs read."
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     prepare = sub.add_parser("prepare", help="write a dataset's splits (with stable row ids) into a folder")
-    prepare.add_argument("name", help="dataset: geometry3k, math, math500, gsm8k, countdown (see `mmdps data list`)")
+    prepare.add_argument("name", help="dataset: geometry3k, math, math500, aime, gsm8k, countdown "
+                                      "(see `mmdps data list`)")
     prepare.add_argument("--source", default=None,
                          help="hub dataset id (owner/name, optionally @split) or a local copy in the hub's layout "
                               "(a file, or a folder of split files); default: the dataset's hub id")

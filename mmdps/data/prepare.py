@@ -294,6 +294,11 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         outputs=(("test", "test/math500.json"),), schemas=MATH_SCHEMAS, id_fields=("problem", "answer"),
         description="MATH-500 test set, written where scripts/eval_math.sh reads it"),
     DatasetSpec(
+        name="aime", hub_id="HuggingFaceH4/aime_2024", task="math", default_out="data/math",
+        outputs=(("train", "test/aime.json"),), schemas=MATH_SCHEMAS, id_fields=("problem", "answer"),
+        description="AIME 2024 (30 problems; the math configs' in-training validation set), written where "
+                    "configs/base/math.yaml and scripts/eval_math.sh read it"),
+    DatasetSpec(
         name="gsm8k", hub_id="openai/gsm8k", hub_config="main", task="math", default_out="data/gsm8k",
         outputs=(("train", "train.jsonl"), ("test", "test.jsonl")),
         schemas=(SourceSchema("openai/gsm8k (question, answer with '#### N')", ("question", "answer"), _gsm8k_row),),
