@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("mmdps.commands.tiny_model", "write a tiny random-weight model (offline) for tests and demos"),
     "eval": ("mmdps.commands.eval", "evaluate a model on a benchmark, or compare reports"),
     "demo": ("mmdps.commands.demo", "the CPU demo: SFT warm-up then GRPO with DPS on Countdown"),
+    "data": ("mmdps.commands.data", "prepare the paper's datasets (geometry3k, math, gsm8k, countdown) for training"),
 }
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import inspect
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -24,8 +25,21 @@ from mmdps.data.item import Item
 from mmdps.verifiers import Verdict, score_completion
 
 T = TypeVar("T")
+# Verifiers that read the last \boxed{} of a completion (the default reference_completion writes one).
+BOXED_VERIFIERS = ("math", "geometry")
 # Keywords every pack's ``load`` takes itself; they are never "options".
 LOAD_KEYWORDS = ("split", "limit", "skip_invalid", "seed")
+
+
+# Words of prose (not LaTeX commands): real final answers have at most 8 (MATH, the DeepScaleR test sets,
+# GSM8K); solutions have dozens.
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+_MAX_ANSWER_WORDS = 12
+
+
+def _reads_like_a_solution(text: str) -> bool:
+    return ("\\boxed" in text or "\\fbox" in text or "####" in text or "\n" in text.strip() or len(text) > 500
+            or len(_PROSE_WORD.findall(text)) > _MAX_ANSWER_WORDS)
 
 
 class UnknownOptionError(ValueError):
@@ -143,3 +157,29 @@ class TaskPack(ABC):
     def evaluate(self, item: Item, completion: str) -> bool:
         """True when the completion is correct (:attr:`~mmdps.verifiers.Verdict.correct`)."""
         return self.reward(item, completion).correct
+
+    def reference_completion(self, item: Item) -> str | None:
+        """A completion stating ``item``'s own ground truth in the form the pack's verifier accepts, or
+        ``None`` when the pack cannot write one. :func:`mmdps.data.sanity.check_reward_on_ground_truth`
+        scores these to catch a wrong column mapping before training.
+
+        The default knows the built-in answer formats: ``\\boxed{}`` (``math``, ``geometry``) and a bare
+        integer (``integer``); a pack with another verifier overrides it. A ground truth that reads like
+        a worked solution rather than a final answer (it has a ``\\boxed{}``, a ``####`` line, several
+        lines, or a dozen words of prose: the solution column mapped as the answer) raises ``ValueError``
+        saying so, since a lenient verifier would match it against itself.
+        """
+        verifier = item.verifier or self.verifier
+        truth = item.ground_truth
+        if isinstance(truth, (list, tuple)):  # equivalent forms (Minerva): any one is right
+            truth = truth[0] if truth else None
+        if truth is None or isinstance(truth, dict):
+            return None
+        if verifier in BOXED_VERIFIERS and _reads_like_a_solution(str(truth)):
+            raise ValueError("the ground truth reads like a worked solution, not a final answer (is the solution "
+                             "column mapped as the answer?)")
+        if verifier in BOXED_VERIFIERS:
+            return f"<think>The reference answer.</think> The answer is \\boxed{{{truth}}}."
+        if verifier == "integer":
+            return str(truth)
+        return None

@@ -178,6 +178,47 @@ def parse_ground_truth(data: dict[str, Any], where: str) -> dict[str, Any]:
     return {"target": _as_int(target, "target", where), "numbers": [_as_int(n, "a number", where) for n in numbers]}
 
 
+#: Most numbers :func:`solve` searches (the search grows factorially; Countdown rows have 3-4).
+MAX_SOLVE_NUMBERS = 6
+
+
+def solve(target: int, numbers: list[int]) -> str | None:
+    """An expression using each of ``numbers`` once with + - * / (exact division) equal to ``target``,
+    or ``None`` when there is none (or more than :data:`MAX_SOLVE_NUMBERS` numbers)."""
+    if not numbers or len(numbers) > MAX_SOLVE_NUMBERS:
+        return None
+    from fractions import Fraction
+
+    seen: set[tuple[Fraction, ...]] = set()
+
+    def search(pool: list[tuple[Fraction, str]]) -> str | None:
+        if len(pool) == 1:
+            return pool[0][1] if pool[0][0] == target else None
+        key = tuple(sorted(value for value, _ in pool))
+        if key in seen:
+            return None
+        seen.add(key)
+        for i in range(len(pool)):
+            for j in range(len(pool)):
+                if i == j:
+                    continue
+                (a, a_text), (b, b_text) = pool[i], pool[j]
+                rest = [pool[k] for k in range(len(pool)) if k not in (i, j)]
+                options = [(a + b, "+"), (a - b, "-"), (a * b, "*")] + ([(a / b, "/")] if b != 0 else [])
+                for value, op in options:
+                    if op in "+*" and i > j:
+                        continue  # commutative: one order is enough
+                    found = search(rest + [(value, f"({a_text} {op} {b_text})")])
+                    if found is not None:
+                        return found
+        return None
+
+    found = search([(Fraction(n), str(n)) for n in numbers])
+    if found is not None and found.startswith("(") and found.endswith(")") and len(numbers) > 1:
+        found = found[1:-1]
+    return found
+
+
 @register
 class CountdownPack(TaskPack):
     """Countdown arithmetic planning, verified by ``countdown`` (the last ``<answer>`` expression).
@@ -208,6 +249,25 @@ class CountdownPack(TaskPack):
         "compact": "{question}",
     }
     default_template = "answer"
+
+    def reference_completion(self, item: Item) -> str | None:
+        """The item's stored solution, else one found by :func:`solve`, inside ``<answer>`` tags; ``ValueError``
+        when no expression reaches the target (an unsolvable problem, or columns mapped wrong)."""
+        truth = item.ground_truth
+        if item.verifier not in ("", self.verifier):  # another verifier's answer format is not ours to write
+            return super().reference_completion(item)
+        if not isinstance(truth, dict) or "target" not in truth or "numbers" not in truth:
+            return None
+        solution = item.metadata.get("solution")
+        numbers = [int(n) for n in truth["numbers"]]
+        if not isinstance(solution, str):
+            if len(numbers) > MAX_SOLVE_NUMBERS:
+                return None  # too many numbers to search
+            solution = solve(int(truth["target"]), numbers)
+        if solution is None:
+            raise ValueError(f"no expression of {numbers} reaches the target {truth['target']} (are the target "
+                             "and the numbers the right columns?)")
+        return f"<think>The reference solution.</think><answer> {solution} </answer>"
 
     def load(self, source: str | os.PathLike | None = None, *, split: str = "train", limit: int | None = None,
              skip_invalid: bool = False, seed: int | str = 0, **options: Any) -> list[Item]:
@@ -270,4 +330,4 @@ class CountdownPack(TaskPack):
 
 
 __all__ = ["CountdownPack", "CountdownConfig", "SPLITS", "TINY_LEVELS", "generate_problems", "parse_ground_truth",
-           "countdown_question"]
+           "countdown_question", "solve"]

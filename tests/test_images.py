@@ -3,6 +3,7 @@
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -80,3 +81,83 @@ def test_skip_invalid_skips_and_counts_a_bomb_row(tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 1 invalid row\(s\); first: data\.jsonl line 2: .*above the limit"):
         items = build_items(rows, convert, source="data.jsonl", skip_invalid=True)
     assert [item.id for item in items] == [0]
+
+
+# ------------------------------------------------------------------------------------------ modes, shapes, paths
+def test_black_lines_on_a_transparent_background_stay_black_on_white():
+    """RGBA / LA / P-with-transparency figures are composited on white (convert("RGB") made them all black)."""
+    rgba = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
+    for x in range(40):
+        rgba.putpixel((x, 10), (0, 0, 0, 255))  # one black line
+    la = rgba.convert("LA")
+    palette = Image.new("P", (40, 20), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 0] + [0] * 762)
+    for x in range(40):
+        palette.putpixel((x, 10), 1)
+    palette.info["transparency"] = 0  # index 0 (black) is transparent, index 1 (black) is the line
+    for image in (rgba, la, palette):
+        loaded = load_image(image)
+        assert loaded.mode == "RGB"
+        assert loaded.getpixel((5, 2)) == (255, 255, 255), image.mode
+        assert loaded.getpixel((5, 10)) == (0, 0, 0), image.mode
+
+
+def test_16_bit_and_float_greyscale_scale_to_8_bits_not_white(tmp_path):
+    ramp16 = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp16).save(path)
+    loaded = np.asarray(load_image(path))[..., 0]
+    assert loaded.min() == 0 and loaded.max() == 255 and 100 < loaded.mean() < 155  # not washed out to white
+    assert loaded[32, 0] == round(32 * 64 * 16 / 257)
+    floats = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    tiff = tmp_path / "f.tiff"
+    Image.fromarray(floats).save(tiff)
+    grey = np.asarray(load_image(tiff))[..., 0]
+    assert grey[0, 0] == 0 and grey[-1, -1] == 255 and grey[4, 0] == round(32 / 63 * 255)
+
+
+def test_a_fifo_as_an_image_path_is_refused_not_read(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_image(fifo, where="rows.jsonl line 2")
+        except ImageError as error:
+            outcome.append(str(error))
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # unblock the reader so the test process can exit
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load_image blocked on a FIFO")
+    assert outcome and "rows.jsonl line 2: image path" in outcome[0] and "not a regular file" in outcome[0]
+
+
+@pytest.mark.parametrize("size,message", [((3000, 10), "aspect ratio of 300:1"), ((0, 0), "0x0 pixels")])
+def test_shapes_the_resize_rule_refuses_are_row_errors_at_load(tmp_path, size, message):
+    good = Image.new("RGB", (30, 20), "white")
+    bad = Image.new("RGB", size, "white")
+    rows = [Row({"image": good}, 0, "d.jsonl line 1"), Row({"image": bad}, 1, "d.jsonl line 2")]
+
+    def convert(row):
+        from mmdps import tasks
+
+        return tasks.get("geometry").make_item(id=row.index, question="q", ground_truth="1",
+                                               images=[load_image(row.data["image"], where=row.where)])
+
+    with pytest.raises(ImageError, match=rf"d\.jsonl line 2: image is .*{message}"):
+        build_items(rows, convert, source="d.jsonl")
+    with pytest.warns(UserWarning, match="skipped 1 invalid row"):
+        assert [item.id for item in build_items(rows, convert, source="d.jsonl", skip_invalid=True)] == [0]
+    if size == (3000, 10):
+        path = tmp_path / "wide.png"
+        bad.save(path)
+        with pytest.raises(ImageError, match=r"image file .*wide\.png is 3000x10 pixels"):
+            load_image(path)

@@ -67,7 +67,7 @@ def test_non_object_rows_and_unknown_files_are_rejected(tmp_path):
     (tmp_path / "x.xyz").write_text("")
     with pytest.raises(ValueError, match="unknown data file type"):
         list(read_rows(tmp_path / "x.xyz"))
-    with pytest.raises(FileNotFoundError, match="local files only"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.jsonl does not exist, and .* is not a hub dataset id"):
         list(read_rows(tmp_path / "missing.jsonl"))
 
 

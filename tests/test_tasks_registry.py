@@ -66,7 +66,7 @@ def test_cli_show_generated_and_file_items(capsys, shared_data):
 def test_cli_show_reports_errors(capsys, tmp_path):
     assert main(["tasks", "show", "math", "--source", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mmdps tasks: error:") and "local files only" in err
+    assert err.startswith("mmdps tasks: error:") and "missing.json does not exist" in err
     assert main(["tasks", "show", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mmdps tasks: error:") and "unknown task pack" in err

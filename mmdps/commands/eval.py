@@ -166,6 +166,31 @@ def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+def _item_where(item: Any) -> str:
+    source, row = item.metadata.get("source"), item.metadata.get("row")
+    return f"item {item.id} ({source} row {row})" if source is not None or row is not None else f"item {item.id}"
+
+
+def _check_prompts(engine: Any, items: list, *, skip_invalid: bool) -> tuple[list, int]:
+    """Measure every prompt with the engine's encoder before generating; an unusable one (too long, an
+    image the model cannot take) raises ``ValueError`` naming up to five, or under ``skip_invalid`` is
+    left out with a warning. Returns the usable items and how many were left out."""
+    encoder = getattr(engine, "encoder", None)
+    if encoder is None or not hasattr(encoder, "prompt_problems"):
+        return items, 0  # an engine without a prompt encoder (a stand-in) checks nothing here
+    problems = encoder.prompt_problems(items)
+    if not problems:
+        return items, 0
+    shown = "; ".join(f"{_item_where(items[i])}: {why}" for i, why in list(problems.items())[:5])
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    summary = f"{len(problems)} of {len(items)} prompts cannot be evaluated: {shown}{more}"
+    if not skip_invalid:
+        raise ValueError(f"{summary}; raise --max-prompt-length, lower --max-pixels, or pass --skip-invalid to "
+                         "leave them out (counted in report.json)")
+    warnings.warn(f"{summary}; left out (--skip-invalid)", stacklevel=2)
+    return [item for i, item in enumerate(items) if i not in problems], len(problems)
+
+
 def fail(message: str) -> int:
     from mmdps.cli import fail as cli_fail
 
@@ -235,13 +260,22 @@ def run(args) -> int:
                               tensor_parallel_size=args.tensor_parallel_size)
     except (FileNotFoundError, ValueError) as error:  # a mistyped --model path, an adapter for vllm
         return fail(str(error))
+    try:  # every prompt measured before any generation: a long or broken one fails now, not after hours
+        items, skipped_prompts = _check_prompts(engine, items, skip_invalid=args.skip_invalid)
+    except ValueError as error:
+        engine.close()
+        return fail(str(error))
+    if not items:
+        engine.close()
+        return fail("every problem was skipped (see the warning above)")
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, seed=args.seed)
     config = {"label": args.label or Path(args.output).name, "model": args.model, "task": args.task,
               "benchmark": args.benchmark, "data": data or "procedural", "split": split, "limit": args.limit,
               "engine": args.engine, "batch_size": batch_size, "dtype": args.dtype, "template": args.template,
               "seed": args.seed, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns,
-              "options": options, "skip_invalid": args.skip_invalid, "skipped_invalid_rows": skipped_rows}
+              "options": options, "skip_invalid": args.skip_invalid, "skipped_invalid_rows": skipped_rows,
+              "skipped_prompts": skipped_prompts}
     try:
         result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,
                                 progress=not args.no_progress, config=config)

@@ -142,6 +142,32 @@ class PromptEncoder:
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(row) + more for row, more in zip(ids, extra, strict=True)]
 
+    def prompt_problems(self, items: Sequence[Item]) -> dict[int, str]:
+        """Index -> why that item's prompt cannot be used: longer than ``max_prompt_length`` (with
+        ``truncation="error"``, or with images, which are never cut), or not encodable at all (an image
+        the resize rule refuses, an image for a text model). Measured without running the model, so an
+        evaluation can skip or refuse these before generating anything."""
+        try:
+            lengths: list[int | None] = list(self.prompt_lengths(items))
+            errors: list[str | None] = [None] * len(items)
+        except Exception:  # noqa: BLE001 - find the item(s) that fail, one at a time
+            lengths, errors = [], []
+            for item in items:
+                try:
+                    lengths.append(self.prompt_lengths([item])[0])
+                    errors.append(None)
+                except Exception as error:  # noqa: BLE001 - any failure makes this item unusable
+                    lengths.append(None)
+                    errors.append(f"{type(error).__name__}: {error}")
+        problems: dict[int, str] = {}
+        for index, (item, length, failure) in enumerate(zip(items, lengths, errors, strict=True)):
+            if failure is not None:
+                problems[index] = f"cannot be encoded ({failure})"
+            elif length is not None and length > self.max_prompt_length and (self.truncation == "error"
+                                                                             or item.images):
+                problems[index] = f"{length} prompt tokens > max_prompt_length={self.max_prompt_length}"
+        return problems
+
     def _prepare_messages(self, item: Item, measure_only: bool = False) -> tuple[list[dict], list[Any]]:
         """Load and resize the images, and give text models plain string contents. ``measure_only``
         returns the resized ``(height, width)`` of each image instead of resizing it."""

@@ -3,7 +3,11 @@
 ``load_image`` turns whatever a dataset row holds (a path, bytes, an HF ``{"bytes", "path"}`` dict, a
 PIL image) into an RGB PIL image, or raises :class:`ImageError` saying what was wrong and where. Images
 larger than :data:`MAX_IMAGE_PIXELS` (a decompression bomb: a few KB of PNG can claim 20000x20000
-pixels) are refused from the file header, before any pixel is decoded.
+pixels) are refused from the file header, before any pixel is decoded; so are image shapes the Qwen2-VL
+resize rule cannot take (a side of 0 pixels, an aspect ratio over :data:`MAX_RATIO`), and paths that are not
+regular files (a FIFO would block the reader forever). Transparent images (RGBA, LA, P with a transparent
+colour) are composited on white, as qwen-vl-utils does, so black lines on a transparent background stay
+visible; 16-bit and floating-point greyscale images are scaled to 8 bits instead of clipping to white.
 ``resize_for_model`` applies Qwen2-VL's ``smart_resize`` (both sides multiples of ``factor``, pixel
 count inside [min_pixels, max_pixels]); qwen-vl-utils' version is used when it imports, and the
 equivalent rule below otherwise (qwen-vl-utils imports torchvision, which some CPU setups lack).
@@ -15,8 +19,10 @@ import io
 import math
 import os
 import re
+import stat
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 IMAGE_FACTOR = 28  # patch 14 x spatial merge 2
@@ -62,13 +68,59 @@ def _check_pixels(image: Image.Image, limit: int, prefix: str, what: str) -> Non
         raise _too_large(prefix, what, width * height, f" ({width}x{height})", limit)
 
 
+def _check_shape(image: Image.Image, prefix: str, what: str) -> None:
+    """The shapes Qwen2-VL's smart_resize refuses, found at load time where the row is still known."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"{prefix}{what} is {width}x{height} pixels: an empty image; fix or drop the row")
+    if max(width, height) / min(width, height) > MAX_RATIO:
+        raise ImageError(f"{prefix}{what} is {width}x{height} pixels, an aspect ratio of "
+                         f"{max(width, height) / min(width, height):.0f}:1; the Qwen2-VL resize rule takes at most "
+                         f"{MAX_RATIO}:1: crop or pad the image, or drop the row")
+
+
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """16/32-bit integer or float greyscale as 8-bit ``L``: PIL's own conversion clips every value above
+    255 to white. Integers over 255 are taken as 16-bit (0-65535); floats in [0, 1] as fractions; any
+    other range is stretched to 0-255."""
+    values = np.asarray(image, dtype=np.float64)
+    values = np.where(np.isfinite(values), values, 0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode == "F" and low >= 0 and high <= 1:
+        values = values * 255
+    elif low >= 0 and high <= 255:
+        pass
+    elif image.mode != "F" and low >= 0 and high <= 65535:
+        values = values / 257
+    else:
+        values = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as RGB: transparency composited on white, high-bit-depth greyscale scaled to 8 bits."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "F") or image.mode.startswith("I;"):
+        return _grey_to_8_bits(image).convert("RGB")
+    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("PA", "La"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def _decode(opener: Any, limit: int, prefix: str, what: str) -> Image.Image:
-    """Open (header only), check the pixel count, then decode; any decoder failure becomes ImageError."""
+    """Open (header only), check the pixel count and shape, then decode; any decoder failure becomes
+    ImageError."""
     try:
         with Image.open(opener) as image:
             _check_pixels(image, limit, prefix, what)
+            _check_shape(image, prefix, what)
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -102,7 +154,8 @@ def load_image(source: Any, *, base_dir: str | os.PathLike | None = None, where:
     limit = default_max_image_pixels() if max_image_pixels is None else max_image_pixels
     if isinstance(source, Image.Image):
         _check_pixels(source, limit, prefix, "image")
-        return source.convert("RGB") if source.mode != "RGB" else source
+        _check_shape(source, prefix, "image")
+        return to_rgb(source)
     if isinstance(source, dict):
         if source.get("bytes"):
             return load_image(source["bytes"], base_dir=base_dir, where=where, max_image_pixels=limit)
@@ -119,8 +172,14 @@ def load_image(source: Any, *, base_dir: str | os.PathLike | None = None, where:
             path = path[len("file://"):]
         if base_dir is not None and not os.path.isabs(path):
             path = os.path.join(os.fspath(base_dir), path)
-        if not os.path.exists(path):
-            raise ImageError(f"{prefix}image file not found: {path} (fix the path or pass the right image_dir)")
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise ImageError(f"{prefix}image file not found: {path} (fix the path or pass the right image_dir)") \
+                from None
+        if not stat.S_ISREG(mode):  # a FIFO or device would block the reader forever
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+            raise ImageError(f"{prefix}image path {path} is {kind}; point it at an image file")
         return _decode(path, limit, prefix, f"image file {path}")
     raise ImageError(f"{prefix}cannot load an image from {type(source).__name__}")
 

@@ -28,6 +28,9 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "answer": ("answer", "ground_truth", "label", "solution", "output"),
     "images": ("images", "image", "decoded_image", "image_path"),
 }
+#: The id column ``mmdps data prepare`` writes (a hash of the row's content, so a re-prepared or reordered
+#: file keeps every item's id); read as the item id whenever a row has it.
+ID_COLUMN = "item_id"
 # Answer columns of conversational (TRL / OpenRLHF) rows.
 CONVERSATIONAL_ANSWER_KEYS = ("solution", "answer", "label", "ground_truth")
 
@@ -42,8 +45,8 @@ class Record:
         images: image sources in the order they appear (paths, bytes, HF dicts or PIL images; not loaded).
         messages: the row's own chat messages (verl / conversational layouts), with image parts
             ``{"type": "image", "image": source}`` where the placeholders were; ``None`` for flat rows.
-        id: the id the row carries (verl's ``extra_info.index`` or the ``columns["id"]`` column) as an
-            int, or ``None`` (packs then use the row position).
+        id: the id the row carries (the ``columns["id"]`` column, ``item_id`` or verl's
+            ``extra_info.index``) as an int, or ``None`` (packs then use the row position).
         layout: ``"verl"``, ``"conversational"`` or ``"flat"``.
         data: the whole row, for pack-specific fields (``choices``, ``difficulty``, ...).
         index, where: as in :class:`Row`.
@@ -102,14 +105,18 @@ def _has_key(data: Mapping[str, Any], key: str) -> bool:
     return isinstance(holder, Mapping) and leaf in holder
 
 
-def _as_int_id(value: Any) -> int | None:
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is one (an int, an integral float, ASCII digits), else ``None``."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalars from pandas
+        value = value.tolist()
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+    # ASCII digits only: int() refuses "²" (which str.isdigit accepts) and texts over 4,300 digits.
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,30}\s*", value):
         return int(value)
     return None
 
@@ -227,7 +234,8 @@ def normalize_row(row: Row, *, columns: Mapping[str, str] | None = None, layout:
         columns: column names for the flat layout, e.g. ``{"question": "query", "answer": "gt",
             "images": "image", "id": "pid"}``. Keys may be dotted paths into nested dicts. ``"answer"``,
             ``"images"`` and ``"id"`` also apply to the verl and conversational layouts. Without an
-            ``"id"`` column only verl's ``extra_info.index`` is read as an id.
+            ``"id"`` column, ``item_id`` (written by ``mmdps data prepare``) or verl's ``extra_info.index``
+            is read as the id.
         layout: ``"auto"`` (detect), ``"verl"``, ``"conversational"`` or ``"flat"``.
 
     Raises:
@@ -243,9 +251,14 @@ def normalize_row(row: Row, *, columns: Mapping[str, str] | None = None, layout:
     image_keys = (columns["images"],) if "images" in columns else DEFAULT_COLUMNS["images"]
     _, image_value = _first_present(data, image_keys)
     images = _image_list(image_value)
-    # Ids: verl's extra_info.index, a column the user names, else (in the pack) the row position.
-    # Other id-like columns are not trusted by default: many datasets repeat them.
-    raw_id = _lookup(data, columns["id"] if "id" in columns else "extra_info.index")
+    # Ids: a column the user names, the prepared item_id, verl's extra_info.index, else (in the pack) the
+    # row position. Other id-like columns are not trusted by default: many datasets repeat them.
+    id_keys = (columns["id"],) if "id" in columns else (ID_COLUMN, "extra_info.index")
+    id_key, raw_id = _first_present(data, id_keys)
+    item_id = whole_number(raw_id)
+    if id_key is not None and item_id is None:
+        raise ValueError(f"{row.where}: id column {id_key!r} holds {raw_id!r}, not a whole number; fix the row or "
+                         f"{SKIP_HINT}")
 
     if layout in ("verl", "conversational"):
         prompt = data.get("prompt")
@@ -289,7 +302,7 @@ def normalize_row(row: Row, *, columns: Mapping[str, str] | None = None, layout:
     if not question.strip():
         raise ValueError(f"{row.where}: the problem text is empty; fix the row or {SKIP_HINT}")
     return Record(question=question, answer=None if is_missing(answer) else answer, images=images,
-                  messages=messages, id=_as_int_id(raw_id), layout=layout, data=data, index=row.index,
+                  messages=messages, id=item_id, layout=layout, data=data, index=row.index,
                   where=row.where)
 
 

@@ -6,7 +6,8 @@ Two steps, both usable on their own (modules :mod:`mmdps.data.readers` and :mod:
    ``where`` string such as ``"train.jsonl line 4"`` for error messages). Sources: a JSON list, JSONL,
    parquet, a folder written by ``datasets``' ``save_to_disk``, a folder of split files
    (``train.jsonl``, ``data/test-00000-of-00001.parquet``, ...), or any other file ``datasets.load_dataset``
-   reads (csv, arrow, ...). Nothing is downloaded: sources must be local.
+   reads (csv, arrow, ...). A source that does not exist locally is read as a hub dataset id
+   (``owner/name[@split]``, :mod:`mmdps.data.hub`).
 2. :func:`normalize_row` turns one row into a :class:`Record` (question text, answer, image sources in
    order, the row's own chat messages when it has them, and its id), whatever the layout:
 
@@ -117,9 +118,10 @@ def build_items(rows: Iterable[Row], convert: Callable[[Row], Item], *, source: 
                 skip_invalid: bool = False) -> list[Item]:
     """Convert rows to items, stopping after ``limit`` items.
 
-    A row whose conversion raises ``ValueError`` (or that the reader could not parse) stops loading
-    (the error names the file and row), or with ``skip_invalid=True`` is skipped; the skipped rows are
-    counted in one :class:`SkippedRowsWarning`. Ids must be unique.
+    A row whose conversion raises (any exception but ``MemoryError``: a hostile row can raise
+    ``TypeError``, ``OverflowError``, ``RecursionError``, ...) or that the reader could not parse stops
+    loading with a ``ValueError`` naming the file and row, or with ``skip_invalid=True`` is skipped; the
+    skipped rows are counted in one :class:`SkippedRowsWarning`. Ids must be unique.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
@@ -133,10 +135,15 @@ def build_items(rows: Iterable[Row], convert: Callable[[Row], Item], *, source: 
             if row.error is not None:  # a line the reader could not turn into a row
                 raise ValueError(f"{row.error}; or {SKIP_HINT}")
             item = convert(row)
-        except ValueError as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bad row is named and skippable, whatever it raises
+            error = row_error(exc, row.where)
             if not skip_invalid:
-                raise
-            skipped.append(str(exc))
+                if error is exc:
+                    raise
+                raise error from exc
+            skipped.append(str(error))
             continue
         if item.id in seen:
             raise ValueError(f"{row.where}: item id {item.id} is already used by {seen[item.id]}; ids must be "
@@ -146,6 +153,14 @@ def build_items(rows: Iterable[Row], convert: Callable[[Row], Item], *, source: 
     if skipped:
         warnings.warn(SkippedRowsWarning(source, skipped), stacklevel=3)
     return items
+
+
+def row_error(exc: BaseException, where: str) -> ValueError:
+    """``exc`` itself when it is a ``ValueError`` that names ``where``; else a ``ValueError`` that does."""
+    if isinstance(exc, ValueError) and where in str(exc):
+        return exc
+    detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    return ValueError(f"{where}: {type(exc).__name__}: {detail}; fix the row or {SKIP_HINT}")
 
 
 class SkippedRowsWarning(UserWarning):
@@ -162,6 +177,6 @@ class SkippedRowsWarning(UserWarning):
 __all__ = [
     "Row", "Record", "read_rows", "detect_layout", "normalize_row", "messages_with_images", "split_placeholders",
     "load_record_images", "default_image_dir", "record_to_item", "source_name", "build_items", "require",
-    "SkippedRowsWarning",
+    "SkippedRowsWarning", "row_error",
     "IMAGE_PLACEHOLDER", "DEFAULT_COLUMNS", "CONVERSATIONAL_ANSWER_KEYS", "SKIP_HINT",
 ]

@@ -4,11 +4,14 @@
 ``where`` string such as ``"train.jsonl line 4"`` for error messages). Sources: a JSON list, JSONL,
 parquet, a folder written by ``datasets``' ``save_to_disk``, a folder of split files
 (``train.jsonl``, ``data/test-00000-of-00001.parquet``, ...), or any other file ``datasets.load_dataset``
-reads (csv, arrow, ...). Nothing is downloaded: sources must be local.
+reads (csv, arrow, ...). A source that does not exist locally is read as a hub dataset id
+(``owner/name``, optionally ``owner/name@split``; :mod:`mmdps.data.hub`), and when that fails too the
+error names both readings.
 
-A line that cannot be a row (bad JSON, not an object, not UTF-8) raises ``ValueError`` naming the
-file and line; with ``keep_bad_rows=True`` it comes as a :class:`Row` whose ``error`` says why instead,
-so that a loader can skip it under ``skip_invalid`` and still read the lines after it.
+A line that cannot be a row (bad JSON, nested too deeply to parse, an integer over 4,300 digits, not an
+object, not UTF-8) raises ``ValueError`` naming the file and line; with ``keep_bad_rows=True`` it comes
+as a :class:`Row` whose ``error`` says why instead, so that a loader can skip it under ``skip_invalid``
+and still read the lines after it. A UTF-8 byte-order mark at the start of a file is accepted.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 _READERS_VIA_DATASETS = {".csv": "csv", ".tsv": "csv", ".arrow": "arrow", ".txt": "text"}
 _SPLIT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -58,11 +62,15 @@ def read_rows(source: str | os.PathLike, *, split: str = "train", keep_bad_rows:
 
 def _read_source(path: Path, split: str) -> Iterator[Row]:
     if not path.exists():
-        raise FileNotFoundError(f"data source not found: {path} (mmdps reads local files only; "
-                                "download the dataset first and pass its path)")
+        from mmdps.data.hub import missing_source_rows
+
+        yield from missing_source_rows(path, split)
+        return
     if path.is_dir():
         yield from _read_dir(path, split)
         return
+    if not path.is_file():  # a FIFO or device would block the reader forever
+        raise ValueError(f"{path}: not a regular file (a pipe, socket or device); pass a data file or folder")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from _read_jsonl(path)
@@ -80,6 +88,10 @@ def _read_source(path: Path, split: str) -> Iterator[Row]:
 def _row(value: Any, index: int, where: str) -> Row:
     if not isinstance(value, dict):
         return Row({}, index, where, f"{where}: expected a JSON object (a dict of fields), got {type(value).__name__}")
+    huge = _huge_int_in(value)
+    if huge is not None:
+        return Row({}, index, where, f"{where}: an integer of {huge.digits} digits (Python reads at most 4,300); "
+                                     "fix or drop the row")
     return Row(value, index, where)
 
 
@@ -88,20 +100,52 @@ def _not_utf8(where: str, exc: UnicodeDecodeError, line: bytes) -> str:
             "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
+class _HugeInt:
+    """An integer literal too long for ``int()`` (Python refuses over 4,300 digits): a bad row, not a crash."""
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | _HugeInt:
+    return int(text) if len(text.lstrip("-")) <= 4300 else _HugeInt(len(text))
+
+
+def _huge_int_in(value: Any) -> _HugeInt | None:
+    stack = [value]
+    while stack:  # iterative: rows are already parsed, but a deep one must not recurse here either
+        current = stack.pop()
+        if isinstance(current, _HugeInt):
+            return current
+        if isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+    return None
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_int=_parse_int)
+
+
 def _read_jsonl(path: Path) -> Iterator[Row]:
     index = 0
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
             if not raw.strip():
                 continue
             where = f"{path} line {line_number}"
             try:
-                value = json.loads(raw.decode("utf-8"))
+                value = _loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 yield Row({}, index, where, _not_utf8(where, exc, raw))
             except json.JSONDecodeError as exc:
                 yield Row({}, index, where, f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line "
                                             "must be one JSON object")
+            except RecursionError:
+                yield Row({}, index, where, f"{where}: JSON nested too deeply to parse; fix or drop the line")
             else:
                 yield _row(value, index, where)
             index += 1
@@ -109,6 +153,8 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
 
 def _decode_file(path: Path) -> str:
     data = path.read_bytes()
+    if data.startswith(_BOM):  # Windows editors save UTF-8 with a byte-order mark
+        data = data[len(_BOM):]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,15 +170,17 @@ def _is_json_lines(text: str) -> bool:
     """True when the text's first non-blank line is a whole JSON object (JSON lines saved as .json)."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     try:
-        return isinstance(json.loads(first), dict) and first.strip() != text.strip()
-    except json.JSONDecodeError:
+        return isinstance(_loads(first), dict) and first.strip() != text.strip()
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
 def _read_json(path: Path) -> Iterator[Row]:
     text = _decode_file(path)
     try:
-        value = json.loads(text)
+        value = _loads(text)
+    except RecursionError as exc:
+        raise ValueError(f"{path}: JSON nested too deeply to parse; fix the file") from exc
     except json.JSONDecodeError as exc:
         if _is_json_lines(text):  # many ".json" files are really JSON lines (one object per line)
             yield from _read_jsonl(path)
@@ -179,7 +227,7 @@ def _read_dir(path: Path, split: str) -> Iterator[Row]:
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         yield from _read_saved_dataset(path, split)
         return
-    files = _split_files(path, split)
+    files = split_files(path, split)
     if not files:
         raise ValueError(f"{path}: folder has no data for split {split!r}; expected a datasets save_to_disk "
                          f"folder or files named like '{split}.jsonl' / 'data/{split}-00000-of-00001.parquet'")
@@ -187,7 +235,7 @@ def _read_dir(path: Path, split: str) -> Iterator[Row]:
         yield from _read_source(file, split)
 
 
-def _split_files(path: Path, split: str) -> list[Path]:
+def split_files(path: Path, split: str) -> list[Path]:
     """Files of ``split`` inside ``path`` (``train.jsonl``, ``data/train-00000-of-00002.parquet``, ...)."""
     pattern = re.compile(rf"^{re.escape(split)}([-_.].*)?$")
     found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SPLIT_FILE_SUFFIXES

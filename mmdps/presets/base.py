@@ -20,18 +20,17 @@ from __future__ import annotations
 import glob
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmdps.data.hub import hub_rows, missing_source_rows, parse_hub_id
 from mmdps.data.item import BREAKDOWNS_KEY, Item
+from mmdps.data.layouts import whole_number
 from mmdps.data.loaders import build_items
 from mmdps.data.readers import Row, read_rows
 from mmdps.tasks.base import TaskPack, check_options, loader_options
 
-# owner/name, as the hub spells dataset ids.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Answer instructions appended to the published query (the query already says what form the answer takes).
 ANSWER_TEMPLATES = {
     "think_boxed": ("{question}\n\nFirst reason about the problem as an internal monologue inside <think> "
@@ -95,8 +94,8 @@ class BenchmarkPreset(TaskPack):
             raise FileNotFoundError(f"{self.title}: {path} holds none of the published files for split {split!r} "
                                     f"(looked for {tried}) and is not a datasets save_to_disk folder; pass the "
                                     f"file itself, or a folder as the benchmark publishes it")
-        if _HUB_ID.match(source):
-            return hub_rows(source, split, config=self.hub_config), None
+        if parse_hub_id(source) is not None:
+            return missing_source_rows(source, split, config=self.hub_config), None
         raise FileNotFoundError(f"{self.title}: {source} is neither a local file or folder nor a hub dataset id "
                                 f"(owner/name; this benchmark's is {self.hub_id})")
 
@@ -146,19 +145,22 @@ def _chain(iterables: Iterable[Iterator[Row]]) -> Iterator[Row]:
             index += 1
 
 
-def hub_rows(hub_id: str, split: str, *, config: str | None = None) -> Iterator[Row]:
-    """Rows of a hub dataset through ``datasets.load_dataset`` (which uses its local cache offline)."""
-    import datasets
+def row_id(value: Any, row: Row) -> int:
+    """A published id as the item id when it is a whole number (``"²"`` and ``"abc"`` are not), else the
+    row position."""
+    number = whole_number(value)
+    return row.index if number is None else number
 
-    try:
-        dataset = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as error:
-        raise FileNotFoundError(
-            f"could not load the hub dataset {hub_id!r} (split {split!r}): {type(error).__name__}: {error}. "
-            f"Without internet, download it elsewhere (huggingface-cli download {hub_id} --repo-type dataset "
-            f"--local-dir DIR) and pass --data DIR") from error
-    for index, data in enumerate(dataset):
-        yield Row(dict(data), index, f"{hub_id} [{split}] row {index}")
+
+def mapping_field(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """``data[key]`` when it is a dict (``{}`` when absent), else a ``ValueError`` naming the row."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: {key!r} must be a dict of fields, got {type(value).__name__} {value!r:.60}; fix "
+                         "the row or pass skip_invalid=True")
+    return value
 
 
 def optional_text(value: Any) -> str | None:
@@ -181,4 +183,5 @@ def text_list(value: Any, where: str, field: str) -> list[str] | None:
     return [str(v).strip() for v in value] or None
 
 
-__all__ = ["ANSWER_TEMPLATES", "BREAKDOWNS_KEY", "BenchmarkPreset", "hub_rows", "optional_text", "text_list"]
+__all__ = ["ANSWER_TEMPLATES", "BREAKDOWNS_KEY", "BenchmarkPreset", "hub_rows", "mapping_field", "optional_text",
+           "row_id", "text_list"]

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mmdps.data.images import load_image
+from mmdps.data.images import ImageError, load_image
 from mmdps.data.item import Item
-from mmdps.data.layouts import require
+from mmdps.data.layouts import require, whole_number
 from mmdps.data.readers import Row
 from mmdps.presets import register
 from mmdps.presets.base import BenchmarkPreset, text_list
@@ -149,7 +149,11 @@ class GeoQA(BenchmarkPreset):
 
     def convert(self, row: Row, *, image_dir: Path | None, show_choices: bool = True) -> Item:
         data = row.data
-        problem_id = int(require(data, "id", row.where))
+        raw_id = require(data, "id", row.where)
+        problem_id = whole_number(raw_id)
+        if problem_id is None:
+            raise ValueError(f"{row.where}: 'id' must be a whole number, got {raw_id!r}; fix the row or pass "
+                             "skip_invalid=True")
         question = str(require(data, "subject", row.where, hint="GeoQA keeps the problem text in 'subject'")).strip()
         choices = (text_list(data.get("choices"), row.where, "choices")
                    or [str(c) for c in data.get("choice_nums") or []])
@@ -159,9 +163,7 @@ class GeoQA(BenchmarkPreset):
                              "fix the row or pass skip_invalid=True")
         image = require(data, "image", row.where)
         if hasattr(image, "shape"):  # the pickles' diagram arrays
-            from PIL import Image
-
-            image = Image.fromarray(image)
+            image = _array_image(image, row.where)
         problem_type = data.get("type") or self._types.get(problem_id)
         metadata = {"problem_id": problem_id, "choices": choices, "answer_letter": LETTERS[label],
                     "problem_type": str(problem_type) if problem_type else None}
@@ -170,6 +172,26 @@ class GeoQA(BenchmarkPreset):
                                    images=[load_image(image, base_dir=image_dir, where=row.where)],
                                    metadata={k: v for k, v in metadata.items() if v is not None},
                                    breakdowns={"type": official_type(problem_type)})
+
+
+def _array_image(array: Any, where: str) -> Any:
+    """A diagram array as a PIL image; an object-dtype array (numbers boxed as Python objects) is
+    converted to 8-bit first, and anything PIL cannot take is a row error."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        values = np.asarray(array)
+        if values.dtype == object:
+            numbers = values.astype(np.float64)
+            if not np.all(np.isfinite(numbers)) or numbers.min(initial=0) < 0 or numbers.max(initial=0) > 255:
+                raise ValueError("values outside 0-255")
+            values = numbers.astype(np.uint8)
+        return Image.fromarray(values)
+    except Exception as error:  # noqa: BLE001 - PIL and numpy raise TypeError, ValueError, KeyError, ...
+        raise ImageError(f"{where}: the diagram array ({getattr(array, 'dtype', '?')}, shape "
+                         f"{getattr(array, 'shape', '?')}) is not an image ({type(error).__name__}: {error}); fix "
+                         "the row or pass skip_invalid=True") from error
 
 
 @register

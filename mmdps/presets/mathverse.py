@@ -29,7 +29,7 @@ from mmdps.data.item import Item
 from mmdps.data.layouts import require
 from mmdps.data.readers import Row
 from mmdps.presets import register
-from mmdps.presets.base import BenchmarkPreset, optional_text
+from mmdps.presets.base import BenchmarkPreset, mapping_field, optional_text, row_id
 from mmdps.verifiers import register as register_verifier
 from mmdps.verifiers.base import (
     DEFAULT_TIME_LIMIT_S,
@@ -149,14 +149,14 @@ class MathVerse(BenchmarkPreset):
             load_image(image, base_dir=image_dir, where=row.where)]
         if not images and version != "Text Only":
             raise ValueError(f"{row.where}: a {version} row needs its image; fix the row or pass skip_invalid=True")
-        meta = data.get("metadata") or {}
+        meta = mapping_field(data, "metadata", row.where)
         subject, subfield = optional_text(meta.get("subject")), optional_text(meta.get("subfield"))
         metadata = {"sample_index": str(sample_index), "problem_index": str(data.get("problem_index")),
                     "question_type": question_type, "choices": choices_in_question(question_text)}
         # the official script prints subfields per subject ("Plane Geometry-Area" differs from "Solid Geometry-Area")
         breakdowns = {"problem_version": version, "subject": subject,
                       "subfield": f"{subject}-{subfield}" if subject and subfield else subfield}
-        item_id = int(sample_index) if str(sample_index).isdigit() else row.index
+        item_id = row_id(sample_index, row)
         return self.benchmark_item(row, id=item_id, question=prompt, ground_truth=answer, images=images,
                                    metadata=metadata, breakdowns=breakdowns)
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from mmdps.data.item import Item
-from mmdps.data.layouts import require
+from mmdps.data.layouts import require, whole_number
 from mmdps.data.readers import Row
 from mmdps.presets import register
-from mmdps.presets.base import BenchmarkPreset, optional_text, text_list
+from mmdps.presets.base import BenchmarkPreset, mapping_field, optional_text, row_id, text_list
 from mmdps.verifiers import register as register_verifier
 from mmdps.verifiers.base import (
     DEFAULT_TIME_LIMIT_S,
@@ -203,8 +203,7 @@ class MathVista(BenchmarkPreset):
             raise ValueError(f"{row.where}: at most {len(LETTERS)} choices are supported, got {len(choices)}")
         if prompt_field not in ("query", "question"):
             raise ValueError(f"mathvista: prompt_field must be 'query' or 'question', got {prompt_field!r}")
-        precision = data.get("precision")
-        precision = None if precision is None or math.isnan(float(precision)) else float(precision)
+        precision = _precision(data.get("precision"), row.where)
         unit = optional_text(data.get("unit"))
         question = str(require(data, "question", row.where))
         if prompt_field == "question":
@@ -221,15 +220,29 @@ class MathVista(BenchmarkPreset):
                              "skip_invalid=True")
         from mmdps.data.images import load_image
 
-        meta = data.get("metadata") or {}
+        meta = mapping_field(data, "metadata", row.where)
         metadata = {"pid": str(pid), "question_type": question_type, "answer_type": answer_type,
                     "precision": precision, "unit": unit, "choices": choices}
         breakdowns = {"question_type": question_type, "answer_type": answer_type,
                       **{key: meta.get(key) for key in BREAKDOWNS if key in meta}}
-        item_id = int(pid) if str(pid).isdigit() else row.index
+        item_id = row_id(pid, row)
         return self.benchmark_item(row, id=item_id, question=question, ground_truth=answer,
                                    images=[load_image(image, base_dir=image_dir, where=row.where)],
                                    metadata=metadata, breakdowns=breakdowns)
+
+
+def _precision(value: Any, where: str) -> float | None:
+    """The decimals a float answer is rounded to: a whole number from 0 to 15, or None when absent."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    number = None if isinstance(value, bool) else value
+    if isinstance(number, str):
+        number = whole_number(number)
+    if not isinstance(number, (int, float)) or not math.isfinite(number) or not 0 <= number <= 15 \
+            or number != int(number):
+        raise ValueError(f"{where}: 'precision' must be a whole number of decimals from 0 to 15, got {value!r}; fix "
+                         "the row or pass skip_invalid=True")
+    return float(number)
 
 
 __all__ = ["MathVista", "edit_distance", "normalize_answer", "verify_mathvista"]
