@@ -181,4 +181,4 @@ def score_completion(item: Any, completion: str, verify: Verifier | None = None)
 
 __all__ = ["get", "register", "available", "score_completion", "verdict", "Verdict", "VerdictDict", "Verifier",
            "CORRECT_ACC", "MAX_ABS_SCORE", "is_correct", "GroundTruthError", "TimeLimitExceeded", "VerifierSetupError",
-           "InvalidVerdictError", "NotAVerdictError", "PluginVerifier", "broken"]
+           "InvalidVerdictError", "NotAVerdictError", "PluginVerifier", "broken", "plugin_failure"]
