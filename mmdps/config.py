@@ -206,6 +206,15 @@ class GRPOConfig:
         "trained groups only")})
     # ------------------------------------------------------------------ rewards
     reward_workers: int = field(default=1, metadata={"help": "threads that run verifiers; 1 = in the main thread"})
+    reward_function: str | list | None = field(default=None, metadata={"help": (
+        "your own reward instead of the task's verifier: 'path/to/file.py:fn', or a list of them; "
+        "fn(completion, ground_truth, **metadata) returns a float or a dict with score (acc, format optional) "
+        "and runs in a verifier worker process (docs/verifiers.md, 'Bring your own reward function')")})
+    reward_weights: list | None = field(default=None, metadata={"help": (
+        "one weight per reward_function: score = the weighted sum; None = all 1")})
+    success_threshold: float | None = field(default=None, metadata={"help": (
+        "acc = score >= this, for a first reward_function whose scores are not all 0 or 1; without it such a "
+        "score stops the run")})
     # ------------------------------------------------------------------ run, logging, checkpoints
     output_dir: str = field(default="outputs/run", metadata={"help": "folder for metrics, samples and checkpoints"})
     run_name: str | None = field(default=None, metadata={"help": (
@@ -302,6 +311,10 @@ class GRPOConfig:
             check_candidate_ratio(self.candidate_ratio)
             if "candidate_ratio" in self.selector_kwargs:
                 raise ValueError("candidate_ratio is set both at the top level and in selector_kwargs; keep one")
+        if self.reward_function is not None or self.reward_weights is not None or self.success_threshold is not None:
+            from mmdps.verifiers.custom import check_reward_settings
+
+            check_reward_settings(self.reward_function, self.reward_weights, self.success_threshold)
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ValueError(f"save_total_limit must be >= 1 or None, got {self.save_total_limit}")
         if isinstance(self.resume, str) and self.resume.lower() in ("none", "null", "false", "no", ""):

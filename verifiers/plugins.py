@@ -95,25 +95,39 @@ class PluginVerifier:
     def __repr__(self) -> str:
         return f"PluginVerifier({self.name!r}, {self.fn!r}, isolated={self.isolated})"
 
+    def run(self, completion: str, ground_truth: Any, metadata: dict[str, Any]) -> Any:
+        """``fn``'s raw return value, in a worker when isolated; raises what it raises (a time-out as
+        :class:`TimeLimitExceeded`, counted where it happens)."""
+        if self.isolated:
+            self._check_isolatable()
+            return call_with_time_limit(self.fn, (completion, ground_truth), self.time_limit, isolate=True,
+                                        kwargs=metadata)
+        return self.fn(completion, ground_truth, **metadata)
+
     def __call__(self, completion: Any, ground_truth: Any = None, /, **metadata: Any) -> VerdictDict:
         if not isinstance(completion, str):
             return dict(ZERO)
-        isolated = self.isolated
-        if isolated:
-            self._check_isolatable()
-        try:
-            if isolated:
-                raw = call_with_time_limit(self.fn, (completion, ground_truth), self.time_limit, isolate=True,
-                                           kwargs=metadata)
-            else:
-                raw = self.fn(completion, ground_truth, **metadata)
-        except (GroundTruthError, VerifierSetupError):
-            raise
-        except (TimeLimitExceeded, RecursionError, MemoryError):
-            return dict(ZERO)  # a time-out is counted where it happens (timeout_counts)
-        except Exception as exc:  # noqa: BLE001 - a plug-in's bug must not stop training
-            record_error(self.name, exc)
+        raw = guarded(self.name, self.run, completion, ground_truth, metadata)
+        if raw is FAILED:
             return dict(ZERO)
         if self.to_verdict is not None:
             raw = self.to_verdict(raw)
         return Verdict.from_verifier(raw, verifier=self.name).as_dict()
+
+
+#: What :func:`guarded` returns for a call that timed out or raised.
+FAILED: Any = object()
+
+
+def guarded(name: str, run: Callable[..., Any], *args: Any) -> Any:
+    """``run(*args)``, or :data:`FAILED` when it timed out (counted where it happened) or raised (counted here as an
+    error of verifier ``name``). :class:`GroundTruthError` and :class:`VerifierSetupError` propagate."""
+    try:
+        return run(*args)
+    except (GroundTruthError, VerifierSetupError):
+        raise
+    except (TimeLimitExceeded, RecursionError, MemoryError):
+        return FAILED
+    except Exception as exc:  # noqa: BLE001 - a plug-in's bug must not stop training
+        record_error(name, exc)
+        return FAILED
