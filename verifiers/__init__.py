@@ -18,8 +18,10 @@ name               what it grades
 =================  ============================================================================
 
 Aliases: ``gsm8k`` (= ``math_hashes``), ``deepscaler`` (= ``math_think``), ``geo3k``, ``geometry3k``.
-Add your own with :func:`register`. Installed packages make theirs visible to every process (a verl
-reward worker, a TRL script that never imports the pack) through the entry-point group
+Add your own with :func:`register` (it runs in a verifier worker process under a time limit, see
+:mod:`.plugins`), or a reward function from a file with :func:`.custom.register_reward_functions`.
+Installed packages make theirs visible to every process (a verl reward worker, a TRL script that never
+imports the pack) through the entry-point group
 ``mmdps.verifiers`` (``name = "package.module:function"``); a name not found otherwise is also looked
 for in the task packs of the ``mmdps.tasks`` group, which register their verifiers on import.
 """
