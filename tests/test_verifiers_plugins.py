@@ -39,6 +39,9 @@ def with_math(completion, ground_truth, **item):
     inner = verifiers.get("math")(completion, ground_truth)
     return {"score": inner["acc"] + 0.1, "acc": inner["acc"], "format": 1.0, }
 
+def bad_gold(completion, ground_truth, **item):
+    raise verifiers.GroundTruthError("ground truth must be an int")
+
 def where(completion, ground_truth, **item):
     return {"score": float(os.getpid() % 997) / 997, "acc": 0.0, "format": float(item.get("flag", 0))}
 '''
@@ -68,7 +71,7 @@ def plugin_module(tmp_path, monkeypatch):
 
 
 def test_a_plugin_that_hangs_exits_or_prints_costs_one_answer(isolated, plugin_module):
-    for name in ("hang", "exits", "chatty", "with_math", "where"):
+    for name in ("hang", "exits", "chatty", "with_math", "where", "bad_gold"):
         verifiers.register(f"plugin_{name}", getattr(plugin_module, name), time_limit=1.0)
     zero = {"score": 0.0, "acc": 0.0, "format": 0.0}
     # Its prints go to stderr, not into the worker's answer (this also starts the worker off the clock).
@@ -82,6 +85,9 @@ def test_a_plugin_that_hangs_exits_or_prints_costs_one_answer(isolated, plugin_m
     assert base.error_count() == errors + 1
     # A plug-in may call a built-in verifier inside its worker (nested under the worker's alarm).
     assert verifiers.get("plugin_with_math")(r"\boxed{\frac{1}{2}}", "0.5")["acc"] == 1.0
+    # A bad ground truth in the worker is still the caller's error, not a counted one.
+    with pytest.raises(verifiers.GroundTruthError, match="ground truth must be an int"):
+        verifiers.get("plugin_bad_gold")("x", "1")
     # It ran in the worker, with the item's metadata as keywords.
     ran = verifiers.get("plugin_where")("x", "1", flag=1)
     assert ran["format"] == 1.0 and ran["score"] == float(isolated._idle[0].proc.pid % 997) / 997

@@ -140,6 +140,8 @@ def test_the_worker_count_is_validated(monkeypatch, value):
     with pytest.raises(VerifierSetupError, match=rf"MMDPS_VERIFIER_WORKERS={value!r} is not valid: it must be an "
                                                  r"integer >= 1.*or unset it"):
         isolation.default_pool()
+    with pytest.raises(VerifierSetupError, match="MMDPS_VERIFIER_WORKERS"):
+        verifiers.check_environment()  # what a trainer calls before loading the model
     # Through a verifier: the error stops the caller instead of scoring every answer 0.
     with pytest.raises(VerifierSetupError, match="MMDPS_VERIFIER_WORKERS"):
         verifiers.get("math")(r"\boxed{\frac{1}{2}}", "0.5")

@@ -156,6 +156,17 @@ def available() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTRY) | set(_ALIASES))
 
 
+def check_environment() -> None:
+    """Validate the ``MMDPS_VERIFIER_*`` environment variables now (a :class:`VerifierSetupError` naming the
+    variable and the fix), so that a bad one stops a run before the model loads rather than at its first
+    verifier call."""
+    from mmdps.verifiers.isolation import pool_settings
+    from mmdps.verifiers.plugins import isolation_default
+
+    pool_settings()
+    isolation_default()
+
+
 def score_completion(item: Any, completion: str, verify: Verifier | None = None) -> Verdict:
     """Score one completion of ``item`` with its verifier: the one scoring function of the library (the
     trainer, the evaluation and the task packs all call it).
@@ -183,4 +194,4 @@ def score_completion(item: Any, completion: str, verify: Verifier | None = None)
 
 __all__ = ["get", "register", "available", "score_completion", "verdict", "Verdict", "VerdictDict", "Verifier",
            "CORRECT_ACC", "MAX_ABS_SCORE", "is_correct", "GroundTruthError", "TimeLimitExceeded", "VerifierSetupError",
-           "InvalidVerdictError", "NotAVerdictError", "PluginVerifier", "broken", "plugin_failure"]
+           "InvalidVerdictError", "NotAVerdictError", "PluginVerifier", "broken", "plugin_failure", "check_environment"]
