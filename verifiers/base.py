@@ -65,13 +65,13 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str = "verifier") -> Verdict:
-        """The typed form of a verifier's dict, validated: :class:`NotAVerdictError` naming ``source`` when it is not a
-        dict with ``score``, ``acc`` and ``format``, and :class:`InvalidVerdictError` when a value is not a
+        """The typed form of a verifier's dict, validated: :class:`NotAVerdictError` naming ``source`` when it is
+        not a dict with ``score``, ``acc`` and ``format``, and :class:`InvalidVerdictError` when a value is not a
         finite real number (a string, NaN, inf), ``acc`` or ``format`` is outside [0, 1], or ``|score|``
         exceeds :data:`MAX_ABS_SCORE`."""
         if not isinstance(raw, Mapping) or any(key not in raw for key in ("score", "acc", "format")):
-            raise NotAVerdictError(f"{source} returned {raw!r}, which is not a verdict: it must be a dict of floats "
-                             "{'score', 'acc', 'format'} (mmdps.verifiers.verdict builds one)")
+            raise NotAVerdictError(f"{source} returned {raw!r}, which is not a verdict: it must be a dict of "
+                                   "floats {'score', 'acc', 'format'} (mmdps.verifiers.verdict builds one)")
         values = {key: _checked_value(raw[key], key, source) for key in ("score", "acc", "format")}
         return cls(**values)
 
