@@ -226,6 +226,15 @@ class GRPOConfig:
     # ------------------------------------------------------------------ rewards
     reward_workers: int = field(default=1, metadata={"min": 1, "resumable": True, "help": (
         "threads that run verifiers; 1 = in the main thread")})
+    reward_function: str | list | None = field(default=None, metadata={"help": (
+        "your own reward instead of the task's verifier: 'path/to/file.py:fn', or a list of them; "
+        "fn(completion, ground_truth, **metadata) returns a float or a dict with score (acc, format optional) "
+        "and runs in a verifier worker process (docs/verifiers.md, 'Bring your own reward function')")})
+    reward_weights: list | None = field(default=None, metadata={"help": (
+        "one weight per reward_function: score = the weighted sum; None = all 1")})
+    success_threshold: float | None = field(default=None, metadata={"help": (
+        "acc = score >= this, for a first reward_function whose scores are not all 0 or 1; without it such a "
+        "score stops the run")})
     # ------------------------------------------------------------------ run, logging, checkpoints
     output_dir: str = field(default="outputs/run", metadata={"resumable": True, "help": (
         "folder for metrics, samples and checkpoints")})
@@ -301,6 +310,10 @@ class GRPOConfig:
         check_selector(self.selector, self.selector_kwargs, candidate_ratio=self.candidate_ratio, seed=self.seed,
                        rollouts_per_prompt=self.num_generations)
         check_engine_options(self.engine, self.engine_kwargs)
+        if self.reward_function is not None or self.reward_weights is not None or self.success_threshold is not None:
+            from mmdps.verifiers.custom import check_reward_settings
+
+            check_reward_settings(self.reward_function, self.reward_weights, self.success_threshold)
         if isinstance(self.resume, str) and self.resume.lower() in ("none", "null", "false", "no", ""):
             self.resume = None
 

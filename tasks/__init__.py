@@ -40,8 +40,12 @@ def _load_entry_points() -> None:
             continue
         try:
             cls = ep.load()
-        except Exception as error:  # noqa: BLE001 - a broken plug-in is reported, not fatal
-            _BROKEN[ep.name] = f"{ep.value}: {type(error).__name__}: {error}"
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # noqa: BLE001 - a broken plug-in (even one calling sys.exit) is reported
+            from mmdps.verifiers import plugin_failure
+
+            _BROKEN[ep.name] = plugin_failure(ep.value, error)
             continue
         if not (isinstance(cls, type) and issubclass(cls, TaskPack)):
             _BROKEN[ep.name] = f"{ep.value} is {cls!r}, not a TaskPack subclass"

@@ -7,6 +7,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Test modules register toy verifiers beside code that imports torch, which a verifier worker process
+# cannot load: run plug-ins in-process here (the isolation tests switch it back on).
+os.environ.setdefault("MMDPS_VERIFIER_ISOLATION", "0")
 
 from pathlib import Path  # noqa: E402
 

@@ -10,7 +10,7 @@ from mmdps.data.item import Item
 from mmdps.eval import evaluate_items
 from mmdps.rollout.base import Completion, RolloutEngine, SamplingParams
 from mmdps.trainer import Group
-from mmdps.verifiers import Verdict, is_correct, score_completion
+from mmdps.verifiers import MAX_ABS_SCORE, InvalidVerdictError, Verdict, base, is_correct, score_completion
 
 PARTIAL = "verdict_test_partial"  # acc 0.5 for "half", 1 for "right", 0 otherwise
 NO_FORMAT = "verdict_test_no_format"
@@ -131,3 +131,63 @@ def test_rollout_and_score_takes_a_size_per_group():
     assert scored.groups[0].success_rate == 0.5 and scored.groups[1].success_rate == 0.5
     with pytest.raises(ValueError, match="one non-negative size per item"):
         rollout_and_score(engine, [_item(PARTIAL, 0)], [2, 2], SamplingParams())
+
+
+INVALID = "verdict_test_invalid"
+BAD_VERDICTS = {
+    "nan": {"score": float("nan"), "acc": 1.0, "format": 1.0},
+    "inf": {"score": 1.0, "acc": 1.0, "format": float("inf")},
+    "huge": {"score": 1e6, "acc": 1.0, "format": 1.0},
+    "acc7": {"score": 1.0, "acc": 7, "format": 1.0},
+    "acc-3": {"score": 1.0, "acc": -3, "format": 1.0},
+    "string": {"score": 1.0, "acc": "1", "format": 1.0},
+    "none": {"score": None, "acc": 1.0, "format": 1.0},
+}
+GOOD_VERDICTS = {
+    "bools": ({"score": True, "acc": True, "format": False}, Verdict(1.0, 1.0, 0.0)),
+    "numpy": ({"score": np.float32(0.5), "acc": np.int64(1), "format": np.float64(1)}, Verdict(0.5, 1.0, 1.0)),
+    "shaped": ({"score": -1.0, "acc": 0.0, "format": 1.0}, Verdict(-1.0, 0.0, 1.0)),
+    "bounds": ({"score": MAX_ABS_SCORE, "acc": 0.0, "format": 0.0}, Verdict(MAX_ABS_SCORE, 0.0, 0.0)),
+}
+
+
+@verifiers.register(INVALID)
+def _invalid(completion, ground_truth, **_):
+    return {**BAD_VERDICTS, **{k: v for k, (v, _) in GOOD_VERDICTS.items()}}[completion]
+
+
+def test_invalid_verdict_values_score_zero_and_are_counted_with_one_warning(caplog):
+    item = _item(INVALID, id=4)
+    errors = base.error_count()
+    base.new_run()
+    with caplog.at_level("WARNING", logger="mmdps.verifiers.base"):
+        for text in BAD_VERDICTS:
+            assert score_completion(item, text) == Verdict(0.0, 0.0, 0.0), text
+    assert base.error_count() - errors == len(BAD_VERDICTS)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1
+    assert "verifier verdict_test_invalid returned an invalid verdict" in warned[0]
+    assert "score nan, not a finite number" in warned[0] and "the verdict was {'score': nan" in warned[0]
+    for text, (_, expected) in GOOD_VERDICTS.items():
+        assert score_completion(item, text) == expected, text
+    assert base.error_count() - errors == len(BAD_VERDICTS)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"score": float("nan"), "acc": 0, "format": 0}, "score nan, not a finite number"),
+    ({"score": -1e6, "acc": 0, "format": 0}, r"score -1e\+06, outside \[-1000, 1000\]"),
+    ({"score": 0, "acc": 7, "format": 0}, r"acc 7, outside \[0, 1\]"),
+    ({"score": 0, "acc": 0, "format": -3}, r"format -3, outside \[0, 1\]"),
+    ({"score": 0, "acc": "0.5", "format": 0}, r"acc '0.5' \(str\), not a number"),
+])
+def test_verdict_from_dict_refuses_bad_values(raw, message):
+    with pytest.raises(InvalidVerdictError, match=message):
+        Verdict.from_dict(raw, source="verifier 'x'")
+
+
+def test_an_invalid_verdict_is_zero_in_the_evaluation_not_nan():
+    result = evaluate_items(_Canned(["nan", "acc7", "bools"]), [_item(INVALID)], n=3, progress=False,
+                            sampling=SamplingParams(max_new_tokens=1))
+    assert [s["score"] for s in result.samples] == [0.0, 0.0, 1.0]
+    assert result.report["verifier_errors"] == 2 and result.report["mean_at_n"] == pytest.approx(1 / 3)
+    assert result.report["mean_score"] == pytest.approx(1 / 3)

@@ -106,9 +106,13 @@ def test_worker_is_killed_when_it_overruns(monkeypatch):
         pool.close()
 
 
-def test_worker_refuses_functions_outside_the_verifiers():
-    with pytest.raises(ValueError, match="only module-level functions"):
-        isolation.WorkerPool(size=1).call(time.sleep, (1,), 1.0)
+def test_worker_refuses_functions_it_cannot_import_by_name():
+    def local(x):
+        return x
+
+    for fn in (local, lambda x: x):
+        with pytest.raises(ValueError, match="cannot run in a verifier worker process.*only module-level functions"):
+            isolation.WorkerPool(size=1).call(fn, (1,), 1.0)
 
 
 def test_non_string_completion_is_zero():

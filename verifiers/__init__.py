@@ -18,8 +18,10 @@ name               what it grades
 =================  ============================================================================
 
 Aliases: ``gsm8k`` (= ``math_hashes``), ``deepscaler`` (= ``math_think``), ``geo3k``, ``geometry3k``.
-Add your own with :func:`register`. Installed packages make theirs visible to every process (a verl
-reward worker, a TRL script that never imports the pack) through the entry-point group
+Add your own with :func:`register` (it runs in a verifier worker process under a time limit, see
+:mod:`.plugins`), or a reward function from a file with :func:`.custom.register_reward_functions`.
+Installed packages make theirs visible to every process (a verl reward worker, a TRL script that never
+imports the pack) through the entry-point group
 ``mmdps.verifiers`` (``name = "package.module:function"``); a name not found otherwise is also looked
 for in the task packs of the ``mmdps.tasks`` group, which register their verifiers on import.
 """
@@ -33,14 +35,20 @@ from typing import Any
 
 from mmdps.verifiers.base import (
     CORRECT_ACC,
+    MAX_ABS_SCORE,
     GroundTruthError,
+    InvalidVerdictError,
+    NotAVerdictError,
     TimeLimitExceeded,
     Verdict,
     VerdictDict,
+    VerifierSetupError,
     is_correct,
+    record_error,
     success_rate,
     verdict,
 )
+from mmdps.verifiers.plugins import PLUGIN_TIME_LIMIT_S, PluginVerifier
 
 Verifier = Callable[..., VerdictDict]
 
@@ -61,12 +69,17 @@ _ALIASES: dict[str, str] = {"gsm8k": "math_hashes", "deepscaler": "math_think", 
 _REGISTRY: dict[str, Verifier] = {}
 
 
-def register(name: str, fn: Verifier | None = None) -> Any:
-    """Make ``fn`` findable as ``get(name)``; usable as ``@register("name")``.
+def register(name: str, fn: Verifier | None = None, *, isolate: bool | None = None,
+             time_limit: float = PLUGIN_TIME_LIMIT_S) -> Any:
+    """Make ``fn`` findable as ``get(name)``; usable as ``@register("name")`` (which returns ``fn`` itself).
 
-    ``fn(completion, ground_truth, **item_metadata)`` must return a verdict dict, accept and ignore
-    unknown keyword arguments, and never raise on model output (wrap it with
-    :func:`mmdps.verifiers.base.never_raise`).
+    ``fn(completion, ground_truth, **item_metadata)`` must return a verdict dict and accept and ignore
+    unknown keyword arguments. A function from outside mmdps gets the built-ins' guarantees
+    (:class:`~mmdps.verifiers.plugins.PluginVerifier`): it runs in a verifier worker process for at most
+    ``time_limit`` seconds, and an exception or an invalid verdict scores 0 and is counted. That needs a
+    module-level function (of a module or a ``.py`` file); a closure, a lambda or a function of
+    ``__main__`` is refused here unless ``isolate=False`` (or ``MMDPS_VERIFIER_ISOLATION=0``), which runs it
+    in the calling thread without a time bound.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"verifier name must be a non-empty string, got {name!r}")
@@ -74,7 +87,8 @@ def register(name: str, fn: Verifier | None = None) -> Any:
     def add(f: Verifier) -> Verifier:
         if not callable(f):
             raise TypeError(f"verifier {name!r} must be callable, got {type(f).__name__}")
-        _REGISTRY[name] = f
+        trusted = isolate is None and (getattr(f, "__module__", None) or "").startswith("mmdps.")
+        _REGISTRY[name] = f if trusted else PluginVerifier(name, f, isolate=isolate, time_limit=time_limit)
         return f
 
     return add if fn is None else add(fn)
@@ -87,8 +101,8 @@ _BROKEN: dict[str, str] = {}  # entry-point name -> why it could not be loaded
 
 def _discover() -> None:
     """Load the ``mmdps.verifiers`` entry points, then import the ``mmdps.tasks`` packs (whose modules
-    register their verifiers). One that fails to import is remembered with its error, not raised: it
-    must not hide the others."""
+    register their verifiers). One that fails to import (an exception, even ``sys.exit``) is remembered
+    with its error, not raised: it must not hide the others."""
     for group in (ENTRY_POINT_GROUP, "mmdps.tasks"):
         for ep in entry_points(group=group):
             key = f"{group}:{ep.name}"
@@ -96,11 +110,25 @@ def _discover() -> None:
                 continue
             try:
                 loaded = ep.load()
-            except Exception as error:  # noqa: BLE001 - a broken plug-in is reported, not fatal
-                _BROKEN[key] = f"{ep.value}: {type(error).__name__}: {error}"
-                continue
-            if group == ENTRY_POINT_GROUP:
-                register(ep.name, loaded)
+                if group == ENTRY_POINT_GROUP:
+                    register(ep.name, loaded)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - a broken plug-in is reported, not fatal
+                _BROKEN[key] = plugin_failure(ep.value, error)
+
+
+def plugin_failure(target: str, error: BaseException) -> str:
+    """How a plug-in failed to load, for listings and errors: ``module:attr: Type: message``."""
+    if isinstance(error, SystemExit):
+        return f"{target}: SystemExit({error.code!r}) (the module called sys.exit while being imported)"
+    return f"{target}: {type(error).__name__}: {error}"
+
+
+def broken() -> dict[str, str]:
+    """Entry points (``group:name``) that failed to load, with why."""
+    _discover()
+    return dict(sorted(_BROKEN.items()))
 
 
 def get(name: str) -> Verifier:
@@ -129,23 +157,43 @@ def available() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTRY) | set(_ALIASES))
 
 
+def check_environment() -> None:
+    """Validate the ``MMDPS_VERIFIER_*`` environment variables now (a :class:`VerifierSetupError` naming the
+    variable and the fix), so that a bad one stops a run before the model loads rather than at its first
+    verifier call."""
+    from mmdps.verifiers.isolation import pool_settings
+    from mmdps.verifiers.plugins import isolation_default
+
+    pool_settings()
+    isolation_default()
+
+
 def score_completion(item: Any, completion: str, verify: Verifier | None = None) -> Verdict:
     """Score one completion of ``item`` with its verifier: the one scoring function of the library (the
     trainer, the evaluation and the task packs all call it).
 
     ``item`` is an :class:`~mmdps.data.item.Item` (or anything with ``verifier``, ``ground_truth``,
     ``metadata``, ``id`` and ``task``); ``verify`` defaults to ``get(item.verifier)`` (pass it to skip the
-    look-up in a loop). A verifier raising is a bad ground truth or a bug, never the model's fault: the
-    error is re-raised naming the verifier and the item (a ``ValueError`` stays one).
+    look-up in a loop). Every verdict is validated here (:meth:`Verdict.from_verifier`): one with a bad
+    value, like a verifier that raises, scores 0 and is counted (:func:`~mmdps.verifiers.base.error_count`).
+    What stops the caller, naming the verifier and the item: a :class:`GroundTruthError` (the data is
+    wrong), a :class:`VerifierSetupError` (the verifier cannot run as set up) and a result that is not a
+    verdict dict at all (:class:`NotAVerdictError`); all three are ``ValueError``.
     """
     verify = verify or get(item.verifier)
+    where = f"verifier {item.verifier!r} on item {item.id} (task {item.task!r})"
     try:
         raw = verify(completion, item.ground_truth, **item.metadata)
-    except Exception as error:  # the contract says never on model output
-        kind = ValueError if isinstance(error, ValueError) else RuntimeError
-        raise kind(f"verifier {item.verifier!r} failed on item {item.id} (task {item.task!r}): {error}") from error
-    return Verdict.from_dict(raw, source=f"verifier {item.verifier!r} on item {item.id}")
+    except (GroundTruthError, VerifierSetupError, NotAVerdictError) as error:
+        raise type(error)(f"verifier {item.verifier!r} failed on item {item.id} (task {item.task!r}): "
+                          f"{error}") from error
+    except Exception as error:  # noqa: BLE001 - model output must not stop training; counted
+        record_error(item.verifier, error)
+        return Verdict(0.0, 0.0, 0.0)
+    return Verdict.from_verifier(raw, verifier=item.verifier, source=where)
 
 
 __all__ = ["get", "register", "available", "score_completion", "verdict", "Verdict", "VerdictDict", "Verifier",
-           "CORRECT_ACC", "is_correct", "success_rate", "GroundTruthError", "TimeLimitExceeded"]
+           "CORRECT_ACC", "MAX_ABS_SCORE", "is_correct", "success_rate", "GroundTruthError", "TimeLimitExceeded",
+           "VerifierSetupError",
+           "InvalidVerdictError", "NotAVerdictError", "PluginVerifier", "broken", "plugin_failure", "check_environment"]

@@ -13,17 +13,21 @@ Inside the library a verdict is the typed :class:`Verdict`, made from the dict i
 :attr:`Verdict.correct` is the one definition of a correct completion.
 
 Model output is untrusted, so verifiers are wrapped with :func:`never_raise` and anything that can
-run long (sympy) runs under :func:`call_with_time_limit`. An exception inside a verifier still scores 0,
-but is counted (:func:`error_count`; the trainer logs it as ``reward/verifier_errors``) and the first
-one of a run is logged as a warning, so a verifier that zeroes every reward cannot go unnoticed.
+run long (sympy) runs under :func:`call_with_time_limit`. An exception inside a verifier, or a verdict
+with a bad value (NaN, ``acc`` 7, a string), still scores 0, but is counted (:func:`error_count`; the
+trainer logs it as ``reward/verifier_errors``) and the first one of a run per verifier is logged as a
+warning, so a verifier that zeroes every reward cannot go unnoticed. Time-outs are counted apart
+(:func:`timeout_count`, ``reward/verifier_timeouts``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -70,17 +74,65 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str = "verifier") -> Verdict:
-        """The typed form of a verifier's dict; a ``ValueError`` naming ``source`` when a field is missing or
-        not a number."""
+        """The typed form of a verifier's dict, validated: :class:`NotAVerdictError` naming ``source`` when it is
+        not a dict with ``score``, ``acc`` and ``format``, and :class:`InvalidVerdictError` when a value is not a
+        finite real number (a string, NaN, inf), ``acc`` or ``format`` is outside [0, 1], or ``|score|``
+        exceeds :data:`MAX_ABS_SCORE`."""
+        if not isinstance(raw, Mapping) or any(key not in raw for key in ("score", "acc", "format")):
+            raise NotAVerdictError(f"{source} returned {raw!r}, which is not a verdict: it must be a dict of "
+                                   "floats {'score', 'acc', 'format'} (mmdps.verifiers.verdict builds one)")
+        values = {key: _checked_value(raw[key], key, source) for key in ("score", "acc", "format")}
+        return cls(**values)
+
+    @classmethod
+    def from_verifier(cls, raw: Any, *, verifier: str, source: str | None = None) -> Verdict:
+        """:meth:`from_dict` for what verifier ``verifier`` returned, in the one place every verdict passes:
+        a verdict with a bad value scores 0 and is counted as a verifier error (logged once per run and
+        verifier, with the example); one that is not a verdict at all raises :class:`NotAVerdictError`."""
         try:
-            return cls(score=float(raw["score"]), acc=float(raw["acc"]), format=float(raw["format"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{source} returned {raw!r}, which is not a verdict: it must be a dict of floats "
-                             "{'score', 'acc', 'format'} (mmdps.verifiers.verdict builds one)") from error
+            return cls.from_dict(raw, source=source or f"verifier {verifier!r}")
+        except InvalidVerdictError as error:
+            example = InvalidVerdictError(f"{error}; the verdict was {raw!r}"[:500])
+            _ERRORS.add(verifier, example, kind="returned an invalid verdict:")
+            return cls(0.0, 0.0, 0.0)
 
     def as_dict(self) -> VerdictDict:
         """The plain-dict form verifiers return (for TRL / verl and JSON)."""
         return {"score": self.score, "acc": self.acc, "format": self.format}
+
+
+#: Largest ``|score|`` accepted. The built-in verifiers give [0, 1]; shaped rewards (-1, 0.1, a weighted sum
+#: of a few terms) fit easily; a larger value is almost always a unit bug (a token count) that would
+#: swamp the other rewards of a weighted sum.
+MAX_ABS_SCORE = 1000.0
+
+
+class NotAVerdictError(ValueError):
+    """A verifier returned something that is not a verdict dict at all (no ``format`` key, a float): no call
+    of it can be scored, so this stops the caller instead of scoring 0."""
+
+
+class InvalidVerdictError(ValueError):
+    """A verdict field is not a finite real number in its range (a string, NaN, ``acc`` 7, ``score`` 1e6)."""
+
+
+def _checked_value(value: Any, key: str, source: str) -> float:
+    number = math.nan
+    if not isinstance(value, (str, bytes)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if key == "score" and abs(number) > MAX_ABS_SCORE:
+                raise InvalidVerdictError(f"{source} returned score {number:g}, outside [-{MAX_ABS_SCORE:g}, "
+                                          f"{MAX_ABS_SCORE:g}]")
+            if key != "score" and not 0.0 <= number <= 1.0 and math.isfinite(number):
+                raise InvalidVerdictError(f"{source} returned {key} {number:g}, outside [0, 1]")
+            if math.isfinite(number):
+                return number
+            raise InvalidVerdictError(f"{source} returned {key} {number}, not a finite number")
+    raise InvalidVerdictError(f"{source} returned {key} {value!r} ({type(value).__name__}), not a number")
 
 
 def verdict(*, acc: float | bool, format: float | bool, score: float | None = None) -> VerdictDict:
@@ -94,43 +146,87 @@ def verdict(*, acc: float | bool, format: float | bool, score: float | None = No
 ZERO: VerdictDict = {"score": 0.0, "acc": 0.0, "format": 0.0}
 
 
-class _ErrorCounter:
-    """Exceptions swallowed by :func:`never_raise` in this process, and whether the run was warned."""
+class _Counter:
+    """Calls of this process that scored 0 for a reason other than the answer (or that timed out), and the
+    (verifier, kind) pairs already warned about in this run."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.warned = False
+        self.by_kind: dict[str, int] = {}
+        self.warned: set[tuple[str, str]] = set()
         self.lock = threading.Lock()
 
-    def add(self, name: str, exc: BaseException) -> None:
+    def bump(self, name: str, kind: str) -> bool:
+        """Count one; True when this (verifier, kind) was not warned about yet in this run."""
         with self.lock:
             self.count += 1
-            first, self.warned = not self.warned, True
-        if first:
-            logger.warning("verifier %s raised %s: %s; the completion scored 0. Later errors are not logged but "
-                           "counted (reward/verifier_errors in the training metrics); a verifier that raises on "
-                           "every completion gives no learning signal", name, type(exc).__name__, exc,
-                           exc_info=exc)
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+            first = (name, kind) not in self.warned
+            self.warned.add((name, kind))
+        return first
+
+    def add(self, name: str, exc: BaseException, *, kind: str = "raised") -> None:
+        if self.bump(name, kind):
+            detail = f"{type(exc).__name__}: {exc}" if kind == "raised" else str(exc)
+            logger.warning("verifier %s %s %s; the completion scored 0. Later ones are not logged but counted "
+                           "(reward/verifier_errors in the training metrics, verifier_errors in an evaluation "
+                           "report); a verifier that fails on every completion gives no learning signal",
+                           name, kind, detail, exc_info=exc if kind == "raised" else None)
 
 
-_ERRORS = _ErrorCounter()
+_ERRORS = _Counter()
+_TIMEOUTS = _Counter()
 
 
 def error_count() -> int:
-    """How many verifier calls of this process raised (and scored 0) so far; time-outs are not errors."""
+    """How many verifier calls of this process scored 0 because the verifier raised or returned an invalid
+    verdict, so far (the trainer logs the per-step difference as ``reward/verifier_errors``). Time-outs are
+    not errors: :func:`timeout_count`."""
     return _ERRORS.count
 
 
+def record_error(name: str, exc: BaseException, *, kind: str = "raised") -> None:
+    """Count a verifier call that scored 0 because verifier ``name`` failed (logged once per run)."""
+    _ERRORS.add(name, exc, kind=kind)
+
+
+def timeout_count() -> int:
+    """How many guarded calls of this process timed out so far, both kinds together (the trainer logs the
+    per-step difference as ``reward/verifier_timeouts``): see :func:`timeout_counts`."""
+    return _TIMEOUTS.count
+
+
+def timeout_counts() -> dict[str, int]:
+    """Time-outs so far by kind: ``limit`` (the call ran its own ``time_limit``: usually a pathological
+    answer) and ``queue`` (it waited ``MMDPS_VERIFIER_QUEUE_TIMEOUT_S`` for a free worker process without
+    getting one: the pool is too small for the load, not the answer's fault)."""
+    with _TIMEOUTS.lock:
+        return {"limit": _TIMEOUTS.by_kind.get("limit", 0), "queue": _TIMEOUTS.by_kind.get("queue", 0)}
+
+
+def _count_timeout(exc: TimeLimitExceeded, seconds: float) -> None:
+    if exc.args == ("queued",):
+        if _TIMEOUTS.bump("pool", "queue"):
+            logger.warning("a verifier call waited more than MMDPS_VERIFIER_QUEUE_TIMEOUT_S for a free worker "
+                           "process and scored 0 without being graded: raise MMDPS_VERIFIER_WORKERS (or "
+                           "MMDPS_VERIFIER_QUEUE_TIMEOUT_S). Counted in reward/verifier_timeouts")
+    else:
+        _TIMEOUTS.bump("call", "limit")
+        logger.debug("a guarded verifier call hit its %.2fs limit", seconds)
+
+
 def new_run() -> None:
-    """Start a run: the next verifier error is logged as a warning again (one warning per run)."""
-    with _ERRORS.lock:
-        _ERRORS.warned = False
+    """Start a run: the next verifier error (per verifier and kind) is logged as a warning again."""
+    for counter in (_ERRORS, _TIMEOUTS):
+        with counter.lock:
+            counter.warned.clear()
 
 
 def never_raise(fn: Callable[..., VerdictDict]) -> Callable[..., VerdictDict]:
     """Wrap a verifier so that any error (bad ground truth aside) becomes a zero verdict.
 
-    Errors in the *ground truth* are the caller's bug, so :class:`GroundTruthError` propagates. A
+    Errors in the *ground truth* are the caller's bug, so :class:`GroundTruthError` propagates, and so does
+    :class:`VerifierSetupError` (the verifier cannot run as set up at all). A
     time-out, a recursion or memory blow-up (pathological model output) scores 0 quietly; any other
     exception scores 0, is counted by :func:`error_count` and the first one of a run is logged as a
     warning (it is more likely a bug or an unexpected field type than the model's fault).
@@ -142,7 +238,7 @@ def never_raise(fn: Callable[..., VerdictDict]) -> Callable[..., VerdictDict]:
             return dict(ZERO)
         try:
             return fn(completion, ground_truth, **kwargs)
-        except GroundTruthError:
+        except (GroundTruthError, VerifierSetupError):
             raise
         except (TimeLimitExceeded, RecursionError, MemoryError):
             logger.debug("verifier %s gave up on a completion; scored 0", fn.__name__, exc_info=True)
@@ -156,6 +252,12 @@ def never_raise(fn: Callable[..., VerdictDict]) -> Callable[..., VerdictDict]:
 
 class GroundTruthError(ValueError):
     """The ground truth (not the model output) is unusable; the message says which field and how to fix it."""
+
+
+class VerifierSetupError(ValueError):
+    """The verifier cannot run as set up (a bad ``MMDPS_VERIFIER_*`` variable, a closure that cannot run in a
+    worker process, a reward function whose scores need a ``success_threshold``): the message names the
+    setting and the fix. It stops the run instead of scoring 0, since no answer could be scored."""
 
 
 class TimeLimitExceeded(BaseException):
@@ -183,13 +285,23 @@ def _raise_time_limit(signum, frame):  # noqa: ARG001 - signal handler signature
     raise TimeLimitExceeded()
 
 
+#: True inside a verifier worker process: guarded calls there nest under the worker's own alarm.
+IN_WORKER = False
+
+
 def call_with_signal_limit(fn: Callable[..., T], args: tuple, seconds: float) -> T:
     """Run ``fn(*args)`` in this (main) thread; raise :class:`TimeLimitExceeded` after ``seconds``.
 
     Interrupts Python code between bytecodes only: a single long C call (a huge integer power)
     finishes before the alarm is handled. :func:`call_with_time_limit` therefore screens inputs
-    (the verifiers cap sizes) or isolates the call in a worker process.
+    (the verifiers cap sizes) or isolates the call in a worker process. Nests: under an armed timer
+    that ends sooner, ``fn`` runs under that one; otherwise the outer timer is re-armed afterwards
+    with what is left of it.
     """
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+    if outer_left and outer_left <= seconds:
+        return fn(*args)  # the outer alarm fires first and is the outer call's
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _raise_time_limit)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -197,23 +309,36 @@ def call_with_signal_limit(fn: Callable[..., T], args: tuple, seconds: float) ->
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 1e-3))
 
 
 def call_with_time_limit(fn: Callable[..., T], args: tuple, seconds: float = DEFAULT_TIME_LIMIT_S, *,
-                         isolate: bool | None = None) -> T:
-    """Run the module-level function ``fn(*args)`` for at most ``seconds`` from any thread.
+                         isolate: bool | None = None, kwargs: Mapping[str, Any] | None = None) -> T:
+    """Run the module-level function ``fn(*args, **kwargs)`` for at most ``seconds`` from any thread.
 
     * main thread (and ``isolate`` not True): in-process under a SIGALRM timer (cheapest; microseconds);
     * other threads, or ``isolate=True``: in a worker process of :mod:`mmdps.verifiers.isolation`,
       killed and replaced when it overruns (works for C-level hangs too; ~0.1 ms of IPC per call).
+      ``seconds`` is the call's own time there; the wait for a free worker has its own bound
+      (``MMDPS_VERIFIER_QUEUE_TIMEOUT_S``);
+    * inside a worker process already: in-process, nested under the worker's alarm.
 
     ``fn`` must be importable by name (``module:qualname``) and its args and result picklable.
-    Raises :class:`TimeLimitExceeded` when the limit is hit.
+    Raises :class:`TimeLimitExceeded` when a limit is hit; every time-out is counted
+    (:func:`timeout_counts`).
     """
-    if isolate is None:
-        isolate = not signal_guard_usable()
-    if not isolate and signal_guard_usable():
-        return call_with_signal_limit(fn, args, seconds)
-    from mmdps.verifiers.isolation import default_pool
+    call = functools.partial(fn, **kwargs) if kwargs else fn
+    try:
+        if IN_WORKER:
+            return call_with_signal_limit(call, args, seconds)
+        if isolate is None:
+            isolate = not signal_guard_usable()
+        if not isolate and signal_guard_usable():
+            return call_with_signal_limit(call, args, seconds)
+        from mmdps.verifiers.isolation import default_pool
 
-    return default_pool().call(fn, args, seconds)
+        return default_pool().call(fn, args, seconds, kwargs)
+    except TimeLimitExceeded as exc:
+        _count_timeout(exc, seconds)
+        raise

@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
         for name, error in tasks.broken().items():
             print(f"{name}: BROKEN, cannot be loaded")
             print(f"    entry point {error}")
+        from mmdps import verifiers
+
+        for key, error in verifiers.broken().items():
+            if key.startswith(f"{verifiers.ENTRY_POINT_GROUP}:"):  # the packs' own failures are listed above
+                print(f"verifier {key.partition(':')[2]}: BROKEN, cannot be loaded")
+                print(f"    entry point {error}")
         return 0
     if args.n < 1:
         raise SystemExit("--n must be at least 1")
