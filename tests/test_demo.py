@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mmdps.demos import RECIPES, countdown, run_demo
 from mmdps.commands import demo as demo_command
+from mmdps.demos import RECIPES, countdown, run_demo
 
 
 def tiny_settings(**overrides) -> countdown.DemoSettings:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mmdps.demos import RECIPES, run_demo, vl
 from mmdps.commands import demo as demo_command
+from mmdps.demos import RECIPES, run_demo, vl
 
 
 def tiny_settings(**overrides) -> vl.VLDemoSettings:

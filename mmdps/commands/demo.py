@@ -7,14 +7,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mmdps.demos import RECIPES, DemoSettings, run_demo
+from mmdps.demos import RECIPES, DemoSettings, VLDemoSettings, run_demo
 
 # Options whose default differs between the two demos: None on the command line = the chosen demo's own.
 PER_DEMO = ("sft_steps", "rl_steps", "selector", "eval_every")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    d, v = RECIPES["countdown"].settings(), RECIPES["vl"].settings()
+    d, v = RECIPES["countdown"].settings(), VLDemoSettings()
     parser.add_argument("--vl", action="store_true",
                         help="the vision-language demo: a tiny Qwen2-VL learns to read digits from images "
                              "(default: the Countdown demo with a text model)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,7 +169,7 @@ def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: in
     rates = np.array([group.success_rate for group in sampled])
     difficulty = [problem_difficulty(item.metadata) for item in items]
 
-    def accuracy(values: Sequence[float], level: str | None = None) -> float | None:
+    def accuracy(values: Iterable[float], level: str | None = None) -> float | None:
         chosen = [v for v, d in zip(values, difficulty, strict=True) if level is None or d == level]
         return float(np.mean(chosen)) if chosen else None
 
