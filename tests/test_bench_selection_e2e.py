@@ -100,7 +100,8 @@ def test_visual_task_runs_end_to_end_and_keeps_its_own_work_folder(tmp_path):
     assert run["task"] == "visual" and run["steps"][-1]["rollouts_total"] >= run["budget"] == 96
     assert {"test_sampled", "val_sampled", "pool_greedy"} <= run["curve"][-1].keys()
     meta = json.loads((out / "summary.json").read_text())["meta"]
-    assert meta["task"] == ["visual"] and meta["pool_c_composition"]["candidates"] == [16, 23, 14]
+    assert meta["task"] == ["visual"] and meta["warm_starts"] == [0]
+    assert meta["warm_start_preparation"]["0"]["pool_c_composition"]["candidates"] == [16, 23, 14]
     assert "tiny Qwen2-VL" in (out / "table.md").read_text()
     assert (work / "warm-start" / "processor_config.json").is_file()  # the processor, not only a tokenizer
     # A Countdown run in the same folder would mix two tasks' runs in one summary: refused.
