@@ -39,17 +39,18 @@ def main() -> None:
     import torch
     import transformers
 
-    from mmdps.demo import DemoSettings, build_model, build_tokenizer, make_data, sft_examples
+    from mmdps.demos import RECIPES
     from mmdps.sft import supervised_warmup
 
+    recipe = RECIPES["countdown"]
     torch.set_num_threads(args.threads)
-    settings = DemoSettings(seed=args.seed, threads=args.threads, progress=False)
+    settings = recipe.settings(seed=args.seed, threads=args.threads, progress=False)
     torch.manual_seed(settings.seed)
-    data = make_data(settings)
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, settings)
+    data = recipe.make_data(settings)
+    tokenizer = recipe.build_processor()
+    model = recipe.build_model(tokenizer, settings)
     initial = weights_digest(model)
-    prompts, targets = sft_examples(data.sft, tokenizer)
+    prompts, targets = recipe.sft_examples(data.sft, tokenizer)
     losses: list[float] = []
     start = time.perf_counter()
     supervised_warmup(model, prompts, targets, pad_token_id=tokenizer.pad_token_id, max_steps=args.steps,

@@ -7,21 +7,21 @@ import json
 
 import pytest
 
-from mmdps import demo
 from mmdps.commands import demo as demo_command
+from mmdps.demos import RECIPES, countdown, run_demo
 
 
-def tiny_settings(**overrides) -> demo.DemoSettings:
+def tiny_settings(**overrides) -> countdown.DemoSettings:
     values = dict(threads=1, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, pool_size=16,
                   heldout_per_level=3, sft_steps=3, sft_batch_size=8, rl_steps=2, batch_size=4, num_generations=2,
                   max_new_tokens=4, eval_every=1, eval_samples=2, progress=False)
     values.update(overrides)
-    return demo.DemoSettings(**values)
+    return countdown.DemoSettings(**values)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return demo.make_data(tiny_settings())
+    return countdown.make_data(tiny_settings())
 
 
 def test_data_sets_are_disjoint_and_cover_every_level(data):
@@ -35,21 +35,21 @@ def test_data_sets_are_disjoint_and_cover_every_level(data):
 
 
 def test_same_seed_same_data_other_seed_other_pool(data):
-    again = demo.make_data(tiny_settings())
+    again = countdown.make_data(tiny_settings())
     assert [i.ground_truth for i in again.pool] == [i.ground_truth for i in data.pool]
-    other = demo.make_data(tiny_settings(seed=1))
+    other = countdown.make_data(tiny_settings(seed=1))
     assert [i.ground_truth for i in other.heldout] == [i.ground_truth for i in data.heldout]  # fixed held-out set
     assert [i.ground_truth for i in other.pool] != [i.ground_truth for i in data.pool]
 
 
 def test_sft_examples_match_the_engine_encoding_and_reference_solutions(data):
-    tokenizer = demo.build_tokenizer()
-    prompts, targets = demo.sft_examples(data.sft, tokenizer)
+    tokenizer = countdown.build_tokenizer()
+    prompts, targets = countdown.sft_examples(data.sft, tokenizer)
     assert len(prompts) == len(targets) and len(prompts) % 4 == 0  # levels balanced by repetition
     text = tokenizer.decode(prompts[0] + targets[0])
     assert text.startswith("Numbers: ") and "<answer>" in text and text.endswith("</answer><|im_end|>")
     assert max(len(p) for p in prompts) <= 20  # Numbers: / Target: are single tokens
-    for marker in demo.ADDED_TOKENS:
+    for marker in countdown.ADDED_TOKENS:
         assert len(tokenizer(marker, add_special_tokens=False)["input_ids"]) == 1
     answer = tokenizer.decode(targets[0], skip_special_tokens=True)
     from mmdps import verifiers
@@ -68,7 +68,7 @@ def test_settings_reject_bad_values():
 @pytest.mark.slow
 def test_demo_end_to_end_is_reproducible(tmp_path):
     settings = tiny_settings()
-    first = demo.run_demo(settings, tmp_path / "a", log=lambda _: None)
+    first = run_demo(RECIPES["countdown"], settings, tmp_path / "a", log=lambda _: None)
     summary = json.loads((tmp_path / "a" / "demo.json").read_text())
     assert (tmp_path / "a" / "demo.png").stat().st_size > 0
     assert (tmp_path / "a" / "grpo" / "metrics.jsonl").is_file()
@@ -79,7 +79,7 @@ def test_demo_end_to_end_is_reproducible(tmp_path):
         assert 0.0 <= point["greedy"] <= 1.0 and 0.0 <= point["sampled"] <= 1.0
         assert set(point["by_level"]) == {"L0", "L1", "L2", "L3"}
     assert summary["sft"]["steps"] == 3
-    second = demo.run_demo(settings, tmp_path / "b", log=lambda _: None)
+    second = run_demo(RECIPES["countdown"], settings, tmp_path / "b", log=lambda _: None)
     assert second["curve"] == [dict(p, seconds=q["seconds"], train_seconds=q["train_seconds"])
                                for p, q in zip(first["curve"], second["curve"], strict=True)]
     assert [s["reward_mean"] for s in second["steps"]] == [s["reward_mean"] for s in first["steps"]]

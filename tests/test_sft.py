@@ -44,12 +44,12 @@ def test_warmup_needs_a_budget():
 
 # ---------------------------------------------------------------------- image prompts
 def _tiny_vl():
-    from mmdps import demo_vl
+    from mmdps.demos import vl
 
-    processor = demo_vl.build_processor()
-    settings = demo_vl.VLDemoSettings(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                                      vision_width=16, vision_depth=1, vision_heads=1)
-    return demo_vl.build_model(processor.tokenizer, settings), processor
+    processor = vl.build_processor()
+    settings = vl.VLDemoSettings(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                 vision_width=16, vision_depth=1, vision_heads=1)
+    return vl.build_model(processor.tokenizer, settings), processor
 
 
 def _image_items(shades):

@@ -1,5 +1,5 @@
-"""``mmdps demo``: the CPU demos (docs/demo.md). The recipes and their pieces live in :mod:`mmdps.demo`
-(Countdown, a text model) and :mod:`mmdps.demo_vl` (``--vl``: the visual pack, a vision-language model)."""
+"""``mmdps demo``: the CPU demos (docs/demo.md). The recipes and their pieces live in :mod:`mmdps.demos`
+(``countdown``: a text model; ``vl`` with ``--vl``: the visual pack, a vision-language model)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mmdps.demo import DemoSettings, run_demo
-from mmdps.demo_vl import VLDemoSettings
-from mmdps.demo_vl import run_demo as run_vl_demo
+from mmdps.demos import RECIPES, DemoSettings, VLDemoSettings, run_demo
 
 # Options whose default differs between the two demos: None on the command line = the chosen demo's own.
 PER_DEMO = ("sft_steps", "rl_steps", "selector", "eval_every")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    d, v = DemoSettings(), VLDemoSettings()
+    d, v = RECIPES["countdown"].settings(), VLDemoSettings()
     parser.add_argument("--vl", action="store_true",
                         help="the vision-language demo: a tiny Qwen2-VL learns to read digits from images "
                              "(default: the Countdown demo with a text model)")
@@ -57,8 +55,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
-def settings_from_args(args: argparse.Namespace) -> DemoSettings | VLDemoSettings:
-    settings_class = VLDemoSettings if args.vl else DemoSettings
+def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    settings_class = RECIPES["vl" if args.vl else "countdown"].settings
     if args.levels is not None and not args.vl:
         raise ValueError("--levels is an option of the vision-language demo: add --vl")
     defaults = settings_class()
@@ -85,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
         from mmdps.cli import fail
 
         return fail("demo", error)
-    if isinstance(settings, VLDemoSettings):
-        run_vl_demo(settings, Path(args.out or "outputs/demo-vl"))
-    else:
-        run_demo(settings, Path(args.out or "outputs/demo"))
+    recipe = RECIPES["vl" if args.vl else "countdown"]
+    run_demo(recipe, settings, Path(args.out or ("outputs/demo-vl" if args.vl else "outputs/demo")))
     return 0
