@@ -235,6 +235,9 @@ class GRPOConfig:
     success_threshold: float | None = field(default=None, metadata={"help": (
         "acc = score >= this, for a first reward_function whose scores are not all 0 or 1; without it such a "
         "score stops the run")})
+    check_ground_truth: bool = field(default=True, metadata={"resumable": True, "help": (
+        "before step 1, score a sample of up to 256 items' own ground truths with the run's reward and refuse to "
+        "start when more than half fail (a wrong answer column or reward shows in seconds); false skips it")})
     # ------------------------------------------------------------------ run, logging, checkpoints
     output_dir: str = field(default="outputs/run", metadata={"resumable": True, "help": (
         "folder for metrics, samples and checkpoints")})

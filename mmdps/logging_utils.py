@@ -52,10 +52,13 @@ def check_report_to(report_to: Iterable[str]) -> None:
 CONSOLE_METRICS: tuple[tuple[str, str, str], ...] = (
     ("reward_mean", "reward", "{:.3f}"), ("acc_mean", "acc", "{:.3f}"), ("format_mean", "format", "{:.2f}"),
     ("effective_ratio", "effective", "{:.0%}"), ("completion_length_mean", "len", "{:.1f}"),
-    ("loss", "loss", "{:.4f}"), ("approx_kl", "kl", "{:.2e}"), ("grad_norm", "grad", "{:.3f}"),
-    ("lr", "lr", "{:.2e}"), ("selector/prediction_accuracy", "sel_acc", "{:.2f}"),
-    ("rollouts_total", "rollouts", "{:,}"), ("time/step", "s/step", "{:.2f}"),
+    ("loss", "loss", "{:.4f}"), ("kl", "kl_ref", "{:.2e}"), ("approx_kl", "kl_old", "{:.2e}"),
+    ("grad_norm", "grad", "{:.3f}"), ("lr", "lr", "{:.2e}"), ("selector/prediction_accuracy", "sel_acc", "{:.2f}"),
+    ("rollouts_total", "rollouts", "{:,}"), ("reward/verifier_errors", "verifier_errors", "{:,}"),
+    ("reward/verifier_timeouts", "verifier_timeouts", "{:,}"), ("time/step", "s/step", "{:.2f}"),
 )
+#: Shown only when non-zero (a count of problems: a steady 0 is noise on every line).
+CONSOLE_IF_NONZERO = frozenset({"reward/verifier_errors", "reward/verifier_timeouts"})
 RUN_CONFIG_FILE = "config.yaml"
 
 
@@ -64,8 +67,25 @@ def metrics_line(step: int, max_steps: int, metrics: Mapping[str, Any]) -> str:
     parts = [f"step {step}/{max_steps}"]
     for key, label, fmt in CONSOLE_METRICS:
         value = metrics.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                and not (key in CONSOLE_IF_NONZERO and value == 0):
             parts.append(f"{label} {fmt.format(value)}")
+    return " | ".join(parts)
+
+
+def eval_line(step: int, metrics: Mapping[str, Any]) -> str | None:
+    """The in-training evaluation's results as one console line (None when the step did not evaluate)."""
+    if "eval/mean_at_n" not in metrics:
+        return None
+    parts = [f"eval at step {step}: mean@n {metrics['eval/mean_at_n']:.3f}"]
+    if "eval/mean_at_n_stderr" in metrics:
+        parts[0] += f" ± {metrics['eval/mean_at_n_stderr']:.3f}"
+    passes = sorted((int(key.split("@")[1]), value) for key, value in metrics.items() if key.startswith("eval/pass@"))
+    parts += [f"pass@{k} {value:.3f}" for k, value in passes]
+    for key, label, fmt in (("eval/format_error_rate", "format errors", "{:.1%}"),
+                            ("eval/truncation_rate", "truncated", "{:.1%}"), ("eval/seconds", "s", "{:.1f}")):
+        if key in metrics:
+            parts.append(f"{label} {fmt.format(metrics[key])}")
     return " | ".join(parts)
 
 

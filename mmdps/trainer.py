@@ -88,7 +88,8 @@ class GRPOTrainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        from mmdps.checkpoint import lock_output_dir, resolve_resume, resume_changes
+        from mmdps import verifiers
+        from mmdps.checkpoint import adopt_timeline, lock_output_dir, resolve_resume, resume_changes
         from mmdps.logging_utils import check_report_to
         from mmdps.models.loading import get_tokenizer, load_policy_processor
 
@@ -101,9 +102,14 @@ class GRPOTrainer:
             check_report_to(config.report_to)  # a missing extra fails now, not after the model has loaded
             self._output_lock = lock_output_dir(self.output_dir)
             weakref.finalize(self, self._output_lock.release)
+        verifiers.check_environment()  # a bad MMDPS_VERIFIER_* variable fails now, not at the first reward
         # Resume is decided once: the checkpoint (or None) and the settings it changes (others are refused).
+        # A run resumed from an older checkpoint owns the timeline from there (newer ones are set aside).
         self.resume_from = resolve_resume(config.resume, self.output_dir)
         self.resume_changes = resume_changes(self.resume_from, config.to_dict()) if self.resume_from else {}
+        self.accelerator.wait_for_everyone()
+        if self.resume_from is not None and self.accelerator.is_main_process:
+            adopt_timeline(self.output_dir, self.resume_from)
 
         # processor -> items -> selector -> model -> optimizer -> engine -> restore
         self.model_path = builders.model_path(config, self.output_dir, self.accelerator)
@@ -135,10 +141,14 @@ class GRPOTrainer:
             self._restore(self.resume_from)
 
     def _prepare_items(self, items: Sequence[Item], encoder, what: str) -> list[Item]:
-        items = list(items)
+        """Checked (ids, verifiers, images, modality), rewarded as configured, measured against
+        ``max_prompt_length``, and their ground truths scored by the run's reward."""
+        items = builders.apply_reward_function(self.config, list(items))
         builders.check_items(items, what)
         builders.check_modality(items, self.is_vl, self.config.model_name_or_path)
-        return builders.fit_prompts(items, encoder, self.config, what)
+        items = builders.fit_prompts(items, encoder, self.config, what)
+        builders.check_ground_truth(self.config, items, what)
+        return items
 
     @property
     def unwrapped_model(self):
@@ -164,11 +174,18 @@ class GRPOTrainer:
         :class:`RolloutBudget`; it must give the same answer on every process). After each step, once it is
         logged and checkpointed, every callback's ``on_step_end(trainer, metrics)`` runs (evaluation
         curves, custom logging). Returns the last step's metrics (empty when nothing was left to do)."""
-        from mmdps.logging_utils import MetricsLogger, ProgressBar, config_yaml, metrics_line, write_run_config
+        from mmdps.logging_utils import (
+            MetricsLogger,
+            ProgressBar,
+            config_yaml,
+            eval_line,
+            metrics_line,
+            write_run_config,
+        )
 
         config = self.config
         main = self.accelerator.is_main_process
-        console = main and config.progress_bar
+        console = main  # the log lines print with or without the progress bar
         if main:
             path = write_run_config(self.output_dir, config.to_dict())
             if console:
@@ -187,6 +204,8 @@ class GRPOTrainer:
                     metrics_logger.log(self.step, last)
                     if console:  # above the progress bar (rich redirects stdout while it is live)
                         print(metrics_line(self.step, config.max_steps, last), flush=True)
+                if console and (line := eval_line(self.step, last)) is not None:
+                    print(line, flush=True)
                 bar.update(self.step, reward=last.get("reward_mean"), acc=last.get("acc_mean"),
                            effective=last.get("effective_ratio"))
                 if config.save_steps and self.step % config.save_steps == 0:

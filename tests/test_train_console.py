@@ -8,7 +8,7 @@ import yaml
 
 from mmdps.cli import main
 from mmdps.config import GRPOConfig, load_config
-from mmdps.logging_utils import config_yaml, metrics_line, read_metrics
+from mmdps.logging_utils import config_yaml, eval_line, metrics_line, read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -19,6 +19,20 @@ def test_metrics_line_is_compact_and_skips_missing_or_non_finite_values():
                                 "selector/prediction_accuracy": None, "nan_updates": 0.0})
     assert line == ("step 3/10 | reward 0.410 | acc 0.375 | effective 62% | lr 1.00e-04 | rollouts 2,048 | "
                     "s/step 1.23")
+
+
+def test_metrics_line_names_both_kls_and_shows_verifier_problems_only_when_there_are_some():
+    line = metrics_line(1, 2, {"kl": 0.02, "approx_kl": 1e-3, "reward/verifier_errors": 0,
+                               "reward/verifier_timeouts": 3})
+    assert line == "step 1/2 | kl_ref 2.00e-02 | kl_old 1.00e-03 | verifier_timeouts 3"
+
+
+def test_eval_line_prints_the_in_training_evaluation():
+    assert eval_line(5, {"reward_mean": 0.1}) is None
+    line = eval_line(5, {"eval/mean_at_n": 0.25, "eval/mean_at_n_stderr": 0.05, "eval/pass@4": 0.5,
+                         "eval/pass@1": 0.25, "eval/format_error_rate": 0.1, "eval/seconds": 2.0})
+    assert line == ("eval at step 5: mean@n 0.250 ± 0.050 | pass@1 0.250 | pass@4 0.500 | format errors 10.0% | "
+                    "s 2.0")
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "tiny").glob("*.yaml")) + sorted(CONFIGS.glob("*.yaml")),
@@ -49,3 +63,15 @@ def test_a_run_prints_its_config_and_metrics_and_its_config_yaml_repeats_it(tmp_
 
     assert trained(second) == trained(first) and len(trained(first)) == 2
     assert load_config(second / "config.yaml") == load_config(first / "config.yaml", [f"output_dir={second}"])
+
+
+@pytest.mark.slow
+def test_log_lines_print_without_the_progress_bar_and_eval_results_print(tmp_path, capsys):
+    out_dir = tmp_path / "quiet"
+    assert main(["train", "--config", str(CONFIGS / "tiny" / "countdown_dps.yaml"), "max_steps=2", "save_steps=0",
+                 "save_final=false", "log_completions_steps=0", "progress_bar=false", "eval_steps=2",
+                 "eval_options={num: 4}", "eval_num_samples=2", f"output_dir={out_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "resolved config" in out
+    assert [line.split(" | ")[0] for line in out.splitlines() if line.startswith("step ")] == ["step 1/2", "step 2/2"]
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("eval at")] == ["eval at step 2"]

@@ -64,6 +64,7 @@ class ScoredRollout:
     generate_seconds: float = 0.0
     score_seconds: float = 0.0
     verifier_errors: int = 0  # verifier calls that raised or returned an invalid verdict (each scored 0)
+    verifier_timeouts: int = 0  # verifier calls that ran out of time, or waited too long for a worker (scored 0)
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -96,14 +97,15 @@ def rollout_and_score(engine: RolloutEngine, items: Sequence[Item], sizes: int |
     generate_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    errors_before = verifier_base.error_count()
+    errors_before, timeouts_before = verifier_base.error_count(), verifier_base.timeout_count()
     verdicts = _score(items, outputs, reward_workers)
     groups = [Group(completions=row, score=v[:, 0], acc=v[:, 1], format=v[:, 2], item=item,
                     position=-1 if positions is None else int(positions[i]))
               for i, (item, row, v) in enumerate(zip(items, outputs, verdicts, strict=True))]
     return ScoredRollout(groups=groups, generate_seconds=generate_seconds,
                          score_seconds=time.perf_counter() - t0,
-                         verifier_errors=verifier_base.error_count() - errors_before)
+                         verifier_errors=verifier_base.error_count() - errors_before,
+                         verifier_timeouts=verifier_base.timeout_count() - timeouts_before)
 
 
 def _score(items: Sequence[Item], outputs: Sequence[Sequence[Completion]], workers: int) -> list[np.ndarray]:

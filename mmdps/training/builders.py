@@ -80,6 +80,29 @@ def eval_items(config: GRPOConfig) -> list[Item]:
     return load_items(config, config.eval_source, config.eval_split, config.eval_limit, config.eval_options)
 
 
+def apply_reward_function(config: GRPOConfig, items: list[Item]) -> list[Item]:
+    """Point every item at the config's own reward (``reward_function``), when one is set."""
+    if config.reward_function is None:
+        return items
+    import dataclasses
+
+    from mmdps.verifiers.custom import register_reward_functions
+
+    name = register_reward_functions(config.reward_function, config.reward_weights, config.success_threshold)
+    return [dataclasses.replace(item, verifier=name) for item in items]
+
+
+def check_ground_truth(config: GRPOConfig, items: Sequence[Item], what: str) -> None:
+    """Score a sample of the items' own ground truths with the run's reward and refuse to start when many
+    fail (a wrong column mapping shows in seconds, not as a run that never learns)."""
+    if not config.check_ground_truth:
+        return
+    from mmdps.data.sanity import check_reward_on_ground_truth
+
+    result = check_reward_on_ground_truth(items, task_pack(config), seed=config.seed)
+    logger.info("%s: %s", what, result.summary())
+
+
 def fit_prompts(items: list[Item], encoder, config: GRPOConfig, what: str) -> list[Item]:
     """Measure every prompt before training and apply ``long_prompts`` to those over the limit."""
     limit, mode = config.max_prompt_length, config.long_prompts
@@ -148,11 +171,8 @@ def where(item: Item) -> str:
 def build_selector(config: GRPOConfig, num_prompts: int):
     from mmdps.selection import make_selector
 
-    selector_kwargs = dict(config.selector_kwargs)
-    if config.candidate_ratio is not None:
-        selector_kwargs["candidate_ratio"] = config.candidate_ratio
-    return make_selector(config.selector, num_prompts, seed=config.seed, rollouts_per_prompt=config.num_generations,
-                         **selector_kwargs)
+    return make_selector(config.selector, num_prompts, config.selector_kwargs, candidate_ratio=config.candidate_ratio,
+                         seed=config.seed, rollouts_per_prompt=config.num_generations)
 
 
 # ---------------------------------------------------------------------- policy, optimizer, engine
@@ -209,7 +229,7 @@ def build_engine(config: GRPOConfig, model, processor, path: str) -> RolloutEngi
     options: dict[str, Any] = dict(max_prompt_length=config.max_prompt_length, min_pixels=config.min_pixels,
                                    max_pixels=config.max_pixels, truncation=truncation(config))
     if config.engine == "vllm":  # a colocated engine loaded from the base folder, then synced
-        options.update(model_path=path, max_completion_length=config.max_new_tokens, seed=config.seed)
+        options.update(model_path=path, max_new_tokens=config.max_new_tokens, seed=config.seed)
     else:
         options.update(generation_batch_size=config.generation_batch_size)
     options.update(config.engine_kwargs)

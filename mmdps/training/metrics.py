@@ -38,7 +38,8 @@ class RolloutStats:
     time_select: float = 0.0
     time_rollout: float = 0.0
     time_reward: float = 0.0
-    verifier_errors: int = 0  # verifier calls that raised (scored 0), all processes
+    verifier_errors: int = 0  # verifier calls that raised or returned an invalid verdict (scored 0), all processes
+    verifier_timeouts: int = 0  # verifier calls past their time limit or their wait for a worker (scored 0)
 
     def add(self, groups: Sequence[Group]) -> None:
         for group in groups:
@@ -116,6 +117,7 @@ def step_metrics(groups: Sequence[Group], stats: RolloutStats, selector, *, roll
         if stats.prompts_generated else 0.0,
         "effective_ratio": 1.0 - trained_zero_var / len(groups) if groups else 0.0,
         "reward/verifier_errors": stats.verifier_errors,
+        "reward/verifier_timeouts": stats.verifier_timeouts,
     }
     metrics.update({f"selector/{key}": value for key, value in selector.diagnostics().items()})
     metrics.update(selector.training_diagnostics())

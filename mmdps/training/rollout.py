@@ -57,7 +57,7 @@ def _generate_and_verify(config: GRPOConfig, step: int, round_index: int, ids: n
     rank, world = accelerator.process_index, accelerator.num_processes
     local_ids = [int(i) for i in ids[rank::world]]
     local = []
-    errors = 0
+    errors = (0, 0)
     if local_ids:
         try:
             scored = rollout_and_score(engine, [items[i] for i in local_ids], config.num_generations,
@@ -72,14 +72,15 @@ def _generate_and_verify(config: GRPOConfig, step: int, round_index: int, ids: n
                                         f"from; {cause}") from exc
         stats.time_rollout += scored.generate_seconds
         stats.time_reward += scored.score_seconds
-        local, errors = scored.groups, scored.verifier_errors
+        local, errors = scored.groups, (scored.verifier_errors, scored.verifier_timeouts)
     if world > 1:
         for group in local:
             group.item = None  # every process holds the items: send only the rollouts
         everyone = gather_object([(local, errors)])
     else:
         everyone = [(local, errors)]
-    stats.verifier_errors += sum(part_errors for _, part_errors in everyone)
+    stats.verifier_errors += sum(part_errors for _, (part_errors, _) in everyone)
+    stats.verifier_timeouts += sum(part_timeouts for _, (_, part_timeouts) in everyone)
     by_position = {group.position: group for part, _ in everyone for group in part}
     groups = [by_position[int(i)] for i in ids]
     for group in groups:
