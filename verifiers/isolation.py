@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mmdps.verifiers.base import GroundTruthError, TimeLimitExceeded, VerifierSetupError
+from mmdps.verifiers import limits
+from mmdps.verifiers.limits import GroundTruthError, TimeLimitExceeded, VerifierSetupError
 
 _HEADER = struct.Struct(">Q")
 _READY = b"R"
@@ -340,10 +341,8 @@ def _serve() -> None:  # pragma: no cover - runs in the subprocess
     import logging
     import resource
 
-    from mmdps.verifiers import base
-
     logging.disable(logging.WARNING)  # math-verify logs every time-out; the parent counts them
-    base.IN_WORKER = True  # nested guarded calls (a plug-in calling the math verifier) stay in this process
+    limits.IN_WORKER = True  # nested guarded calls (a plug-in calling the math verifier) stay in this process
     limit = int(os.environ.get("MMDPS_VERIFIER_WORKER_MEMORY_MB", str(DEFAULT_MEMORY_MB))) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     importlib.import_module("mmdps.verifiers.math").warm_up()  # imports and grammar load off the clock
@@ -371,7 +370,7 @@ def _serve() -> None:  # pragma: no cover - runs in the subprocess
                               "module light, or run it in-process (register(..., isolate=False))"[:2000])
         else:
             try:
-                reply = ("ok", base.call_with_signal_limit(functools.partial(fn, **kwargs), args, seconds))
+                reply = ("ok", limits.call_with_signal_limit(functools.partial(fn, **kwargs), args, seconds))
             except TimeLimitExceeded:
                 reply = ("timeout", None)
             except MemoryError as exc:

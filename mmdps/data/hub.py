@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mmdps.data.readers import Row
+from mmdps.data.row import Row
 
 #: ``owner/name`` as the hub spells dataset ids, with an optional ``@split``.
 HUB_ID = re.compile(r"^(?P<id>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<split>[\w.-]+))?$")

@@ -20,31 +20,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mmdps.data.row import Row
 
 _READERS_VIA_DATASETS = {".csv": "csv", ".tsv": "csv", ".arrow": "arrow", ".txt": "text"}
 _SPLIT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow")
 _BOM = b"\xef\xbb\xbf"
-
-
-@dataclass
-class Row:
-    """One raw row of a source.
-
-    Attributes:
-        data: the row as a dict.
-        index: 0-based position of the row in its source (used as the default item id).
-        where: the file and the row, for error messages: ``"data.jsonl line 4"`` (1-based line numbers
-            for JSONL, as editors show them) or ``"data.parquet row 3"`` (0-based, as pandas shows them).
-        error: why this line is not a row (the message names ``where``); ``data`` is then empty.
-    """
-
-    data: dict[str, Any]
-    index: int
-    where: str
-    error: str | None = None
 
 
 def read_rows(source: str | os.PathLike, *, split: str = "train", keep_bad_rows: bool = False) -> Iterator[Row]:
