@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from mmdps import verifiers
 from mmdps.config import GRPOConfig
 from mmdps.rl import group_advantages
 from mmdps.trainer import Group, GRPOTrainer
+from mmdps.training.update import step_advantages
 from tiny_models import build, text_item
 
 
@@ -38,13 +38,13 @@ def trainer(tmp_path):
 def _step(trainer: GRPOTrainer, engine=None, **objective) -> dict:
     """One training step under ``objective`` (config fields), optionally through a wrapped engine."""
     base, base_engine = trainer.config, trainer.engine
-    trainer.config = dataclasses.replace(base, **objective)
+    trainer.config = trainer.update.config = dataclasses.replace(base, **objective)
     trainer.engine = engine(base_engine) if engine else base_engine
     try:
         trainer.step += 1
         return trainer.train_step()
     finally:
-        trainer.config, trainer.engine = base, base_engine
+        trainer.config, trainer.update.config, trainer.engine = base, base, base_engine
 
 
 def _weights(trainer):
@@ -64,14 +64,13 @@ OBJECTIVES = [
                                        {"scale_rewards": "batch"}, {"scale_rewards": False}, {}])
 def test_advantages_come_from_the_configured_estimator_over_the_whole_batch(objective):
     config = GRPOConfig(model_name_or_path="tiny:qwen2", num_generations=4, **objective)
-    holder = SimpleNamespace(config=config)
     rng = np.random.default_rng(0)
     groups = [Group(position=i, completions=[], score=rng.integers(0, 2, 4).astype(float), acc=np.zeros(4),
                     format=np.zeros(4)) for i in range(5)]
     scores = torch.tensor(np.concatenate([g.score for g in groups]), dtype=torch.float32)
     scale = config.scale_rewards if config.advantage_estimator == "grpo" else None
     expected = group_advantages(scores, 4, estimator=config.advantage_estimator, scale_std=scale).view(5, 4)
-    torch.testing.assert_close(GRPOTrainer._advantages(holder, groups), expected)
+    torch.testing.assert_close(torch.stack(step_advantages(groups, config)), expected)
 
 
 @pytest.mark.slow

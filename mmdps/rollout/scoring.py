@@ -36,7 +36,7 @@ class Group:
 
     @property
     def size(self) -> int:
-        return len(self.completions)
+        return len(self.score)
 
     @property
     def success_rate(self) -> float:

@@ -59,7 +59,6 @@ class PolicyUpdate:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.encoder, self.pad_token_id, self.ref_model = encoder, pad_token_id, ref_model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.objective = objective_settings(config)
         self.consecutive_nan = 0
         self.nan_steps = 0
 
@@ -220,7 +219,7 @@ class PolicyUpdate:
                 sampled = None if sampler_logprobs is None else sampler_logprobs[start:stop].to(device)
                 rollout_weights, rollout_stats = self._rollout_correction(old, sampled, micro_mask)
                 loss, loss_stats = grpo_objective(
-                    logprobs, old, advantages[start:stop].to(device), micro_mask, self.objective,
+                    logprobs, old, advantages[start:stop].to(device), micro_mask, objective_settings(config),
                     normalizer=normalizer, entropy=entropy, rollout_weights=rollout_weights,
                     ref_logprobs=None if ref_logprobs is None else ref_logprobs[start:stop].to(device))
                 nonfinite = nonfinite or not bool(torch.isfinite(loss))
