@@ -168,11 +168,12 @@ def group_advantages(
     if estimator not in ADVANTAGE_ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; valid: {', '.join(ADVANTAGE_ESTIMATORS)}")
     scale = _reward_scale(scale_std, estimator)
-    if rewards.dim() == 1 and not isinstance(group_size, int):
-        group_size = group_sizes(group_size, rewards.numel())
-        if isinstance(group_size, Tensor):
-            return _ragged_advantages(_flat(rewards.detach(), "rewards"), group_size, estimator, scale, eps, unbiased)
-    if isinstance(group_size, int) and not isinstance(group_size, bool) and group_size < 2:
+    if not isinstance(group_size, int) or isinstance(group_size, bool):
+        sizes = group_sizes(group_size, rewards.numel())
+        if isinstance(sizes, Tensor):
+            return _ragged_advantages(_flat(rewards.detach(), "rewards"), sizes, estimator, scale, eps, unbiased)
+        group_size = sizes
+    if group_size < 2:
         raise ValueError(
             f"group_size must be >= 2 for group-relative advantages (got {group_size}); "
             "GRPO needs several rollouts per prompt"
