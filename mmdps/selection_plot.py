@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,8 @@ def plot_selection(source: str | os.PathLike | Iterable[Mapping[str, Any]] | Sel
     no calibration (a selector that predicts nothing, such as uniform): nothing is drawn then.
     """
     if isinstance(source, Selector):
-        records: list[Mapping[str, Any]] = [{"step": source.steps,
-                                             **{f"selector/{k}": v for k, v in source.diagnostics().items()}}]
+        records: Sequence[Mapping[str, Any]] = [{"step": source.steps,
+                                                 **{f"selector/{k}": v for k, v in source.diagnostics().items()}}]
     elif isinstance(source, (str, os.PathLike)):
         records = read_records(source)
         if path is None and Path(source).is_dir():

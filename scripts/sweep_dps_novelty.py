@@ -62,20 +62,21 @@ def run(config: dict[str, Any], novelties: list[float], seeds: list[int]) -> dic
     return out
 
 
-def mean_se(values: list[float]) -> tuple[float, float]:
+def stats(values: list[float]) -> dict[str, float]:
+    """Mean and standard error over seeds."""
     arr = np.asarray(values, dtype=np.float64)
     se = float(arr.std(ddof=1) / np.sqrt(arr.size)) if arr.size > 1 else float("nan")
-    return float(arr.mean()), se
+    return {"mean": float(arr.mean()), "se": se}
 
 
 def summary(runs: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, Any]]:
     base = np.asarray(runs["uniform"]["heldout"])
     out = {}
     for label, metrics in runs.items():
-        row: dict[str, Any] = {key: dict(zip(("mean", "se"), mean_se(values))) for key, values in metrics.items()}
-        row["vs_uniform"] = dict(zip(("mean", "se"), mean_se(list(np.asarray(metrics["heldout"]) - base))))
-        row["vs_dps"] = dict(zip(("mean", "se"), mean_se(list(np.asarray(metrics["heldout"])
-                                                              - np.asarray(runs["dps"]["heldout"])))))
+        heldout = np.asarray(metrics["heldout"])
+        row: dict[str, Any] = {key: stats(values) for key, values in metrics.items()}
+        row["vs_uniform"] = stats(list(heldout - base))  # paired: same seed, same population
+        row["vs_dps"] = stats(list(heldout - np.asarray(runs["dps"]["heldout"])))
         out[label] = row
     return out
 

@@ -86,7 +86,7 @@ def test_dps_probe_is_a_uniform_share_scored_apart(candidate_ratio):
     sel.update(np.arange(10), np.zeros(10))
     hits = np.zeros(20)
     rng = np.random.default_rng(0)
-    for step in range(400):
+    for _ in range(400):
         ids = sel.select(4)
         probe = sel._probe_ids
         assert probe.size == 1 and probe[0] in ids and np.unique(ids).size == 4
