@@ -71,3 +71,11 @@ def test_configured_variants_run_under_their_labels():
     rep = simulate(["uniform", ("dps-c2", "dps", {"candidate_ratio": 2.0})], num_prompts=60, batch_size=6, k=4,
                    steps=4)
     assert [r["selector"] for r in rep["results"]] == ["uniform", "dps-c2"] == rep["config"]["selectors"]
+
+
+def test_predicting_selectors_report_their_brier_score():
+    rep = simulate(["uniform", "dps", "mopps"], num_prompts=60, batch_size=6, k=4, steps=5)
+    by = {r["selector"]: r for r in rep["results"]}
+    assert "brier_mean" not in by["uniform"]
+    assert 0.0 <= by["dps"]["brier_mean"] <= 2.0 and 0.0 <= by["mopps"]["brier_mean"] <= 1.0
+    assert 0.0 <= by["dps"]["calibration_error"] <= 1.0

@@ -11,7 +11,10 @@ def selector_metrics(selector: Selector, predicted_informative_share: float | No
     """What a trainer logs about a selector after an update: ``selector/<diagnostic>``,
     ``selector/observed_informative_share`` (share of the last batch's prompts with 0 < success < 1),
     ``selector/predicted_informative_share`` (the share the selector predicted for that batch, when it
-    predicts one) and the data diagnostics ``prompts/*`` (repeat share, distinct prompts). Finite values only."""
+    predicts one) and the data diagnostics ``prompts/*`` (repeat share, distinct prompts). The diagnostics
+    include, for DPS and MoPPS, the calibration of their predictions (``selector/brier``, ``brier_mean``,
+    ``calibration_error``, ``reliability/bin_<i>/...``, DPS's probe as ``selector/probe/...``), which
+    ``mmdps.selection_plot.plot_selection`` draws. Finite values only (nothing measured yet is left out)."""
     diagnostics = selector.diagnostics()
     metrics = {f"selector/{key}": value for key, value in diagnostics.items()}
     if "observed_partial_ratio" in diagnostics:

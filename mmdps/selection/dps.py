@@ -15,7 +15,13 @@ ties broken uniformly at random (the official code breaks them by shuffled candi
 whole pool or over a candidate batch (``candidate_ratio``, see ``base.py``). Options that are not in the
 paper, to trade selectivity for diversity (``docs/selection.md``): ``strategy="sample"`` draws B prompts
 without replacement with probability proportional to P(partial) ** (1 / temperature); ``max_consecutive``
-keeps a prompt out of the next batch after it was chosen that many steps in a row.
+keeps a prompt out of the next batch after it was chosen that many steps in a row; ``novelty`` > 0
+discounts the score of a prompt by its visits, ``(1 + visits) ** -novelty`` (0: the paper's rule).
+
+Calibration (``calibration.py``): every update scores the beliefs that selected the rolled-out prompts
+(made before the rollout) against the observed states: Brier score of the 3-state belief, and a reliability
+diagram of P(partial) against the observed share of partial groups. ``probe_share`` > 0 draws that share of
+each batch uniformly at random and scores it separately (an estimate not biased by the selection).
 
 Storage: prompts that were never observed all follow one deterministic trajectory (same alpha0, same
 initial belief, never any soft counts), so they share ONE state; per-prompt arrays exist only for prompts
@@ -29,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector, observed_states
+from mmdps.selection.calibration import Calibration, brier_scores
 
 PRIOR_ALPHAS: dict[str, np.ndarray] = {
     "progress": np.array([[1.0, 0.5, 0.5], [1.0, 1.0, 0.5], [1.0, 1.0, 1.0]]),
@@ -88,12 +95,13 @@ class DPSSelector(Selector):
     name: ClassVar[str] = "dps"
     takes_candidates: ClassVar[bool] = True
     _settings: ClassVar[tuple[str, ...]] = ("decay", "alpha0", "pi0", "strategy", "entropy_weight", "temperature",
-                                            "max_consecutive")  # max_consecutive 0: no cap
+                                            "max_consecutive", "novelty", "probe_share")  # max_consecutive 0: no cap
     _setting_options: ClassVar[dict[str, str]] = {"alpha0": "prior_alpha", "pi0": "prior_pi"}
     _state_checks: ClassVar[dict[str, str]] = {
         "alpha": "dirichlet", "prior": "probability", "lastpost": "probability", "count": "count",
         "shared_alpha": "dirichlet", "shared_prior": "probability", "shared_last": "probability",
-        "last_confusion": "count", "total_confusion": "count", "streak": "count",
+        "last_confusion": "count", "total_confusion": "count", "streak": "count", "probe_ids": "count",
+        **Calibration.state_checks("calibration_"), **Calibration.state_checks("probe_calibration_"),
     }
     # Per-slot storage (see _allocate): Dirichlet counts [3, 3, S], prior and last posterior [3, S], scratch,
     # global id, observation count and selection streak per slot.
@@ -117,6 +125,8 @@ class DPSSelector(Selector):
         candidate_ratio: float | None = None,
         temperature: float = 1.0,
         max_consecutive: int | None = None,
+        novelty: float = 0.0,
+        probe_share: float = 0.0,
     ) -> None:
         super().__init__(num_prompts, seed, candidate_ratio)
         if not 0.0 < float(decay) <= 1.0:
@@ -130,6 +140,12 @@ class DPSSelector(Selector):
         if max_consecutive is not None and (isinstance(max_consecutive, bool) or int(max_consecutive) != max_consecutive
                                             or max_consecutive < 1):
             raise ValueError(f"max_consecutive must be None (no cap) or an integer >= 1, got {max_consecutive!r}")
+        if isinstance(novelty, bool) or not (np.isfinite(novelty) and novelty >= 0):
+            raise ValueError(f"novelty must be a finite number >= 0 (0: the paper's rule), got {novelty!r}")
+        if isinstance(probe_share, bool) or not (np.isfinite(probe_share) and 0 <= probe_share < 1):
+            raise ValueError(f"probe_share must be a number in [0, 1) (0: no random probe), got {probe_share!r}")
+        self.novelty = float(novelty)
+        self.probe_share = float(probe_share)
         self.temperature = float(temperature)
         self.max_consecutive = int(max_consecutive or 0)  # 0: no cap
         self.decay = float(decay)
@@ -147,6 +163,9 @@ class DPSSelector(Selector):
         self._allocate(min(self.num_prompts, 1024))
         self._last_confusion = np.zeros((3, 3), dtype=np.int64)
         self._total_confusion = np.zeros((3, 3), dtype=np.int64)
+        self._calibration = Calibration()  # the prompts the rule chose
+        self._probe_calibration = Calibration()  # the random probe (probe_share > 0)
+        self._probe_ids = np.empty(0, dtype=np.int64)  # the last select()'s probe, scored at the next update
 
     # ------------------------------------------------------------------ storage
     def _allocate(self, capacity: int) -> None:
@@ -206,7 +225,33 @@ class DPSSelector(Selector):
         return out
 
     # ------------------------------------------------------------------ selection
+    def probe_size(self, batch_size: int) -> int:
+        """How many of a batch of ``batch_size`` the random probe takes: ``probe_share * batch_size``, rounded."""
+        return min(batch_size, int(np.floor(self.probe_share * batch_size + 0.5)))
+
     def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
+        n_probe = self.probe_size(batch_size)
+        if n_probe == 0:
+            self._probe_ids = np.empty(0, dtype=np.int64)
+            return self._select_by_rule(batch_size, candidates)
+        # The probe is drawn first, uniformly from everything eligible, so it is a uniform sample of the pool
+        # (or candidates); the rule fills the rest of the batch from the other prompts.
+        eligible = np.arange(self.num_prompts, dtype=np.int64) if candidates is None else candidates
+        taken = np.zeros(eligible.size, dtype=bool)
+        taken[self._random_subset(eligible.size, n_probe)] = True
+        self._probe_ids = eligible[taken]
+        if n_probe == batch_size:
+            return self._probe_ids.copy()
+        chosen = self._select_by_rule(batch_size - n_probe, eligible[~taken])
+        return np.concatenate([chosen, self._probe_ids])
+
+    def _discount(self, slots: np.ndarray) -> np.ndarray | float:
+        """The novelty factor ``(1 + visits) ** -novelty`` of observed ``slots`` (1 for novelty 0)."""
+        if not self.novelty:
+            return 1.0
+        return (1.0 + self._count[slots]) ** -self.novelty
+
+    def _select_by_rule(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray:
         if self.strategy == "uniform":
             if candidates is None:
                 return self._random_subset(self.num_prompts, batch_size)
@@ -217,7 +262,7 @@ class DPSSelector(Selector):
             slots = self._slot[ids]
             seen = slots >= 0
             scores = np.full(ids.size, shared_score)
-            scores[seen] = self._prior[1, slots[seen]]
+            scores[seen] = self._prior[1, slots[seen]] * self._discount(slots[seen])
             with np.errstate(divide="ignore"):
                 keys = np.log(scores) / self.temperature  # Gumbel top-k: sampling without replacement
             keys += self.rng.gumbel(size=ids.size)
@@ -230,14 +275,18 @@ class DPSSelector(Selector):
             seen = slots >= 0
             scores = np.full(candidates.size, shared_score)
             scores[seen] = belief_scores(self._prior[:, slots[seen]], self.strategy, self.entropy_weight)
+            if self.novelty:
+                scores[seen] *= self._discount(slots[seen])
             if self.max_consecutive:
                 scores[seen] -= BLOCKED_PENALTY * (self._streak[slots[seen]] >= self.max_consecutive)
             return candidates[self._top_with_random_ties(scores, batch_size)]
         m = self._size
-        if self.strategy == "topk" and not self.max_consecutive:
+        if self.strategy == "topk" and not self.max_consecutive and not self.novelty:
             seen_scores = self._prior[1, :m]  # a view: no copy
         else:
             seen_scores = belief_scores(self._prior[:, :m], self.strategy, self.entropy_weight)
+            if self.novelty:
+                seen_scores *= self._discount(np.arange(m))
             if self.max_consecutive:
                 seen_scores -= BLOCKED_PENALTY * (self._streak[:m] >= self.max_consecutive)
         return self._top_over_pool(seen_scores, shared_score, batch_size)
@@ -292,10 +341,12 @@ class DPSSelector(Selector):
         cols = np.arange(n)
 
         # Prediction quality of the beliefs that chose these prompts (before updating them).
-        predicted = np.argmax(self._prior[:, slots], axis=0)
+        beliefs = self._prior[:, slots]
+        predicted = np.argmax(beliefs, axis=0)
         self._last_confusion = np.zeros((3, 3), dtype=np.int64)
         np.add.at(self._last_confusion, (predicted, states), 1)
         self._total_confusion += self._last_confusion
+        self._score_predictions(ids, beliefs, states)
 
         # Soft transition counts from the OLD mean matrix: only row o (the observed state) is non-zero.
         alpha_obs = self._alpha[:, :, slots]  # [3, 3, n] copy
@@ -328,6 +379,18 @@ class DPSSelector(Selector):
         self._shared_last = self._shared_prior
         nxt = (self._shared_alpha / self._shared_alpha.sum(axis=0)) @ self._shared_prior
         self._shared_prior = nxt / nxt.sum()
+
+    def _score_predictions(self, ids: np.ndarray, beliefs: np.ndarray, states: np.ndarray) -> None:
+        """Brier score and reliability of ``beliefs`` [3, n] against ``states``: the last select()'s probe
+        apart from the prompts the rule chose."""
+        brier = brier_scores(beliefs.T, states)
+        partial = (states == 1).astype(np.float64)
+        probe = np.isin(ids, self._probe_ids) if self._probe_ids.size else np.zeros(ids.size, dtype=bool)
+        rule = ~probe
+        self._calibration.add(brier[rule], beliefs[1, rule], partial[rule])
+        if self.probe_share:
+            self._probe_calibration.add(brier[probe], beliefs[1, probe], partial[probe])
+        self._probe_ids = np.empty(0, dtype=np.int64)
 
     def _decay_and_propagate(self, m: int) -> None:
         """Unobserved step for slots [0, m): alpha decays toward alpha0; prior <- normalise(Phibar @ prior)."""
@@ -365,7 +428,15 @@ class DPSSelector(Selector):
         for i, pred in enumerate(("unsolved", "partial", "solved")):
             for j, obs in enumerate(("unsolved", "partial", "solved")):
                 out[f"confusion/pred_{pred}/obs_{obs}"] = float(conf[i, j])
+        out.update(self._calibration.diagnostics())
+        if self.probe_share:
+            out.update(self._probe_calibration.diagnostics("probe/"))
         return out
+
+    def reliability(self, probe: bool = False) -> np.ndarray:
+        """The cumulative reliability diagram of P(partial), [10 bins, 3]: mean predicted P(partial), observed
+        share of partial groups (NaN where empty) and count; ``probe=True``: of the random probe only."""
+        return (self._probe_calibration if probe else self._calibration).reliability_table()
 
     def confusion_matrix(self, cumulative: bool = False) -> np.ndarray:
         """Counts [predicted argmax state, observed state] of the last update (or of all updates)."""
@@ -373,7 +444,8 @@ class DPSSelector(Selector):
 
     def _array_keys(self) -> tuple[str, ...]:
         return ("ids", "alpha", "prior", "lastpost", "count", "shared_alpha", "shared_prior", "shared_last",
-                "last_confusion", "total_confusion", "streak")
+                "last_confusion", "total_confusion", "streak", "probe_ids", "calibration_brier",
+                "calibration_reliability", "probe_calibration_brier", "probe_calibration_reliability")
 
     def _export_arrays(self) -> dict[str, np.ndarray]:
         m = self._size
@@ -382,15 +454,22 @@ class DPSSelector(Selector):
             "lastpost": self._last[:, :m], "count": self._count[:m], "shared_alpha": self._shared_alpha,
             "shared_prior": self._shared_prior, "shared_last": self._shared_last,
             "last_confusion": self._last_confusion, "total_confusion": self._total_confusion,
-            "streak": self._streak[:m],
+            "streak": self._streak[:m], "probe_ids": self._probe_ids,
+            **self._calibration.state("calibration_"), **self._probe_calibration.state("probe_calibration_"),
         }
 
     def _import_arrays(self, arrays: dict[str, Any]) -> None:
         ids = np.asarray(arrays["ids"], dtype=np.int64)
         m = ids.size
         arrays.setdefault("streak", np.zeros(m, dtype=np.int32))  # absent before max_consecutive existed
-        if m and (ids.min() < 0 or ids.max() >= self.num_prompts or np.unique(ids).size != m):
-            raise ValueError("state_dict['ids'] must be unique prompt ids inside the pool")
+        probe_ids = np.asarray(arrays.get("probe_ids", np.empty(0)), dtype=np.int64)  # absent before the probe
+        for key, values in (("ids", ids), ("probe_ids", probe_ids)):
+            if values.ndim != 1 or (values.size and (values.min() < 0 or values.max() >= self.num_prompts
+                                                     or np.unique(values).size != values.size)):
+                raise ValueError(f"state_dict[{key!r}] must be unique prompt ids inside the pool")
+        calibration, probe_calibration = Calibration(), Calibration()
+        calibration.load(arrays, "calibration_")
+        probe_calibration.load(arrays, "probe_calibration_")
         shapes = {"alpha": (3, 3, m), "prior": (3, m), "lastpost": (3, m), "count": (m,), "shared_alpha": (3, 3),
                   "shared_prior": (3,), "shared_last": (3,), "streak": (m,), "last_confusion": (3, 3),
                   "total_confusion": (3, 3)}
@@ -413,6 +492,7 @@ class DPSSelector(Selector):
         self._shared_last = np.array(arrays["shared_last"], dtype=np.float64)
         self._last_confusion = np.array(arrays["last_confusion"], dtype=np.int64)
         self._total_confusion = np.array(arrays["total_confusion"], dtype=np.int64)
+        self._calibration, self._probe_calibration, self._probe_ids = calibration, probe_calibration, probe_ids
 
     def memory_bytes(self) -> int:
         """Bytes held by the selector's arrays (allocated capacity included)."""

@@ -4,6 +4,10 @@ Each prompt's success rate has a Beta(alpha, beta) posterior, updated only when 
 out: ``alpha <- lam*alpha + (1-lam)*alpha0 + s*k``, ``beta <- lam*beta + (1-lam)*beta0 + (1-s)*k``.
 Selection draws one Thompson sample per candidate and keeps the B closest to the target rate ('topk')
 or B random ones inside [lower, upper] ('threshold', topped up by distance to the band).
+
+Calibration (``calibration.py``): every update scores the posterior mean alpha / (alpha + beta) of each
+rolled-out prompt, taken before the rollout, against its observed success rate: squared error (``brier``)
+and a reliability diagram of the predicted against the observed success rate.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from mmdps.selection.base import Selector
+from mmdps.selection.calibration import Calibration
 
 STRATEGIES = ("topk", "threshold")
 
@@ -31,7 +36,8 @@ class MoPPSSelector(Selector):
     _state_arrays: ClassVar[tuple[str, ...]] = ("alpha", "beta")
     _settings: ClassVar[tuple[str, ...]] = ("decay", "rollouts_per_prompt", "target", "strategy", "prior_alpha",
                                             "prior_beta", "lower", "upper")
-    _state_checks: ClassVar[dict[str, str]] = {"alpha": "positive", "beta": "positive"}
+    _state_checks: ClassVar[dict[str, str]] = {"alpha": "positive", "beta": "positive",
+                                               **Calibration.state_checks("calibration_")}
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class MoPPSSelector(Selector):
         self.alpha = np.full(self.num_prompts, self.prior_alpha)
         self.beta = np.full(self.num_prompts, self.prior_beta)
         self._last_abs_error = float("nan")
+        self._calibration = Calibration()
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the Beta posterior parameters (alpha, beta), one entry per prompt."""
@@ -89,11 +96,31 @@ class MoPPSSelector(Selector):
     def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
         k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
         a, b = self.alpha[ids], self.beta[ids]
-        self._last_abs_error = float(np.mean(np.abs(a / (a + b) - rates))) if ids.size else float("nan")
+        predicted = a / (a + b)  # the posterior mean before this rollout
+        self._last_abs_error = float(np.mean(np.abs(predicted - rates))) if ids.size else float("nan")
+        self._calibration.add(np.square(predicted - rates), predicted, rates)
         self.alpha[ids] = self.decay * a + (1.0 - self.decay) * self.prior_alpha + rates * k
         self.beta[ids] = self.decay * b + (1.0 - self.decay) * self.prior_beta + (1.0 - rates) * k
 
     def diagnostics(self) -> dict[str, float]:
         out = super().diagnostics()
         out["posterior_mean_abs_error"] = self._last_abs_error
+        out.update(self._calibration.diagnostics())
         return out
+
+    def reliability(self) -> np.ndarray:
+        """The cumulative reliability diagram of the posterior mean, [10 bins, 3]: mean predicted success rate,
+        mean observed success rate (NaN where empty) and count."""
+        return self._calibration.reliability_table()
+
+    def _array_keys(self) -> tuple[str, ...]:
+        return super()._array_keys() + ("calibration_brier", "calibration_reliability")
+
+    def _export_arrays(self) -> dict[str, np.ndarray]:
+        return {**super()._export_arrays(), **self._calibration.state("calibration_")}
+
+    def _import_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        calibration = Calibration()
+        calibration.load(arrays, "calibration_")  # checked before anything is restored
+        super()._import_arrays(arrays)
+        self._calibration = calibration

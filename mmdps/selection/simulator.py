@@ -18,7 +18,8 @@ Every selector faces the same dynamics (``docs/simulator.md``):
 Selectors run ``steps`` optimizer steps (DS takes as many rounds per step as it needs); one-shot DoPR runs
 until it has spent the rollouts uniform sampling spent. Reported per selector: rollouts spent, the
 effective-sample ratio (share of rolled-out prompts that were partially solved, and of trained groups),
-rollouts to reach a target mean solve rate, and for DPS the prediction accuracy and confusion matrix.
+rollouts to reach a target mean solve rate, for DPS and MoPPS the mean Brier score and calibration error of
+their predictions, and for DPS the prediction accuracy and confusion matrix.
 The command line, table and plot are ``mmdps simulate`` (:mod:`mmdps.commands.simulate`).
 """
 
@@ -167,6 +168,10 @@ def _run_one(entry: str | tuple[str, str, dict[str, Any]], *, num_prompts: int, 
     if held:
         result["final_heldout_solve_rate"] = curve_held[-1]
         result["curve_heldout_solve_rate"] = curve_held
+    calibration = sel.diagnostics()
+    if "brier_mean" in calibration:  # selectors that predict before the rollout (DPS, MoPPS)
+        result["brier_mean"] = calibration["brier_mean"]
+        result["calibration_error"] = calibration["calibration_error"]
     if isinstance(sel, DPSSelector):
         conf = sel.confusion_matrix(cumulative=True)
         result["dps_prediction_accuracy"] = float(np.trace(conf) / conf.sum())
