@@ -221,6 +221,10 @@ class GRPOTrainer:
         finally:
             bar.close()
             metrics_logger.close()
+        if main and self.step > 0:  # how well the selector predicted: <output_dir>/selection.png (DPS, MoPPS)
+            from mmdps.selection_plot import plot_selection
+
+            plot_selection(self.output_dir)
         return last
 
     def train_step(self) -> dict[str, Any]:

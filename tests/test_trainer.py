@@ -84,6 +84,8 @@ def test_text_step_logs_everything_and_updates_the_model(tmp_path, text_model):
     samples = (tmp_path / "run" / "samples" / "step_0001.jsonl").read_text().splitlines()
     assert len(samples) == 3 and {"prompt", "completion", "score", "acc"} <= json.loads(samples[0]).keys()
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-000001" / "trainer_state.json").is_file()
+    # the DPS predictor, visible: its Brier score per step and the reliability diagram in the run folder
+    assert 0 <= record["selector/brier"] <= 2 and (tmp_path / "run" / "selection.png").stat().st_size > 0
 
 
 def _geometry_rows(folder: Path, n: int, missing: int | None = None) -> Path:
