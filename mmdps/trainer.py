@@ -41,6 +41,7 @@ from mmdps.config import GRPOConfig
 from mmdps.data.item import Item
 from mmdps.rollout.base import RolloutEngine, SamplingParams
 from mmdps.rollout.scoring import Group
+from mmdps.seeding import seed_everything
 from mmdps.training import builders
 from mmdps.training.metrics import RolloutStats, step_metrics, write_samples
 from mmdps.training.rollout import collect_groups
@@ -86,7 +87,6 @@ class GRPOTrainer:
     def __init__(self, config: GRPOConfig, *, items: Sequence[Item] | None = None,
                  eval_items: Sequence[Item] | None = None, engine: RolloutEngine | None = None):
         from accelerate import Accelerator
-        from accelerate.utils import set_seed
 
         from mmdps import verifiers
         from mmdps.checkpoint import adopt_timeline, lock_output_dir, resolve_resume, resume_changes
@@ -97,7 +97,7 @@ class GRPOTrainer:
         self.output_dir = Path(config.output_dir)
         bf16 = torch.cuda.is_available() if config.bf16 is None else config.bf16
         self.accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
-        set_seed(config.seed)
+        seed_everything(config.seed)
         if self.accelerator.is_main_process:  # one run per output_dir: a save prunes the folder's checkpoints
             check_report_to(config.report_to)  # a missing extra fails now, not after the model has loaded
             self._output_lock = lock_output_dir(self.output_dir)
@@ -180,6 +180,7 @@ class GRPOTrainer:
             config_yaml,
             eval_line,
             metrics_line,
+            step_figures,
             write_run_config,
         )
 
@@ -206,8 +207,7 @@ class GRPOTrainer:
                         print(metrics_line(self.step, config.max_steps, last), flush=True)
                 if console and (line := eval_line(self.step, last)) is not None:
                     print(line, flush=True)
-                bar.update(self.step, reward=last.get("reward_mean"), acc=last.get("acc_mean"),
-                           effective=last.get("effective_ratio"))
+                bar.update(self.step, step_figures(last))
                 if config.save_steps and self.step % config.save_steps == 0:
                     self.save_checkpoint()
                 for callback in callbacks:

@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mmdps.data.item import Item
 from mmdps.tasks import register
-from mmdps.tasks.base import TaskPack
+from mmdps.tasks.base import LOAD_KEYWORDS, TaskPack, check_options, loader_options
 
 LEVELS: tuple[str, ...] = ("digit", "number", "sum", "max", "angle", "complement", "third")
 DIGIT_LEVELS = LEVELS[:4]
@@ -187,8 +187,9 @@ class VisualPack(TaskPack):
         same items with white images; angles are multiples of ``angle_step`` (a divisor of 180 such as
         1, 5 or 10).
         """
-        if options:  # TaskPack.load takes pack options by keyword; this pack has only the ones above
-            raise TypeError(f"the visual pack has no option(s) {', '.join(sorted(options))}")
+        # TaskPack.load takes pack options by keyword; this pack has only the ones above
+        valid = loader_options(self.load, exclude=(*LOAD_KEYWORDS, "source"))
+        check_options(self.name, options, valid, mode="generator")
         if source is not None:
             raise ValueError(f"the visual pack generates its items; got source={os.fspath(source)!r}: "
                              "pass source=None (or use another pack for files)")

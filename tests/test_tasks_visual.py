@@ -119,3 +119,9 @@ def test_draw_triangle_checks_its_input_and_labels_only_what_is_asked():
         draw_triangle((60, 60, 70), [None] * 3)
     with pytest.raises(ValueError, match="3 angles and 3 labels"):
         draw_triangle((90, 90), [None] * 2)
+
+
+def test_an_unknown_option_is_named_with_its_close_match():
+    """An unknown generator option is the packs' own UnknownOptionError (a clear CLI error, not a traceback)."""
+    with pytest.raises(tasks.UnknownOptionError, match=r"unknown load option 'nmu'.*did you mean 'num'"):
+        tasks.get("visual").load(None, nmu=3)

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from mmdps.config import DTYPES
 from mmdps.data.loaders import SkippedRowsWarning
 from mmdps.eval.compare import COMPARISON_PLOT_FILE, COMPARISON_TABLE_FILE, compare_reports
 from mmdps.eval.report import percent, print_rich_table, write_report
 from mmdps.eval.runner import evaluate_items, load_benchmark_items, load_eval_items
 from mmdps.rollout.base import SamplingParams
+from mmdps.seeding import seed_everything
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmdps.rollout.base import RolloutEngine
@@ -143,16 +142,6 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
     raise ValueError(f"unknown engine {name!r}; use 'hf' or 'vllm'")
 
 
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None:
     n = report["n"]
     rows = [["problems", str(report["num_problems"])],
@@ -249,7 +238,7 @@ def run(args) -> int:
     if not items:
         what = f"benchmark {args.benchmark!r}" if args.benchmark else f"task {args.task!r}"
         return fail(f"{what} loaded no problems from {data or 'its generator'} (split {split!r}, limit {args.limit})")
-    _seed_everything(args.seed)
+    seed_everything(args.seed)
     batch_size = args.batch_size or (8 if args.engine == "hf" else len(items))
     try:
         engine = build_engine(args.engine, args.model, dtype=args.dtype, device=args.device,

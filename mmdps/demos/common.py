@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmdps.data.item import Item
+from mmdps.logging_utils import ProgressBar
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmdps.config import GRPOConfig
@@ -186,28 +187,6 @@ def evaluate_policy(engine, items: Sequence[Item], *, samples: int = 8, seed: in
 
 
 # ---------------------------------------------------------------------- SFT warm start
-class SFTProgress:
-    """A rich progress bar for SFT; ``with`` yields ``advance(step, text)`` (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, name: str, total: int):
-        self.enabled, self.name, self.total = enabled, name, total
-
-    def __enter__(self) -> Callable[[int, str], None]:
-        if not self.enabled:
-            return lambda step, text: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn(f"[bold]{self.name}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn())
-        task = self.bar.add_task(self.name, total=self.total, info="")
-        self.bar.start()
-        return lambda step, text: self.bar.update(task, completed=step, info=text)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.bar.stop()
-
-
 def warm_start(recipe: Recipe, settings: DemoSettings, sft_items: Sequence[Item], model_dir: Path, *,
                log: Log = print, device: Any = None) -> dict[str, Any]:
     """Build the recipe's model (seeded by ``settings.seed``), run SFT on ``sft_items`` (order seeded by
@@ -224,11 +203,11 @@ def warm_start(recipe: Recipe, settings: DemoSettings, sft_items: Sequence[Item]
     prompts, targets = recipe.sft_examples(sft_items, processor)
     line, stats = recipe.describe_model(model, tokenizer, sft_items, prompts, time.perf_counter() - t0)
     log(line)
-    with SFTProgress(settings.progress, "SFT", settings.sft_steps) as advance:
+    with ProgressBar(settings.sft_steps, enabled=settings.progress, label="SFT") as bar:
         result = supervised_warmup(model, prompts, targets, pad_token_id=tokenizer.pad_token_id,
                                    max_steps=settings.sft_steps, max_seconds=settings.sft_seconds,
                                    batch_size=settings.sft_batch_size, lr=settings.sft_lr, seed=settings.seed,
-                                   on_step=lambda step, loss: advance(step, f"loss {loss:.3f}"))
+                                   on_step=lambda step, loss: bar.update(step, f"loss {loss:.3f}"))
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
     return {**stats, "steps": result.steps, "seconds": result.seconds, "final_loss": result.final_loss}
@@ -326,7 +305,7 @@ def run_grpo(recipe: Recipe, config, data, settings: DemoSettings, *, rollout_bu
     worth) and at the end; with ``controls`` also the recipe's controls (e.g. blank images) at every point.
     Returns the curve (accuracy vs rollouts and vs training seconds, evaluation excluded) and per-step records.
     """
-    from mmdps.logging_utils import ProgressBar
+    from mmdps.logging_utils import step_figures
     from mmdps.trainer import GRPOTrainer, RolloutBudget
 
     # The trainer's own bar counts steps; this one counts rollouts when a budget is given.
@@ -350,9 +329,7 @@ def run_grpo(recipe: Recipe, config, data, settings: DemoSettings, *, rollout_bu
     bar = ProgressBar(total_steps or max(1, (rollout_budget or 0) // per_step), enabled=settings.progress)
 
     def show(trainer, metrics: Mapping[str, Any]) -> None:
-        bar.update(trainer.step if total_steps else trainer.rollouts_total // per_step,
-                   reward=metrics.get("reward_mean"), acc=metrics.get("acc_mean"),
-                   effective=metrics.get("effective_ratio"))
+        bar.update(trainer.step if total_steps else trainer.rollouts_total // per_step, step_figures(metrics))
 
     callback = EvalCallback(evaluate, every=every, on_step=show, on_eval=report)
     callback.evaluate_now(trainer)

@@ -87,9 +87,8 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
         warnings.warn("evaluate_items: item ids are not unique, so samples.jsonl cannot tell those problems "
                       "apart; the metrics are unaffected", stacklevel=2)
 
-    from tqdm import tqdm
-
     from mmdps import verifiers
+    from mmdps.logging_utils import ProgressBar
     from mmdps.rollout.scoring import rollout_and_score
 
     # Resolve every verifier before generating, so an unknown name fails in seconds, not after sampling.
@@ -101,7 +100,7 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
     verifier_errors = 0
     verifier_base.new_run()  # the first verifier error of this evaluation is logged as a warning
     started = time.perf_counter()
-    bar = tqdm(total=len(items) * n, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
+    bar = ProgressBar(len(items) * n, enabled=progress, label="eval")
     try:
         for start in range(0, len(items), batch_size):
             batch = list(items[start:start + batch_size])
@@ -112,10 +111,8 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
             verifier_errors += scored.verifier_errors
             for group in scored.groups:
                 problems.append(_problem_record(group, samples))
-            bar.update(len(batch) * n)
-            if progress:
-                done = np.array([p["num_correct"] for p in problems])
-                bar.set_postfix(mean_at_n=f"{done.mean() / n:.3f}")
+            done = np.array([p["num_correct"] for p in problems])
+            bar.update(len(problems) * n, f"mean@n {done.mean() / n:.3f}")
     finally:
         bar.close()
     total_seconds = time.perf_counter() - started
