@@ -8,7 +8,8 @@ pipelines ask GPT-4 to extract it.
    ``The answer is C``, ``The final answer is 41``, ``The correct option is C``, ``the correct choice is
    (B)``, and ``Option C is correct``;
 3. the answer part's last line, when it is only a choice letter (``C``, ``(C)``, ``C.``), only a number
-   or a list (``41``, ``0.73``, ``[2014, 2016]``), or the text of exactly one choice (``145°``).
+   or a list (``41``, ``0.73``, ``[2014, 2016]``), the text of exactly one choice (``145°``), or a letter
+   with its own choice's text (``D: 140°``, ``(C) 145°``).
 
 Bold marks (``**``) and a final full stop are ignored. It refuses (returns None): a completion with none of
 these (``I think it is C``, reasoning that trails off), an answer naming several choice letters when one is
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from mmdps.verifiers.geometry import LETTERS
 from mmdps.verifiers.math import extract_last_boxed
 
 TAIL_CHARS = 4000  # an answer sits at the end of the completion
@@ -29,6 +31,7 @@ _PHRASE = re.compile(r"\b(?:(?:final|correct)\s+)?(?:answer|option|choice)\s*(?:
 _OPTION_IS_CORRECT = re.compile(r"\b(?:option|choice)\s*(\(?[A-H]\)?)\s+is\s+(?:the\s+)?(?:correct|right)\b", re.I)
 _LONE_LETTER = re.compile(r"^\(?([A-H])\)?[.:]?$")
 _LONE_VALUE = re.compile(r"^\$?\s*[-+]?\d[\d,]*(?:\.\d+)?\s*(?:%|°|\\%)?\s*\$?$|^\[[^\[\]\n]*\]$")
+_LETTERED_CHOICE = re.compile(r"^\(?([A-H])\)?\s*[.:)]?\s*(.+)$")
 _LETTER_TOKEN = re.compile(r"(?<![A-Za-z])\(?([A-H])\)?(?![A-Za-z])")
 
 
@@ -62,6 +65,10 @@ def _last_line(tail: str, choices: Sequence[str] | None) -> str | None:
         return None
     line = lines[-1]
     if _LONE_LETTER.match(line) or _LONE_VALUE.match(line):
+        return line
+    lettered = _LETTERED_CHOICE.match(line)  # "D: 140°", "(C) 145°": the letter and its own choice's text
+    if lettered and choices and LETTERS.index(lettered.group(1)) < len(choices) \
+            and _same(lettered.group(2), choices[LETTERS.index(lettered.group(1))]):
         return line
     matching = [choice for choice in choices or () if _same(line, choice)]
     return matching[0] if len(matching) == 1 else None
