@@ -232,3 +232,18 @@ def test_problem_types_leave_preset_items_to_their_breakdowns():
     assert problem_types(geometry_pack) == ["graph:Circle", "goal:Angle"]
     assert problem_types({**geometry_pack, "breakdowns": {"problem_type_goal": ["Angle"]}}) == []
     assert problem_types({"problem_type": "area", "breakdowns": {}}) == []
+
+
+def test_a_preset_without_an_official_protocol_runs_the_dps_one(monkeypatch):
+    from argparse import Namespace
+
+    from mmdps.presets.mathvista import MathVista
+
+    class MyBench(MathVista):
+        name = "mybench"
+
+    monkeypatch.setitem(presets._REGISTRY, "mybench", MyBench)
+    assert presets.get("mybench").protocol is None and "\\boxed{}" in presets.get("mybench").template
+    assert eval_module._protocol(Namespace(benchmark="mybench", protocol=None)) is DPS
+    with pytest.raises(ValueError, match="'mybench' has no official protocol"):
+        eval_module._protocol(Namespace(benchmark="mybench", protocol="official"))
