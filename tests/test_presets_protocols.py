@@ -182,6 +182,7 @@ def test_benchmark_runs_its_official_protocol_unless_told_otherwise(recorder, tm
     printed = capsys.readouterr().out
     assert "official: 1 sample, greedy, top-p 1, max 512 new tokens, template plain" in printed
     assert "task: geometry problem solving" in printed  # the official breakdowns, printed once each
+    assert printed.count("skills: ") == 5  # the largest groups first
 
     recorder.texts.clear()
     report, out = run_eval(tmp_path, "mathvista", "--benchmark", "mathvista", "--data", str(data), "--protocol", "dps")
@@ -247,3 +248,12 @@ def test_a_preset_without_an_official_protocol_runs_the_dps_one(monkeypatch):
     assert eval_module._protocol(Namespace(benchmark="mybench", protocol=None)) is DPS
     with pytest.raises(ValueError, match="'mybench' has no official protocol"):
         eval_module._protocol(Namespace(benchmark="mybench", protocol="official"))
+
+
+def test_the_printout_lists_the_largest_groups_and_counts_the_rest(recorder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(eval_module, "PRINTED_GROUPS", 2)
+    data, _ = write_mathvista_hub_snapshot(tmp_path / "mathvista")
+    _, out = run_eval(tmp_path, "mathvista", "--benchmark", "mathvista", "--data", str(data))
+    printed = capsys.readouterr().out
+    assert "algebraic reasoning" in printed and "skills: 3 more" in printed and "statistical" not in printed
+    assert "statistical reasoning" in (out / "summary.md").read_text()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmdps.rollout.base import RolloutEngine
 
 PROTOCOL_CHOICES = ("official", "dps")  # mmdps.presets.protocols.PROTOCOL_NAMES (checked by a test)
+PRINTED_GROUPS = 8  # labels printed per breakdown (MathVista has 28 sources); summary.md lists them all
 
 
 def configure_parser(parser) -> None:
@@ -175,9 +176,12 @@ def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None
             ["truncated %", percent(report["truncation_rate"])],
             ["mean completion tokens", f"{report['mean_completion_tokens']:.1f}"],
             ["seconds", f"{report['timing']['total_seconds']:.1f}"]]
-    for name, groups in _breakdown_tables(report).items():
+    for name, groups in _breakdown_tables(report).items():  # mean@n % (problems), the largest groups first
+        largest = sorted(groups.items(), key=lambda kv: -kv[1]["num_problems"])[:PRINTED_GROUPS]
         rows += [[f"{name}: {label}", f"{percent(metrics['mean_at_n'])} ({metrics['num_problems']})"]
-                 for label, metrics in groups.items()]
+                 for label, metrics in largest]
+        if len(groups) > PRINTED_GROUPS:
+            rows.append([f"{name}: {len(groups) - PRINTED_GROUPS} more", "see summary.md"])
     notes = [config["protocol_note"]] if config.get("protocol_note") else []
     print_rich_table(f"{config.get('label') or 'evaluation'}", ["metric", "value"], rows, notes=notes)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
