@@ -88,6 +88,7 @@ MC = {"question_type": "multi_choice", "answer_type": "text", "choices": CHOICES
     "The angle is 145 degrees.\nC",
     "<think>Answer: B</think>The correct choice is (C) 145°.",
     "The final answer is: 145",
+    "Let's find the answer: first, angle OBC + angle OCB = 35°.\nC",  # the final line, not an early phrase
 ])
 def test_mathvista_accepts_the_common_answer_phrasings(completion):
     verdict = verifiers.get("mathvista")(completion, "145°", **MC)

@@ -4,12 +4,11 @@ pipelines ask GPT-4 to extract it.
 :func:`final_answer` looks, in this order, for
 
 1. the last ``\\boxed{...}`` of the completion;
-2. the last answer phrase of the answer part (after ``</think>`` when there is one): ``Answer: (C)``,
-   ``The answer is C``, ``The final answer is 41``, ``The correct option is C``, ``the correct choice is
-   (B)``, and ``Option C is correct``;
-3. the answer part's last line, when it is only a choice letter (``C``, ``(C)``, ``C.``), only a number
-   or a list (``41``, ``0.73``, ``[2014, 2016]``), the text of exactly one choice (``145°``), or a letter
-   with its own choice's text (``D: 140°``, ``(C) 145°``).
+2. the answer part's (after ``</think>`` when there is one) last line, when it is only a choice letter
+   (``C``, ``(C)``, ``C.``), only a number or a list (``41``, ``0.73``, ``[2014, 2016]``), the text of
+   exactly one choice (``145°``), or a letter with its own choice's text (``D: 140°``, ``(C) 145°``);
+3. the last answer phrase of the answer part: ``Answer: (C)``, ``The answer is C``, ``The final answer
+   is 41``, ``The correct option is C``, ``the correct choice is (B)``, and ``Option C is correct``.
 
 Bold marks (``**``) and a final full stop are ignored. It refuses (returns None): a completion with none of
 these (``I think it is C``, reasoning that trails off), an answer naming several choice letters when one is
@@ -82,7 +81,8 @@ def final_answer(completion: str, *, choices: Sequence[str] | None = None, singl
     """
     boxed = extract_last_boxed(completion)
     tail = answer_part(completion)
-    answer = _clean(boxed) if boxed is not None else (_last_phrase(tail) or _last_line(tail, choices))
+    # a last line holding only the answer comes after any phrase: "Let's find the answer: ...\nC" answers C
+    answer = _clean(boxed) if boxed is not None else (_last_line(tail, choices) or _last_phrase(tail))
     if not answer or answer.lower().startswith("not "):
         return None
     if single_choice and len({m.group(1) for m in _LETTER_TOKEN.finditer(answer)}) > 1 \
