@@ -53,10 +53,10 @@ def test_mathvista_reads_both_published_layouts(tmp_path, layout):
     assert first.metadata["breakdowns"]["skills"] == ["geometry reasoning", "algebraic reasoning"]
     assert first.metadata["breakdowns"]["question_type"] == ["multi_choice"]
     assert items[1].metadata["unit"] == "years" and items[2].metadata["precision"] == 2.0
-    # the published query is the prompt (GitHub's json keeps it apart: rebuilt the same), then the instruction
-    assert [item.text.split("\n\n")[0] for item in items] == [row["query"] for row in rows]
+    # the official protocol's prompt is the published query as it is (GitHub's json keeps it apart: rebuilt the same)
+    assert [item.text for item in items] == [row["query"] for row in rows]
     assert first.text.startswith("Hint: Please answer the question and provide the correct option letter")
-    assert "(C) 145°" in first.text and first.text.rstrip().endswith("\\boxed{}.")
+    assert first.text.endswith("(C) 145°\n(D) 150°")
 
 
 def test_mathvista_prompt_field_question_lists_the_choices(tmp_path):

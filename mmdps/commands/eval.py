@@ -24,7 +24,11 @@ from mmdps.rollout.base import SamplingParams
 from mmdps.seeding import seed_everything
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mmdps.presets.protocols import Protocol
     from mmdps.rollout.base import RolloutEngine
+
+PROTOCOL_CHOICES = ("official", "dps")  # mmdps.presets.protocols.PROTOCOL_NAMES (checked by a test)
+PRINTED_GROUPS = 8  # labels printed per breakdown (MathVista has 28 sources); summary.md lists them all
 
 
 def configure_parser(parser) -> None:
@@ -48,18 +52,26 @@ def configure_parser(parser) -> None:
                       help="column mapping for generic files, e.g. question=query,answer=label,image=img_path")
     what.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                       help="extra keyword for the pack's loader (repeatable; values parsed as JSON when possible)")
-    what.add_argument("--template", default=None, help="prompt template name or format string with {question}")
+    what.add_argument("--template", default=None, help="prompt template name or format string with {question} "
+                                                        "(default: the pack's; with --benchmark the protocol's)")
     what.add_argument("--system-prompt", default=None, help="system message put before every prompt")
     what.add_argument("--skip-invalid", action="store_true", help="skip bad rows instead of failing")
 
-    gen = parser.add_argument_group("sampling (defaults: the paper's validation setting)")
-    gen.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
+    gen = parser.add_argument_group("sampling (defaults: the protocol's, see --protocol)")
+    gen.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=None,
+                     help="official: the benchmark's published protocol (the default with --benchmark; e.g. MathVista: "
+                          "1 greedy answer to the published query, 512 tokens); dps: the DPS paper's validation "
+                          "protocol (16 samples, temperature 0.6, top-p 1.0, 1024 tokens, think_boxed prompt; the "
+                          "default, and the only one, with --task). An explicit flag below overrides it")
+    gen.add_argument("--n", type=int, default=None, help="samples per problem (default: the protocol's; dps: 16)")
     gen.add_argument("--ks", type=_int_list, default=None,
                      help="comma-separated k for pass@k (default: powers of two <= n, and n)")
-    gen.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default 0.6; 0 = greedy)")
-    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
+    gen.add_argument("--temperature", type=float, default=None,
+                     help="sampling temperature (0 = greedy; default: the protocol's; dps: 0.6)")
+    gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: the protocol's; dps: 1.0)")
     gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (default 0: off)")
-    gen.add_argument("--max-new-tokens", type=int, default=1024, help="completion length limit (default 1024)")
+    gen.add_argument("--max-new-tokens", type=int, default=None,
+                     help="completion length limit (default: the protocol's; dps: 1024)")
     gen.add_argument("--seed", type=int, default=0, help="seed of data generation and sampling")
 
     eng = parser.add_argument_group("engine")
@@ -144,15 +156,53 @@ def build_engine(name: str, model_path: str, *, dtype: str = "auto", device: str
 
 def _print_summary(report: Mapping[str, Any], paths: Mapping[str, Path]) -> None:
     n = report["n"]
-    rows = [["problems", str(report["num_problems"])],
+    config = report["config"]
+    rows = [["protocol", str(config.get("protocol_setting") or config.get("protocol"))],
+            ["problems", str(report["num_problems"])],
             [f"mean@{n} %", f"{percent(report['mean_at_n'])} ± {percent(report['mean_at_n_stderr'])}"],
             *[[f"pass@{k} %", percent(v)] for k, v in report["pass_at_k"].items()],
             ["format errors %", percent(report["format_error_rate"])],
             ["truncated %", percent(report["truncation_rate"])],
             ["mean completion tokens", f"{report['mean_completion_tokens']:.1f}"],
             ["seconds", f"{report['timing']['total_seconds']:.1f}"]]
-    print_rich_table(f"{report['config'].get('label') or 'evaluation'}", ["metric", "value"], rows)
+    for name, groups in _breakdown_tables(report).items():  # mean@n % (problems), the largest groups first
+        largest = sorted(groups.items(), key=lambda kv: -kv[1]["num_problems"])[:PRINTED_GROUPS]
+        rows += [[f"{name}: {label}", f"{percent(metrics['mean_at_n'])} ({metrics['num_problems']})"]
+                 for label, metrics in largest]
+        if len(groups) > PRINTED_GROUPS:
+            rows.append([f"{name}: {len(groups) - PRINTED_GROUPS} more", "see summary.md"])
+    notes = [config["protocol_note"]] if config.get("protocol_note") else []
+    print_rich_table(f"{config.get('label') or 'evaluation'}", ["metric", "value"], rows, notes=notes)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _setting(chosen: Protocol, args) -> str:
+    """The protocol as run: its description, and the flags that overrode it."""
+    overrides = [f"--{flag.replace('_', '-')} {getattr(args, flag)}" for flag, value in (
+        ("n", chosen.samples), ("temperature", chosen.temperature), ("top_p", chosen.top_p),
+        ("max_new_tokens", chosen.max_new_tokens)) if getattr(args, flag) != value]
+    template = args.template or (chosen.template if args.benchmark else "the pack's default")
+    return chosen.describe(template) + (f" (overridden: {', '.join(overrides)})" if overrides else "")
+
+
+def _breakdown_tables(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The groups the printout lists (mean@n % and problem count each): a preset's official breakdowns,
+    else a task pack's problem types; each concept once."""
+    return dict(report.get("breakdowns") or {}) or ({"type": report["by_type"]} if report.get("by_type") else {})
+
+
+def _protocol(args) -> Protocol:
+    """The protocol of this run (``--protocol``, else the benchmark's official one, else the DPS one)."""
+    from mmdps import presets
+    from mmdps.presets.protocols import DPS, OFFICIAL, protocol
+
+    if not args.benchmark:
+        if args.protocol == "official":
+            raise ValueError("--protocol official needs --benchmark: task packs have no published protocol and run "
+                             "the DPS one (--protocol dps)")
+        return DPS
+    name = presets.get_class(args.benchmark).name
+    return protocol(name, args.protocol or ("official" if name in OFFICIAL else "dps"))
 
 
 def _item_where(item: Any) -> str:
@@ -202,6 +252,14 @@ def run(args) -> int:
                                         ("--output", args.output)) if not value]
     if missing:
         return fail(f"{', '.join(missing)} required (or use --compare REPORT ...)")
+    try:
+        chosen = _protocol(args)
+    except (KeyError, ValueError) as error:
+        return fail(str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error))
+    for flag, value in (("n", chosen.samples), ("temperature", chosen.temperature), ("top_p", chosen.top_p),
+                        ("max_new_tokens", chosen.max_new_tokens)):
+        if getattr(args, flag) is None:  # an explicit flag wins over the protocol
+            setattr(args, flag, value)
     if args.n < 1 or args.max_new_tokens < 1:
         return fail("--n and --max-new-tokens must be >= 1")
     if args.ks and not all(1 <= k <= args.n for k in args.ks):
@@ -223,7 +281,7 @@ def run(args) -> int:
                     options["columns"] = columns
                 items = load_benchmark_items(args.benchmark, data, split=split, limit=args.limit,
                                              template=args.template, system_prompt=args.system_prompt,
-                                             skip_invalid=args.skip_invalid, **options)
+                                             skip_invalid=args.skip_invalid, protocol=chosen.name, **options)
             else:
                 items = load_eval_items(args.task, data, split=split, limit=args.limit,
                                         seed=args.seed, num=args.num, columns=columns, template=args.template,
@@ -264,7 +322,8 @@ def run(args) -> int:
               "engine": args.engine, "batch_size": batch_size, "dtype": args.dtype, "template": args.template,
               "seed": args.seed, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns,
               "options": options, "skip_invalid": args.skip_invalid, "skipped_invalid_rows": skipped_rows,
-              "skipped_prompts": skipped_prompts}
+              "skipped_prompts": skipped_prompts, "protocol": chosen.name,
+              "protocol_setting": _setting(chosen, args), "protocol_note": chosen.note}
     try:
         result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,
                                 progress=not args.no_progress, config=config)

@@ -60,7 +60,13 @@ def problem_types(metadata: Mapping[str, Any]) -> list[str]:
     ``{"graph": ["Circle"], "goal": ["Angle"]}``, giving ``graph:Circle`` and ``goal:Angle``). The raw
     Geometry3K keys ``problem_type_graph`` / ``problem_type_goal`` are understood too. A problem with
     several types counts in each of them.
+
+    An item of a benchmark preset (one carrying ``metadata["breakdowns"]``) has none here: its types are
+    reported once, as its official breakdowns (GeoQA's ``type``, Geometry3K's ``problem_type_goal``), not
+    a second time under other names.
     """
+    if BREAKDOWNS_KEY in metadata:
+        return []
     labels: list[str] = []
 
     def add(prefix: str, value: Any, skip: Iterable[str] = ()) -> None:

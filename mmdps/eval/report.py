@@ -88,7 +88,10 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
     config = report.get("config", {})
     title = config.get("label") or config.get("model") or "evaluation"
     lines = [f"# {title}", ""]
-    setting = [f"{key}: `{config[key]}`" for key in ("model", "task", "data", "split", "engine") if config.get(key)]
+    setting = [f"{key}: `{config[key]}`" for key in ("model", "task", "benchmark", "data", "split", "engine")
+               if config.get(key)]
+    if config.get("protocol_setting"):
+        setting.append(f"protocol: {config['protocol_setting']}")
     sampling = report.get("sampling", {})
     setting.append(f"sampling: n={report['n']}, temperature={sampling.get('temperature')}, "
                    f"top_p={sampling.get('top_p')}, max_new_tokens={sampling.get('max_new_tokens')}, "

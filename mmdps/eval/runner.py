@@ -215,11 +215,12 @@ def load_eval_items(task: str, data: str | None, *, split: str = "test", limit: 
 
 def load_benchmark_items(name: str, data: str | None = None, *, split: str | None = None, limit: int | None = None,
                          template: str | None = None, system_prompt: str | None = None, skip_invalid: bool = False,
-                         **options: Any) -> list[Item]:
+                         protocol: str = "official", **options: Any) -> list[Item]:
     """Load a benchmark through its preset (:mod:`mmdps.presets`): ``data`` is a hub id or a local copy
-    (default: the preset's hub id), ``split`` defaults to the benchmark's own (e.g. ``testmini``)."""
+    (default: the preset's hub id), ``split`` defaults to the benchmark's own (e.g. ``testmini``),
+    ``protocol`` (``official`` or ``dps``) gives the default template and load options."""
     from mmdps import presets
 
     preset_options = {k: v for k, v in (("template", template), ("system_prompt", system_prompt)) if v is not None}
-    preset = presets.get(name, **preset_options)
+    preset = presets.get(name, protocol=protocol, **preset_options)
     return preset.load(data, split=split, limit=limit, skip_invalid=skip_invalid, **options)

@@ -11,7 +11,9 @@ name               benchmark
 =================  ==========================================================================
 
 Each preset is a task pack (:class:`~mmdps.presets.base.BenchmarkPreset`); ``mmdps eval --benchmark
-NAME --data PATH_OR_HUB_ID`` loads it. See docs/evaluation.md for each one and for adding another.
+NAME --data PATH_OR_HUB_ID`` loads it. It follows its benchmark's published protocol (samples, decoding,
+prompt: :mod:`mmdps.presets.protocols`) unless built with ``protocol="dps"`` (the DPS paper's validation
+protocol). See docs/evaluation.md for each one and for adding another.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def get_class(name: str) -> type[BenchmarkPreset]:
 
 
 def get(name: str, **options) -> BenchmarkPreset:
-    """The preset ``name`` (or an alias), built with ``options`` (``template``, ``system_prompt``)."""
+    """The preset ``name`` (or an alias), built with ``options`` (``template``, ``system_prompt``,
+    ``protocol``)."""
     return get_class(name)(**options)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +30,8 @@ from mmdps.data.item import BREAKDOWNS_KEY, Item
 from mmdps.data.layouts import whole_number
 from mmdps.data.loaders import build_items
 from mmdps.data.readers import Row, read_rows
+from mmdps.presets.protocols import OFFICIAL, PROTOCOL_NAMES, Protocol
+from mmdps.presets.protocols import protocol as get_protocol
 from mmdps.tasks.base import TaskPack, check_options, loader_options
 
 # Answer instructions appended to the published query (the query already says what form the answer takes).
@@ -38,6 +41,9 @@ ANSWER_TEMPLATES = {
     "boxed": "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}.",
     "plain": "{question}",
 }
+# A published answer instruction opening the prompt (MathVista's "Hint: Please answer ... provide the correct
+# option letter, e.g., A, B, C, D, at the end.", MathVerse's "Please first conduct reasoning, ... at the end.").
+_PUBLISHED_INSTRUCTION_END = re.compile(r"\A((?:Hint: )?Please [^\n]*?),? at the end\.")
 
 
 class BenchmarkPreset(TaskPack):
@@ -58,7 +64,21 @@ class BenchmarkPreset(TaskPack):
     local_files: ClassVar[tuple[str, ...]] = ("{split}.parquet", "data/{split}-*.parquet", "{split}.jsonl",
                                               "{split}.json")
     templates = ANSWER_TEMPLATES
-    default_template = "think_boxed"
+    default_template = "think_boxed"  # a preset without an official protocol (mmdps.presets.protocols)
+
+    def __init__(self, template: str | None = None, system_prompt: str | None = None, protocol: str = "official"):
+        """``protocol``: ``official`` (the benchmark's published protocol, where
+        :data:`~mmdps.presets.protocols.OFFICIAL` has one) or ``dps``; it gives the default ``template``
+        and load options (a ``template`` or load option given here wins)."""
+        if protocol not in PROTOCOL_NAMES:
+            raise ValueError(f"{self.name}: unknown protocol {protocol!r}; use one of {', '.join(PROTOCOL_NAMES)}")
+        self.protocol: Protocol | None = (get_protocol(self.name, protocol)
+                                          if protocol == "dps" or self.name in OFFICIAL else None)
+        super().__init__(template or (self.protocol.template if self.protocol else None), system_prompt)
+
+    def protocol_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` over the protocol's load options."""
+        return {**(self.protocol.options if self.protocol else {}), **options}
 
     # ------------------------------------------------------------------ loading
     def load(self, source: str | os.PathLike | None = None, *, split: str | None = None, limit: int | None = None,
@@ -70,6 +90,7 @@ class BenchmarkPreset(TaskPack):
         del seed
         split = split or self.default_split
         source = str(source) if source not in (None, "") else self.hub_id
+        options = self.protocol_options(options)
         check_options(self.name, options, loader_options(self.convert, exclude=("row", "image_dir")),
                       mode=self.title or self.name)
         rows, image_dir = self.rows(source, split)
@@ -118,6 +139,14 @@ class BenchmarkPreset(TaskPack):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ items
+    def format_prompt(self, question: str) -> str:
+        """The template applied to ``question``; with a template asking for ``\\boxed{}``, a published
+        instruction that asks for the answer "at the end" asks for it "within \\boxed{} at the end", so the
+        prompt does not give two answer instructions that disagree."""
+        if "\\boxed{}" in self.template:
+            question = _PUBLISHED_INSTRUCTION_END.sub(r"\1, within \\boxed{} at the end.", question.strip(), count=1)
+        return super().format_prompt(question)
+
     def benchmark_item(self, row: Row, *, id: int, question: str, ground_truth: Any, images: Sequence[Any],
                        metadata: Mapping[str, Any], breakdowns: Mapping[str, Any]) -> Item:
         """An item with the pack's template applied to ``question`` and the breakdown labels attached."""

@@ -43,8 +43,9 @@ def diagram_types(graphs: Sequence[str]) -> list[str]:
 class Geometry3K(BenchmarkPreset):
     """Geometry3K test (601 problems), graded by ``geometry``.
 
-    ``load`` options are the geometry pack's: ``show_choices`` (default False, as in the paper's
-    runs), ``columns``, ``layout``, ``raw_prompt``, ``image_dir``.
+    ``load`` options are the geometry pack's: ``show_choices`` (default True under the official
+    protocol: the benchmark is multiple choice; False under ``dps``, as in the paper's runs; rows
+    without choices list none), ``columns``, ``layout``, ``raw_prompt``, ``image_dir``.
     """
 
     name = "geometry3k"
@@ -60,6 +61,7 @@ class Geometry3K(BenchmarkPreset):
         del seed  # a benchmark is fixed
         split = split or self.default_split
         source = str(source) if source not in (None, "") else self.hub_id
+        options = self.protocol_options(options)
         pack = GeometryPack(template=self.template, system_prompt=self.system_prompt)
         path = Path(source).expanduser()
         if path.exists():

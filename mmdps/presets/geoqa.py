@@ -106,8 +106,8 @@ class GeoQA(BenchmarkPreset):
     local_files = ("{split}.pk", "*/{split}.pk", "data/*/{split}.pk", "{split}.parquet", "data/{split}-*.parquet",
                    "{split}.jsonl")
 
-    def __init__(self, template: str | None = None, system_prompt: str | None = None):
-        super().__init__(template, system_prompt)
+    def __init__(self, template: str | None = None, system_prompt: str | None = None, protocol: str = "official"):
+        super().__init__(template, system_prompt, protocol)
         self._types: dict[int, str] = {}  # problem id -> type, read by load
 
     def load(self, source=None, *, split=None, limit=None, skip_invalid=False, seed=0, **options) -> list[Item]:

@@ -11,7 +11,9 @@ prompt) and, in later releases, ``question_for_eval``. Local copies: ``testmini.
 ``testmini.json`` (images unzipped beside it).
 
 Scoring: the official pipeline asks GPT to extract the answer and GPT again to judge it against the
-gold (``--quick_match`` compares strings). Here both are rules: a multiple-choice answer must name the
+gold (``--quick_match`` compares strings). Here both are rules: the answer is read by
+:func:`mmdps.presets.answers.final_answer` (a boxed answer, an answer phrase, a last line holding only the
+answer); a multiple-choice answer must name the
 gold letter(s) (a value answer counts as the choice it equals, when the question lists choices); a
 free-form answer must equal the gold value (units, degree signs, ``$``, ``~`` and ``x =`` stripped,
 spaces ignored; numbers within 0.1%).
@@ -29,6 +31,7 @@ from mmdps.data.item import Item
 from mmdps.data.layouts import require
 from mmdps.data.readers import Row
 from mmdps.presets import register
+from mmdps.presets.answers import final_answer
 from mmdps.presets.base import BenchmarkPreset, mapping_field, optional_text, row_id
 from mmdps.verifiers import register as register_verifier
 from mmdps.verifiers.base import (
@@ -38,12 +41,10 @@ from mmdps.verifiers.base import (
     never_raise,
     verdict,
 )
-from mmdps.verifiers.format import has_think_boxed
 from mmdps.verifiers.geometry import (
     FORMAT_SCORE,
     LETTERS,
     clean_value,
-    extract_answer,
     is_correct,
 )
 
@@ -83,11 +84,12 @@ def gold_letters(answer: str) -> list[str] | None:
 def verify_mathverse(completion: str, ground_truth: Any, /, *, question_type: str = "free-form",
                      choices: Sequence[str] | None = None, time_limit: float = DEFAULT_TIME_LIMIT_S,
                      **_item: Any) -> VerdictDict:
-    """Grade a MathVerse completion (rules in the module docstring). Score: 1 if correct, else 0.1 x format."""
+    """Grade a MathVerse completion (rules in the module docstring). ``format`` is 1 when an answer could be
+    read; score: 1 if correct, else 0.1 x format."""
     if not isinstance(ground_truth, str) or not ground_truth.strip():
         raise GroundTruthError(f"MathVerse ground truth must be the published answer string, got {ground_truth!r:.80}")
-    answer = extract_answer(completion)
     letters = gold_letters(ground_truth) if question_type == "multi-choice" else None
+    answer = final_answer(completion, choices=choices, single_choice=bool(letters) and len(letters or ()) == 1)
     if answer is None:
         acc = False
     elif letters and len(letters) > 1:  # several correct choices: name exactly those
@@ -99,7 +101,7 @@ def verify_mathverse(completion: str, ground_truth: Any, /, *, question_type: st
         gold, answer = ground_truth.translate(_NOISE).strip(), answer.translate(_NOISE).strip()
         acc = (is_correct(answer, gold, time_limit=time_limit)
                or "".join(clean_value(answer).split()) == "".join(clean_value(gold).split()))
-    fmt = has_think_boxed(completion)
+    fmt = answer is not None  # format: the rules could read an answer (what GPT extraction would add)
     return verdict(acc=acc, format=fmt, score=1.0 if acc else FORMAT_SCORE * fmt)
 
 

@@ -12,8 +12,9 @@ unit and lettered choices). Local copies: the hub's ``data/testmini-*.parquet`` 
 Scoring follows the official ``calculate_score.py`` after answer extraction: a multiple-choice answer
 becomes a choice (a letter picks it, else the choice nearest in edit distance), an integer answer is
 ``str(int(x))``, a float ``str(round(x, precision))``, a list its Python ``str``; the result must equal
-``answer``. Extraction is rule-based (the last ``\\boxed{}`` or ``Answer:``), where the official
-pipeline asks GPT to extract the answer (docs/evaluation.md says what that changes).
+``answer``. Extraction is rule-based (:mod:`mmdps.presets.answers`: a boxed answer, an answer phrase, a
+last line holding only the answer), where the official pipeline asks GPT to extract the answer
+(docs/evaluation.md says what that changes).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mmdps.data.item import Item
 from mmdps.data.layouts import require, whole_number
 from mmdps.data.readers import Row
 from mmdps.presets import register
+from mmdps.presets.answers import final_answer
 from mmdps.presets.base import BenchmarkPreset, mapping_field, optional_text, row_id, text_list
 from mmdps.verifiers import register as register_verifier
 from mmdps.verifiers.base import (
@@ -37,12 +39,10 @@ from mmdps.verifiers.base import (
     never_raise,
     verdict,
 )
-from mmdps.verifiers.format import has_think_boxed
 from mmdps.verifiers.geometry import (
     FORMAT_SCORE,
     LETTERS,
     clean_value,
-    extract_answer,
     parse_letter,
     to_number,
 )
@@ -125,18 +125,20 @@ def normalize_answer(extraction: str, *, question_type: str, answer_type: str, p
 def verify_mathvista(completion: str, ground_truth: Any, /, *, question_type: str = "free_form",
                      answer_type: str = "text", precision: Any = None, choices: Sequence[str] | None = None,
                      unit: str | None = None, time_limit: float = DEFAULT_TIME_LIMIT_S, **_item: Any) -> VerdictDict:
-    """Grade a MathVista completion: extract (last ``\\boxed{}`` or ``Answer:``), normalise as the official
-    script does, compare with the published answer string. Score: 1 if correct, else 0.1 x format."""
+    """Grade a MathVista completion: read the answer (:func:`mmdps.presets.answers.final_answer`), normalise
+    it as the official script does, compare with the published answer string. ``format`` is 1 when an
+    answer could be read; score: 1 if correct, else 0.1 x format."""
     if not isinstance(ground_truth, str) or not ground_truth.strip():
         raise GroundTruthError(f"MathVista ground truth must be the published answer string, got {ground_truth!r:.80}")
-    extraction = extract_answer(completion)
-    if extraction is None and completion.strip() in (choices or ()):
-        extraction = completion.strip()  # the official quick path: the response is a choice
+    if completion.strip() in (choices or ()):
+        extraction: str | None = completion.strip()  # the official quick path: the response is a choice
+    else:
+        extraction = final_answer(completion, choices=choices, single_choice=question_type == "multi_choice")
     prediction = None if extraction is None else normalize_answer(
         extraction, question_type=question_type, answer_type=answer_type, precision=precision, choices=choices,
         unit=unit, time_limit=time_limit)
     acc = prediction is not None and prediction == ground_truth.strip()
-    fmt = has_think_boxed(completion)
+    fmt = extraction is not None  # format: the rules could read an answer (what GPT extraction would add)
     return verdict(acc=acc, format=fmt, score=1.0 if acc else FORMAT_SCORE * fmt)
 
 
