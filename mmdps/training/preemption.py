@@ -13,8 +13,8 @@ logger = logging.getLogger(__name__)
 
 
 class StopOnSignal:
-    """While installed (or entered), SIGTERM sets :attr:`signal_name` instead of ending the process. Outside the main thread
-    (a notebook's worker, a test runner's thread) signals cannot be caught: then it does nothing."""
+    """While installed (or entered), SIGTERM sets :attr:`signal_name` instead of ending the process. Outside
+    the main thread (a notebook's worker, a test runner's thread) signals cannot be caught: it does nothing."""
 
     def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)):
         self.signals = signals
