@@ -1,0 +1,94 @@
+"""SIGTERM (preemption) stops a run after the step in progress with a checkpoint and exit status 0, and
+``resume=auto`` then finishes it as if nothing had happened; under several processes all stop at one step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmdps.checkpoint import find_latest_checkpoint
+from mmdps.config import GRPOConfig
+from mmdps.logging_utils import read_metrics
+from mmdps.trainer import GRPOTrainer
+from resume_harness import assert_same_metrics
+from tiny_models import build, text_item
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "tiny" / "countdown_dps.yaml"
+MAX_STEPS = 4
+
+
+def _items(n: int = 6) -> list:
+    return [text_item(100 + i, f"Add {i} and {i + 1}.", verifier="math") for i in range(n)]
+
+
+def _config(output_dir: Path, **overrides) -> GRPOConfig:
+    values = dict(model_name_or_path=str(build("qwen2")), output_dir=str(output_dir), batch_size=2, num_generations=2,
+                  max_new_tokens=4, max_steps=3, micro_batch_size=8, progress_bar=False, save_steps=0,
+                  log_completions_steps=0, seed=0, selector="dps")
+    values.update(overrides)
+    return GRPOConfig(**values)
+
+
+class _SignalAt:
+    """A callback that sends this process SIGTERM once step ``step`` has ended."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, trainer, metrics) -> None:
+        if trainer.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_puts_the_handler_back(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    trainer = GRPOTrainer(_config(tmp_path), items=_items())
+    trainer.train(callbacks=[_SignalAt(1)])
+    assert (trainer.step, trainer.stopped_by_signal) == (1, "SIGTERM")
+    assert find_latest_checkpoint(tmp_path).name == "checkpoint-000001"  # save_steps=0: saved for the signal
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _train(output_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "mmdps", "train", "--config", str(TINY_CONFIG), f"output_dir={output_dir}",
+            f"max_steps={MAX_STEPS}", "save_steps=0", "logging_steps=1", "log_completions_steps=0",
+            "progress_bar=false"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_mmdps_train_exits_0_with_a_checkpoint_and_resume_auto_finishes_like_an_uninterrupted_run(
+        tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full = subprocess.run(_train(tmp_path / "full"), cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_train(cut), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    output = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        output.append(line)
+        if line.startswith("step 1/"):  # the first step is logged: preempt the run
+            proc.send_signal(signal.SIGTERM)
+            break
+    output.append(proc.communicate(timeout=120)[0])
+    text = "".join(output)
+    assert proc.returncode == 0, text[-3000:]
+    reached = read_metrics(cut)[-1]["step"]
+    assert 1 <= reached < MAX_STEPS, text[-3000:]
+    assert f"stopped by SIGTERM at step {reached} of {MAX_STEPS}" in text
+    assert find_latest_checkpoint(cut).name == f"checkpoint-{reached:06d}"
+
+    resumed = subprocess.run(_train(cut), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"(step {reached} of {MAX_STEPS})" in resumed.stdout
+    assert_same_metrics(read_metrics(tmp_path / "full"), read_metrics(cut))
