@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from mmdps import verifiers
 from mmdps.checkpoint import find_latest_checkpoint
 from mmdps.config import GRPOConfig
+from mmdps.eval import evaluate_items
 from mmdps.logging_utils import read_metrics
+from mmdps.rollout.base import SamplingParams
 from mmdps.trainer import GRPOTrainer
+from mmdps.training.collectives import gather_with_timeout
 from resume_harness import assert_same_metrics
 from tiny_models import build, text_item
 
@@ -92,3 +99,62 @@ def test_sigterm_to_mmdps_train_exits_0_with_a_checkpoint_and_resume_auto_finish
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"(step {reached} of {MAX_STEPS})" in resumed.stdout
     assert_same_metrics(read_metrics(tmp_path / "full"), read_metrics(cut))
+
+
+# ---------------------------------------------------------------------- two processes (gloo)
+@verifiers.register("test_preemption_parity")
+def _parity(completion: str, ground_truth, **metadata) -> dict:
+    good = len(completion) % 2 == 0
+    return {"score": float(good), "acc": float(good), "format": 1.0}
+
+
+def _rank_main(rank: int, port: int, model: str, output_dir: str, results) -> None:
+    """One process of a 2-process CPU run: the sharded evaluation against the whole one on this process, then
+    training (with its evaluation, sharded too) where only rank 1 receives SIGTERM (after step 1)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        config = _config(Path(output_dir), model_name_or_path=model, max_steps=4, collective_timeout_s=60,
+                         eval_steps=1, eval_num_samples=2, eval_max_new_tokens=4)
+        items = [dataclasses.replace(item, verifier="test_preemption_parity") for item in _items()]
+        trainer = GRPOTrainer(config, items=items, eval_items=items[:3])
+        sampling = SamplingParams(max_new_tokens=6, temperature=1.0, seed=3)
+        ranks = trainer.accelerator.num_processes
+        sharded = evaluate_items(trainer.engine, items[:5], n=2, sampling=sampling, batch_size=2, progress=False,
+                                 shard=(rank, ranks), gather=lambda part: gather_with_timeout(part, 60, "eval"))
+        whole = evaluate_items(trainer.engine, items[:5], n=2, sampling=sampling, batch_size=2, progress=False)
+        last = trainer.train(callbacks=[_SignalAt(1)] if rank == 1 else [])
+        results.put((rank, dict(ranks=ranks, step=trainer.step, signal=trainer.stopped_by_signal,
+                                evaluated="eval/mean_at_n" in last,
+                                same_samples=sharded.samples == whole.samples,
+                                same_problems=sharded.problems == whole.problems,
+                                processes=sharded.report["timing"]["processes"])))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put((rank, {"error": f"{type(exc).__name__}: {exc}"}))
+
+
+@pytest.mark.slow
+def test_two_processes_stop_at_the_same_step_when_one_gets_sigterm_and_shard_the_evaluation(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = (port, str(build("qwen2")), str(tmp_path / "run"), results)
+    procs = [context.Process(target=_rank_main, args=(rank, *args), daemon=True) for rank in (0, 1)]
+    for proc in procs:
+        proc.start()
+    try:
+        reports = dict(results.get(timeout=240) for _ in procs)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    for rank in (0, 1):
+        assert reports[rank] == dict(ranks=2, step=1, signal="SIGTERM", evaluated=rank == 0, same_samples=True,
+                                     same_problems=True, processes=2), reports
+    assert find_latest_checkpoint(tmp_path / "run").name == "checkpoint-000001"
