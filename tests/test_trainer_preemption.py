@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,8 @@ class _SignalAt:
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_puts_the_handler_back(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
-    trainer = GRPOTrainer(_config(tmp_path), items=_items())
+    trainer = GRPOTrainer(_config(tmp_path, collective_timeout_s=77), items=_items())
+    assert trainer.accelerator.init_handler.timeout == timedelta(seconds=77)  # the process group's timeout
     trainer.train(callbacks=[_SignalAt(1)])
     assert (trainer.step, trainer.stopped_by_signal) == (1, "SIGTERM")
     assert find_latest_checkpoint(tmp_path).name == "checkpoint-000001"  # save_steps=0: saved for the signal
