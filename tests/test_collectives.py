@@ -3,22 +3,15 @@ raises or hangs makes the other fail with an error naming its rank and the colle
 
 from __future__ import annotations
 
-import multiprocessing
-import socket
 import time
 from datetime import timedelta
 
 import pytest
 
 from mmdps.training import collectives
+from two_processes import run_two
 
 TIMEOUT_S = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rank_main(rank: int, port: int, fault: str, results) -> None:
@@ -36,37 +29,18 @@ def _rank_main(rank: int, port: int, fault: str, results) -> None:
         try:
             collectives.gather_with_timeout(["rollouts"], TIMEOUT_S, "step 7: gathering the rollouts")
         except collectives.CollectiveError as exc:
-            results.put((rank, "CollectiveError", str(exc), time.monotonic() - started))
+            results.put((rank, ("CollectiveError", str(exc), time.monotonic() - started)))
         else:
-            results.put((rank, "returned", "", time.monotonic() - started))
+            results.put((rank, ("returned", "", time.monotonic() - started)))
     except Exception as exc:  # noqa: BLE001 - reported to the test
-        results.put((rank, type(exc).__name__, str(exc), 0.0))
+        results.put((rank, (type(exc).__name__, str(exc), 0.0)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["raises", "hangs"])
 def test_a_fault_on_one_rank_fails_the_other_with_a_named_error_within_the_timeout(fault):
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    port = _free_port()
-    procs = [context.Process(target=_rank_main, args=(rank, port, fault, results), daemon=True) for rank in (0, 1)]
-    for proc in procs:
-        proc.start()
-    try:
-        reports = {}
-        expected = {0, 1} if fault == "raises" else {0}  # the hanging rank is killed once rank 0 has failed
-        deadline = time.monotonic() + 40
-        while not expected <= set(reports) and time.monotonic() < deadline:
-            try:
-                rank, kind, message, waited = results.get(timeout=1)
-            except Exception:  # noqa: BLE001 - queue.Empty: keep waiting until the deadline
-                continue
-            reports[rank] = (kind, message, waited)
-    finally:
-        for proc in procs:
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.kill()
+    # the hanging rank is killed once rank 0 has failed
+    reports = run_two(_rank_main, (fault,), expect={0, 1} if fault == "raises" else {0}, timeout_s=40)
     kind, message, waited = reports[0]
     assert kind == "CollectiveError", reports
     assert message.startswith("rank 0 of 2: step 7: gathering the rollouts "), message

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from mmdps.trainer import GRPOTrainer
 from mmdps.training.collectives import gather_with_timeout
 from resume_harness import assert_same_metrics
 from tiny_models import build, text_item
+from two_processes import run_two
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny" / "countdown_dps.yaml"
@@ -110,18 +110,27 @@ def _parity(completion: str, ground_truth, **metadata) -> dict:
     return {"score": float(good), "acc": float(good), "format": 1.0}
 
 
-def _rank_main(rank: int, port: int, model: str, output_dir: str, results) -> None:
-    """One process of a 2-process CPU run: the sharded evaluation against the whole one on this process, then
-    training (with its evaluation, sharded too) where only rank 1 receives SIGTERM (after step 1)."""
+def _as_rank(rank: int, port: int) -> None:
+    """Make this process rank ``rank`` of 2 for accelerate (what ``accelerate launch`` sets)."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch
 
     torch.set_num_threads(1)
+
+
+def _parity_items() -> list:
+    return [dataclasses.replace(item, verifier="test_preemption_parity") for item in _items()]
+
+
+def _rank_main(rank: int, port: int, model: str, output_dir: str, results) -> None:
+    """One process of a 2-process CPU run: the sharded evaluation against the whole one on this process, then
+    training (with its evaluation, sharded too) where only rank 1 receives SIGTERM (after step 1)."""
+    _as_rank(rank, port)
     try:
         config = _config(Path(output_dir), model_name_or_path=model, max_steps=4, collective_timeout_s=60,
                          eval_steps=1, eval_num_samples=2, eval_max_new_tokens=4)
-        items = [dataclasses.replace(item, verifier="test_preemption_parity") for item in _items()]
+        items = _parity_items()
         trainer = GRPOTrainer(config, items=items, eval_items=items[:3])
         sampling = SamplingParams(max_new_tokens=6, temperature=1.0, seed=3)
         ranks = trainer.accelerator.num_processes
@@ -140,23 +149,47 @@ def _rank_main(rank: int, port: int, model: str, output_dir: str, results) -> No
 
 @pytest.mark.slow
 def test_two_processes_stop_at_the_same_step_when_one_gets_sigterm_and_shard_the_evaluation(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = (port, str(build("qwen2")), str(tmp_path / "run"), results)
-    procs = [context.Process(target=_rank_main, args=(rank, *args), daemon=True) for rank in (0, 1)]
-    for proc in procs:
-        proc.start()
-    try:
-        reports = dict(results.get(timeout=240) for _ in procs)
-    finally:
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
+    reports = run_two(_rank_main, (str(build("qwen2")), str(tmp_path / "run")))
     for rank in (0, 1):
         assert reports[rank] == dict(ranks=2, step=1, signal="SIGTERM", evaluated=rank == 0, same_samples=True,
                                      same_problems=True, processes=2), reports
     assert find_latest_checkpoint(tmp_path / "run").name == "checkpoint-000001"
+
+
+class _HangAt:
+    """A callback that hangs (a stuck generate, a deadlocked plug-in) once step ``step`` has ended."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, trainer, metrics) -> None:
+        if trainer.step == self.step:
+            time.sleep(120)
+
+
+def _hang_main(rank: int, port: int, model: str, output_dir: str, results) -> None:
+    """Rank 1 hangs after step 1; rank 0 must fail in the next collective, naming itself and the collective."""
+    _as_rank(rank, port)
+    ended = []
+
+    class StepEnded:
+        def on_step_end(self, trainer, metrics) -> None:
+            ended.append(time.monotonic())
+
+    try:
+        config = _config(Path(output_dir), model_name_or_path=model, max_steps=3, collective_timeout_s=10)
+        trainer = GRPOTrainer(config, items=_parity_items())
+        trainer.train(callbacks=[_HangAt(1)] if rank == 1 else [StepEnded()])
+        results.put((rank, ("returned", "", 0.0)))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put((rank, (type(exc).__name__, str(exc), time.monotonic() - ended[-1] if ended else -1.0)))
+
+
+@pytest.mark.slow
+def test_a_rank_that_hangs_makes_the_other_fail_naming_its_rank_and_the_collective_within_the_timeout(tmp_path):
+    reports = run_two(_hang_main, (str(build("qwen2")), str(tmp_path / "run")), expect={0})
+    kind, message, waited = reports[0]
+    assert kind == "CollectiveError", reports
+    assert message.startswith("rank 0 of 2: step 1: agreeing whether to stop "), message
+    assert "collective_timeout_s=10" in message
+    assert 0 <= waited < 10 + 10, waited  # the process group's timeout, not the watchdog's exit 60 s later
