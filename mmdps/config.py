@@ -264,6 +264,9 @@ class GRPOConfig:
     resume: str | None = field(default="auto", metadata={"resumable": True, "help": (
         "auto = continue from the newest intact checkpoint in output_dir if any; a checkpoint path; or None / "
         "none to start fresh")})
+    collective_timeout_s: float = field(default=1800.0, metadata={"min": 1, "resumable": True, "help": (
+        "multi-process runs: the longest a rank waits for the others in a collective (rollout gather, gradient "
+        "all-reduce, evaluation gather, checkpoint barrier) before it fails naming itself and the collective")})
     eval_steps: int = field(default=0, metadata={"min": 0, "resumable": True, "help": (
         "evaluate on the held-out set every N steps; 0 = off (paper: every 5 MATH, 10 otherwise)")})
     eval_num_samples: int = field(default=16, metadata={"min": 1, "resumable": True, "help": (

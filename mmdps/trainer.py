@@ -43,7 +43,9 @@ from mmdps.rollout.base import RolloutEngine, SamplingParams
 from mmdps.rollout.scoring import Group
 from mmdps.seeding import seed_everything
 from mmdps.training import builders
+from mmdps.training.collectives import any_rank, gather_with_timeout, process_group_kwargs
 from mmdps.training.metrics import RolloutStats, step_metrics, write_samples
+from mmdps.training.preemption import StopOnSignal
 from mmdps.training.rollout import collect_groups
 from mmdps.training.update import PolicyUpdate, TrainingDivergedError, mini_batch_spans, step_advantages
 from mmdps.verifiers import base as verifier_base
@@ -84,6 +86,8 @@ class GRPOTrainer:
             over the policy).
     """
 
+    stopped_by_signal: str | None = None  # set by train(): the signal that stopped the last run, if any
+
     def __init__(self, config: GRPOConfig, *, items: Sequence[Item] | None = None,
                  eval_items: Sequence[Item] | None = None, engine: RolloutEngine | None = None):
         from accelerate import Accelerator
@@ -96,7 +100,8 @@ class GRPOTrainer:
         self.config = config
         self.output_dir = Path(config.output_dir)
         bf16 = torch.cuda.is_available() if config.bf16 is None else config.bf16
-        self.accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+        self.accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available(),
+                                       kwargs_handlers=[process_group_kwargs(config.collective_timeout_s)])
         seed_everything(config.seed)
         if self.accelerator.is_main_process:  # one run per output_dir: a save prunes the folder's checkpoints
             check_report_to(config.report_to)  # a missing extra fails now, not after the model has loaded
@@ -173,7 +178,10 @@ class GRPOTrainer:
         """Run until ``max_steps``, or until ``stop(trainer)`` is true (asked before each step, e.g.
         :class:`RolloutBudget`; it must give the same answer on every process). After each step, once it is
         logged and checkpointed, every callback's ``on_step_end(trainer, metrics)`` runs (evaluation
-        curves, custom logging). Returns the last step's metrics (empty when nothing was left to do)."""
+        curves, custom logging). Returns the last step's metrics (empty when nothing was left to do).
+
+        SIGTERM (preemption) stops the run after the step in progress, on every process at the same step, with
+        a checkpoint; :attr:`stopped_by_signal` then names the signal (None after a run that went to its end)."""
         from mmdps.logging_utils import (
             MetricsLogger,
             ProgressBar,
@@ -197,6 +205,9 @@ class GRPOTrainer:
         metrics_logger.truncate_after(self.step)  # lines past the checkpoint belong to the interrupted run
         bar = ProgressBar(config.max_steps, start=self.step, enabled=main and config.progress_bar)
         last: dict[str, Any] = {}
+        self.stopped_by_signal = None
+        stop_signal = StopOnSignal()
+        stop_signal.install()
         try:
             while self.step < config.max_steps and not (stop is not None and stop(self)):
                 self.step += 1
@@ -212,20 +223,33 @@ class GRPOTrainer:
                     self.save_checkpoint()
                 for callback in callbacks:
                     callback.on_step_end(self, last)
-            if config.save_final and self.step > 0:
+                if self.step < config.max_steps and self._stop_requested(stop_signal):
+                    self.stopped_by_signal = stop_signal.signal_name or "SIGTERM"  # or it reached another rank
+                    break
+            if (config.save_final or self.stopped_by_signal) and self.step > 0:
                 from mmdps.checkpoint import find_latest_checkpoint
 
                 latest = find_latest_checkpoint(self.output_dir)
                 if latest is None or not latest.name.endswith(f"{self.step:06d}"):
                     self.save_checkpoint()
         finally:
+            stop_signal.uninstall()
             bar.close()
             metrics_logger.close()
+        if self.stopped_by_signal and main:
+            logger.warning("stopped by %s at step %d of %d with a checkpoint; run again with resume=auto to go on",
+                           self.stopped_by_signal, self.step, config.max_steps)
         if main and self.step > 0:  # how well the selector predicted: <output_dir>/selection.png (DPS, MoPPS)
             from mmdps.selection_plot import plot_selection
 
             plot_selection(self.output_dir)
         return last
+
+    def _stop_requested(self, stop_signal: StopOnSignal) -> bool:
+        """Whether any process received a stop signal: all of them must stop after the same step, or the ones
+        going on would wait forever in the next step's collectives."""
+        return any_rank(stop_signal.requested, self.config.collective_timeout_s,
+                        f"step {self.step}: agreeing whether to stop", device=self.accelerator.device)
 
     def train_step(self) -> dict[str, Any]:
         """One full GRPO step at ``self.step`` (already incremented); returns its metrics."""
@@ -259,19 +283,22 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Evaluate on ``eval_items`` with :func:`mmdps.eval.evaluate_items` (main process); ``eval/*`` metrics."""
+        """Evaluate on ``eval_items`` with :func:`mmdps.eval.evaluate_items`; ``eval/*`` metrics on the main
+        process. Every process samples its share of the batches (the same completions as one process would),
+        and the report is computed from all of them."""
         from mmdps.eval import evaluate_items, flat_metrics
 
         config = self.config
-        metrics: dict[str, float] = {}
-        if self.accelerator.is_main_process:
-            sampling = SamplingParams(max_new_tokens=config.eval_max_new_tokens or config.max_new_tokens,
-                                      temperature=config.eval_temperature, top_p=config.eval_top_p, seed=config.seed)
-            result = evaluate_items(self.engine, self.eval_items, n=config.eval_num_samples, sampling=sampling,
-                                    progress=False)
-            metrics = flat_metrics(result.report, with_groups=False)
-        self.accelerator.wait_for_everyone()
-        return metrics
+        sampling = SamplingParams(max_new_tokens=config.eval_max_new_tokens or config.max_new_tokens,
+                                  temperature=config.eval_temperature, top_p=config.eval_top_p, seed=config.seed)
+
+        def gather(part):
+            return gather_with_timeout(part, config.collective_timeout_s, f"step {self.step}: gathering the evaluation")
+
+        result = evaluate_items(self.engine, self.eval_items, n=config.eval_num_samples, sampling=sampling,
+                                progress=False, shard=(self.accelerator.process_index, self.accelerator.num_processes),
+                                gather=gather)
+        return flat_metrics(result.report, with_groups=False) if self.accelerator.is_main_process else {}
 
     # ------------------------------------------------------------------ checkpoints
     def _trainer_state(self) -> dict[str, Any]:

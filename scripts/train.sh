@@ -6,15 +6,18 @@
 #
 # Environment: ACCELERATE_CONFIG (default configs/accelerate/ddp.yaml; fsdp.yaml and
 # deepspeed_zero2.yaml are the alternatives), NUM_PROCESSES (default: number of GPUs).
+#
+# Runs from the current directory, as `mmdps train` does: relative paths (output_dir, data, a model folder, in
+# the config or as key=value) are read from where you call it; only the shipped configs are found in the checkout.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
 DOMAIN="${1:?usage: scripts/train.sh DOMAIN [SELECTOR] [key=value ...]}"
 shift
 SELECTOR="${1:-dps}"
 [[ $# -gt 0 ]] && shift
-CONFIG="configs/${DOMAIN}_${SELECTOR}.yaml"
+CONFIG="$REPO/configs/${DOMAIN}_${SELECTOR}.yaml"
 [[ -f "$CONFIG" ]] || { echo "no config $CONFIG (domains: math, countdown, geometry; selectors: uniform, ds, mopps, dps)" >&2; exit 2; }
-ACCELERATE_CONFIG="${ACCELERATE_CONFIG:-configs/accelerate/ddp.yaml}"
+ACCELERATE_CONFIG="${ACCELERATE_CONFIG:-$REPO/configs/accelerate/ddp.yaml}"
 NUM_PROCESSES="${NUM_PROCESSES:-$( (nvidia-smi -L 2>/dev/null || true) | wc -l)}"
 [[ "$NUM_PROCESSES" -ge 1 ]] || { echo "no GPU found; set NUM_PROCESSES or run 'mmdps train' directly" >&2; exit 2; }
 exec accelerate launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_PROCESSES" \

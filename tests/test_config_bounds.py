@@ -27,17 +27,17 @@ RESUMABLE_BEFORE = frozenset({
     "save_total_limit", "save_final", "resume", "eval_steps", "eval_num_samples", "eval_temperature", "eval_top_p",
     "eval_max_new_tokens", "eval_source", "eval_split", "eval_limit", "eval_options", "max_consecutive_nan",
 })
-
-
-# Added since: check_ground_truth (a pre-flight check, nothing in the trained state depends on it).
-RESUMABLE_BEFORE = RESUMABLE_BEFORE | {"check_ground_truth"}
+# Resumable settings added since, each deliberately: check_ground_truth is a start-up check; collective_timeout_s
+# bounds waiting, not the restored state (a run that timed out is resumed with a larger one).
+RESUMABLE_ADDED = frozenset({"check_ground_truth", "collective_timeout_s"})
 
 
 def test_resumable_changes_come_from_the_field_metadata_and_are_the_same_49_settings():
-    assert resumable_fields() == RESUMABLE_BEFORE and len(RESUMABLE_BEFORE) == 50
-    assert checkpoint.RESUMABLE_CHANGES == RESUMABLE_BEFORE  # the compatibility name, derived
+    assert len(RESUMABLE_BEFORE) == 49 and not RESUMABLE_BEFORE & RESUMABLE_ADDED
+    assert resumable_fields() == RESUMABLE_BEFORE | RESUMABLE_ADDED
+    assert checkpoint.RESUMABLE_CHANGES == RESUMABLE_BEFORE | RESUMABLE_ADDED  # the compatibility name, derived
     flagged = {f.name for f in dataclasses.fields(GRPOConfig) if f.metadata.get("resumable") is True}
-    assert flagged == RESUMABLE_BEFORE
+    assert flagged == RESUMABLE_BEFORE | RESUMABLE_ADDED
 
 
 # (field, accepted values at the edge, refused values just past it, the refusal's wording)
@@ -59,6 +59,7 @@ EDGES = [
     *[(name, [1e-12, 3.0], [0.0, -1e-12], "> 0")
       for name in ("learning_rate", "max_grad_norm", "rollout_correction_cap")],
     *[(name, [1e-9, 1.0], [0.0, -0.1, 1.0000001], r"in \(0, 1\]") for name in ("top_p", "eval_top_p")],
+    ("collective_timeout_s", [1, 1.5, 1800.0], [0.999, 0, -1, True, None], ">= 1"),
     *[(name, [0.0, 0, MIN_TEMPERATURE, 0.6, 2.0], [1e-45, 1e-9, 0.00999, -1e-9, -1.0, None], r"0 or >= 0\.01")
       for name in ("temperature", "eval_temperature")],
 ]

@@ -53,3 +53,41 @@ def test_eval_scripts_name_a_checkpoint_report_after_its_run_and_step(tmp_path, 
     first_call = log.read_text().splitlines()[0]
     assert f"--model {model} " in first_call
     assert f"--output {report_root}/geometry_dps-checkpoint-000120" in first_call
+
+
+@pytest.mark.parametrize("script, args", [("train.sh", ["countdown", "ds"]), ("train_countdown.sh", ["ds"])])
+def test_train_scripts_run_from_the_callers_directory_and_find_their_configs_in_the_checkout(tmp_path, script, args):
+    # a stand-in `accelerate` that records where it runs and its arguments
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    fake = bin_dir / "accelerate"
+    fake.write_text(f'#!/usr/bin/env bash\npwd > {log}\necho "$*" >> {log}\n')
+    fake.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", NUM_PROCESSES="2")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / script), *args, "output_dir=outputs/try",
+                           "train_source=data/countdown/train.jsonl"], cwd=work, env=env, capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    cwd, call = log.read_text().splitlines()
+    assert Path(cwd) == work  # relative output_dir / data resolve where the user called the script
+    assert call == (f"launch --config_file {REPO}/configs/accelerate/ddp.yaml --num_processes 2 -m mmdps train "
+                    f"--config {REPO}/configs/countdown_ds.yaml output_dir=outputs/try "
+                    "train_source=data/countdown/train.jsonl")
+
+
+def test_train_script_reads_a_relative_accelerate_config_from_the_callers_directory(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    (bin_dir / "accelerate").write_text(f'#!/usr/bin/env bash\necho "$*" > {log}\n')
+    (bin_dir / "accelerate").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", NUM_PROCESSES="1",
+               ACCELERATE_CONFIG="my/fsdp.yaml")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "train.sh"), "math"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().startswith(f"launch --config_file my/fsdp.yaml --num_processes 1 -m mmdps train "
+                                      f"--config {REPO}/configs/math_dps.yaml")

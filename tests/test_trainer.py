@@ -21,6 +21,7 @@ from mmdps import cli, tasks, verifiers
 from mmdps.config import GRPOConfig
 from mmdps.logging_utils import read_metrics
 from mmdps.trainer import GRPOTrainer, RolloutBudget, TrainingDivergedError
+from resume_harness import assert_same_metrics, crash_then_resume
 from tiny_models import build, text_item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,10 +157,6 @@ def test_dynamic_sampling_counts_every_refill(tmp_path, text_model):
     assert trainer.selector.diagnostics()["rollouts_spent"] == total
 
 
-class _Crash(RuntimeError):
-    pass
-
-
 def test_resume_after_crash_continues_like_the_uninterrupted_run(tmp_path, text_model, monkeypatch):
     # candidate_ratio 1.5: 3 candidates per step from 6 prompts, so the candidate pass restarts across the
     # checkpoint and a resumed run must continue the same shuffled order.
@@ -170,19 +167,8 @@ def test_resume_after_crash_continues_like_the_uninterrupted_run(tmp_path, text_
     full.train()
 
     crashed_dir = tmp_path / "b"
-    real_step = GRPOTrainer.train_step
-
-    def crash_at_step_3(self):
-        if self.step == 3:
-            raise _Crash("killed after the step-2 checkpoint")
-        return real_step(self)
-
-    monkeypatch.setattr(GRPOTrainer, "train_step", crash_at_step_3)
-    with pytest.raises(_Crash):
-        GRPOTrainer(make_config(crashed_dir, text_model, **settings), items=items).train()
-    monkeypatch.setattr(GRPOTrainer, "train_step", real_step)
-
-    resumed = GRPOTrainer(make_config(crashed_dir, text_model, **settings), items=items)
+    resumed = crash_then_resume(monkeypatch, lambda: GRPOTrainer(make_config(crashed_dir, text_model, **settings),
+                                                                 items=items), crash_at=3)
     assert resumed.step == 2 and resumed.resume_from.name == "checkpoint-000002"
     resumed.train()
     assert resumed.step == 4
@@ -193,11 +179,8 @@ def test_resume_after_crash_continues_like_the_uninterrupted_run(tmp_path, text_
         else:
             assert got[key] == value, key
     np.testing.assert_array_equal(resumed.selector.select(2), full.selector.select(2))
-    a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(crashed_dir / "run")
-    assert [r["step"] for r in b] == [1, 2, 3, 4]
-    for ra, rb in zip(a, b, strict=True):
-        assert (ra["tokens_generated"], ra["reward_mean"], ra["rollouts_total"]) == \
-            (rb["tokens_generated"], rb["reward_mean"], rb["rollouts_total"])
+    assert [r["step"] for r in read_metrics(crashed_dir / "run")] == [1, 2, 3, 4]
+    assert_same_metrics(read_metrics(tmp_path / "a" / "run"), read_metrics(crashed_dir / "run"))
 
 
 def test_resume_onto_other_data_is_refused(tmp_path, text_model):

@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         metrics = trainer.train()
     except (TrainingDivergedError, CheckpointSaveError) as exc:  # a full disk: one line, not a traceback
         return _fail(exc, code=1)
+    if trainer.stopped_by_signal:  # preemption is an orderly stop: exit 0, and the next launch resumes
+        print(f"stopped by {trainer.stopped_by_signal} at step {trainer.step} of {config.max_steps}; checkpoint in "
+              f"{config.output_dir}/checkpoints; run the same command again (resume=auto) to continue", flush=True)
+        return 0
     if metrics:
         print(f"done: step {config.max_steps}, reward {metrics.get('reward_mean', float('nan')):.3f}, "
               f"acc {metrics.get('acc_mean', float('nan')):.3f}, rollouts {metrics.get('rollouts_total', 0)}; "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,8 @@ class EvalResult:
 
 def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
                    sampling: SamplingParams | None = None, ks: Sequence[int] | None = None, batch_size: int = 8,
-                   progress: bool = True, config: Mapping[str, Any] | None = None) -> EvalResult:
+                   progress: bool = True, config: Mapping[str, Any] | None = None, shard: tuple[int, int] | None = None,
+                   gather: Callable[[Any], list[Any]] | None = None) -> EvalResult:
     """Sample ``n`` completions per item with ``engine``, score them with each item's verifier and
     aggregate the metrics.
 
@@ -66,6 +67,12 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
         batch_size: prompts per ``engine.generate`` call (each call makes ``batch_size * n`` samples).
         progress: show a progress bar over samples.
         config: free-form settings (model path, task, data, ...) copied into ``report["config"]``.
+        shard: ``(rank, world)`` to split the work over ``world`` processes: this one samples the batches
+            ``rank, rank + world, ...`` only. Batches and their seeds are those of a one-process run, so the
+            completions do not depend on ``world`` (with more processes than batches some have none).
+        gather: with ``world > 1``, ``gather(part) -> [part of rank 0, part of rank 1, ...]`` run on every
+            process (e.g. :func:`mmdps.training.collectives.gather_with_timeout`); each process then returns
+            the result over all items.
 
     Completions are scored by :func:`mmdps.verifiers.score_completion`; one counts as correct by
     :attr:`~mmdps.verifiers.Verdict.correct`, and as a format error when its ``format`` is < 1.
@@ -76,6 +83,7 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
         raise ValueError(f"evaluate_items: n must be >= 1, got {n}")
     if batch_size < 1:
         raise ValueError(f"evaluate_items: batch_size must be >= 1, got {batch_size}")
+    rank, world = _check_shard(shard, gather)
     sampling = sampling or SamplingParams(max_new_tokens=1024, temperature=0.6, top_p=1.0)
     ks = sorted(set(int(k) for k in ks)) if ks else default_ks(n)
     if ks[0] < 1 or ks[-1] > n:
@@ -94,40 +102,60 @@ def evaluate_items(engine: RolloutEngine, items: Sequence[Item], *, n: int = 16,
     # Resolve every verifier before generating, so an unknown name fails in seconds, not after sampling.
     for name in {item.verifier for item in items}:
         verifiers.get(name)
-    samples: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    generation_seconds = scoring_seconds = 0.0
-    verifier_errors = 0
     verifier_base.new_run()  # the first verifier error of this evaluation is logged as a warning
     started = time.perf_counter()
-    bar = ProgressBar(len(items) * n, enabled=progress, label="eval")
+    starts = list(range(0, len(items), batch_size))[rank::world]
+    local: dict[str, Any] = {"batches": [], "generation_seconds": 0.0, "scoring_seconds": 0.0, "verifier_errors": 0}
+    done: list[int] = []
+    bar = ProgressBar(sum(len(items[start:start + batch_size]) for start in starts) * n, enabled=progress, label="eval")
     try:
-        for start in range(0, len(items), batch_size):
+        for start in starts:
             batch = list(items[start:start + batch_size])
+            # the seed depends on the batch's place in the whole list only, not on who samples it
             batch_sampling = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + start)
             scored = rollout_and_score(engine, batch, n, batch_sampling)
-            generation_seconds += scored.generate_seconds
-            scoring_seconds += scored.score_seconds
-            verifier_errors += scored.verifier_errors
-            for group in scored.groups:
-                problems.append(_problem_record(group, samples))
-            done = np.array([p["num_correct"] for p in problems])
-            bar.update(len(problems) * n, f"mean@n {done.mean() / n:.3f}")
+            local["generation_seconds"] += scored.generate_seconds
+            local["scoring_seconds"] += scored.score_seconds
+            local["verifier_errors"] += scored.verifier_errors
+            batch_samples: list[dict[str, Any]] = []
+            batch_problems = [_problem_record(group, batch_samples) for group in scored.groups]
+            local["batches"].append((start, batch_problems, batch_samples))
+            done.extend(p["num_correct"] for p in batch_problems)
+            bar.update(len(done) * n, f"mean@n {np.mean(done) / n:.3f}")
     finally:
         bar.close()
-    total_seconds = time.perf_counter() - started
+    local["seconds"] = time.perf_counter() - started
+    parts = gather(local) if gather is not None and world > 1 else [local]
+    batches = sorted((batch for part in parts for batch in part["batches"]), key=lambda batch: batch[0])
+    problems = [problem for _, batch_problems, _ in batches for problem in batch_problems]
+    samples = [sample for _, _, batch_samples in batches for sample in batch_samples]
+    total_seconds = max(part["seconds"] for part in parts)
+    generation_seconds = sum(part["generation_seconds"] for part in parts)  # summed over processes
     report = _build_report(problems, samples, n=n, ks=ks, sampling=sampling, config=config)
     # Verifier calls that raised (each scored 0): a steady count means a verifier bug, not a bad model.
-    report["verifier_errors"] = verifier_errors
+    report["verifier_errors"] = sum(part["verifier_errors"] for part in parts)
     tokens = report["tokens_generated"]
     report["timing"] = {
         "total_seconds": total_seconds,
         "generation_seconds": generation_seconds,
-        "scoring_seconds": scoring_seconds,
+        "scoring_seconds": sum(part["scoring_seconds"] for part in parts),
+        "processes": world,
         "samples_per_second": len(samples) / total_seconds if total_seconds > 0 else float("nan"),
         "tokens_per_second": tokens / generation_seconds if generation_seconds > 0 else float("nan"),
     }
     return EvalResult(report=report, samples=samples, problems=problems)
+
+
+def _check_shard(shard: tuple[int, int] | None, gather: Callable[[Any], list[Any]] | None) -> tuple[int, int]:
+    if shard is None:
+        return 0, 1
+    rank, world = (int(value) for value in shard)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"evaluate_items: shard=(rank, world) needs 0 <= rank < world, got {shard}")
+    if world > 1 and gather is None:
+        raise ValueError(f"evaluate_items: shard={shard} splits the items over {world} processes, so it needs "
+                         "gather= to collect their results (e.g. mmdps.training.collectives.gather_with_timeout)")
+    return rank, world
 
 
 def _problem_record(group: Group, samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def collect_groups(config: GRPOConfig, step: int, selector, engine: RolloutEngin
 def _generate_and_verify(config: GRPOConfig, step: int, round_index: int, ids: np.ndarray, engine: RolloutEngine,
                          items: Sequence[Item], accelerator, stats: RolloutStats) -> list[Group]:
     """Roll out this process's share of ``ids`` and return every process's groups, in ``ids`` order."""
-    from accelerate.utils import gather_object
+    from mmdps.training.collectives import gather_with_timeout
 
     rank, world = accelerator.process_index, accelerator.num_processes
     local_ids = [int(i) for i in ids[rank::world]]
@@ -76,7 +76,8 @@ def _generate_and_verify(config: GRPOConfig, step: int, round_index: int, ids: n
     if world > 1:
         for group in local:
             group.item = None  # every process holds the items: send only the rollouts
-        everyone = gather_object([(local, errors)])
+        everyone = gather_with_timeout((local, errors), config.collective_timeout_s,
+                                       f"step {step}: gathering the rollouts")
     else:
         everyone = [(local, errors)]
     stats.verifier_errors += sum(part_errors for _, (part_errors, _) in everyone)

@@ -17,6 +17,7 @@ from mmdps.config import GRPOConfig
 from mmdps.rl import ObjectiveSettings
 from mmdps.rollout.base import Completion
 from mmdps.rollout.scoring import Group
+from mmdps.training.collectives import reduce_with_timeout
 from mmdps.training.metrics import UpdateStats
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class PolicyUpdate:
             count = (mask > 0).any(dim=1).sum().float()
         count = (count + dropped_count).to(accelerator.device)
         if accelerator.num_processes > 1:
-            count = accelerator.reduce(count, reduction="sum")
+            count = reduce_with_timeout(count, self.config.collective_timeout_s, "the loss normaliser")
         return count.clamp(min=1.0)
 
     def _update(self, batch, advantages: torch.Tensor, mask: torch.Tensor, old_logprobs: torch.Tensor | None,
@@ -226,7 +227,8 @@ class PolicyUpdate:
                 accelerator.backward(loss * world)
             stats.add_micro(loss, loss_stats, rollout_stats, tokens=float(micro_mask.sum()))
         if world > 1:
-            flag = accelerator.reduce(torch.tensor(float(nonfinite), device=device), reduction="sum")
+            flag = reduce_with_timeout(torch.tensor(float(nonfinite), device=device), config.collective_timeout_s,
+                                       f"step {step}: agreeing whether the loss is finite")
             nonfinite = bool(flag > 0)
         grad_norm, skipped = self._guarded_step(nonfinite, step)
         return stats.result(grad_norm, skipped=skipped)
