@@ -3,7 +3,7 @@
     mmdps tasks list
     mmdps tasks show countdown --split cd34 --n 3
     mmdps tasks show math --source data/math/test/math500.json --n 2
-    mmdps tasks show geometry --source data/geometry3k_sample --option show_choices=true
+    mmdps tasks show geometry --source data/geometry3k --split test --n 2   # after `mmdps data prepare geometry3k`
 """
 
 from __future__ import annotations
