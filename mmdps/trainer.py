@@ -121,6 +121,7 @@ class GRPOTrainer:
         self.processor, self.is_vl = load_policy_processor(self.model_path)
         self.tokenizer = get_tokenizer(self.processor)
         encoder = builders.build_encoder(config, self.processor)
+        self.reward = builders.reward_verifier(config)  # the config's own reward function, when it names one
         self.items = self._prepare_items(items if items is not None else builders.training_items(config),
                                          encoder, "training set")
         builders.check_pool(self.items, config.batch_size)
@@ -148,12 +149,12 @@ class GRPOTrainer:
     def _prepare_items(self, items: Sequence[Item], encoder, what: str) -> list[Item]:
         """Checked (ids, verifiers, images, modality), rewarded as configured, measured against
         ``max_prompt_length``, and their ground truths scored by the run's reward."""
-        items = builders.apply_reward_function(self.config, list(items))
+        items = list(items)
         builders.check_items(items, what)
         builders.check_modality(items, self.is_vl, self.config.model_name_or_path)
         items = builders.fit_prompts(items, encoder, self.config, what)
-        builders.check_ground_truth(self.config, items, what)
-        return items
+        builders.check_ground_truth(self.config, items, what, self.reward)
+        return builders.use_reward(items, self.reward)
 
     @property
     def unwrapped_model(self):

@@ -3,6 +3,7 @@ checkpoints, diverging runs, changed settings on resume, prompts too long for th
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -206,3 +207,27 @@ def test_cli_output_dir_that_is_a_file_is_one_line(tmp_path, text_model, capsys)
     err = capsys.readouterr().err
     assert err == f"mmdps train: error: output_dir={tmp_path / 'taken'} is a file, not a folder; choose another " \
                   "output_dir or move the file away\n"
+
+
+def test_a_reward_function_that_does_not_read_the_asked_answer_form_stops_before_the_model(tmp_path, monkeypatch):
+    """The ground-truth self-check scores the rows' own answers, written as the prompt asks (\\boxed{} for
+    math), with the configured reward_function: a reward reading another form is refused before any model
+    loads, naming examples; a reward that reads it trains."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(4)))
+    (tmp_path / "reward.py").write_text(
+        "def ends_with(completion, ground_truth, **metadata):\n"
+        "    return float(completion.strip().endswith(str(ground_truth)))\n"
+        "def boxed(completion, ground_truth, **metadata):\n"
+        "    return float('\\\\boxed{%s}' % ground_truth in completion)\n")
+    monkeypatch.setattr(builders, "build_policy", lambda *args, **kwargs: pytest.fail("the model was built"))
+    config = GRPOConfig(model_name_or_path="tiny:qwen2", task="math", train_source=str(rows),
+                        reward_function=f"{tmp_path / 'reward.py'}:ends_with", output_dir=str(tmp_path / "run"),
+                        batch_size=2, num_generations=2, max_new_tokens=8, progress_bar=False)
+    with pytest.raises(ValueError, match=r"(?s)4 of 4 sampled items are not rewarded as correct.*ground truth '1'"):
+        GRPOTrainer(config)
+    ok = dataclasses.replace(config, reward_function=f"{tmp_path / 'reward.py'}:boxed",
+                             output_dir=str(tmp_path / "run2"))
+    with pytest.raises(pytest.fail.Exception, match="the model was built"):  # past the check, at the model
+        GRPOTrainer(ok)

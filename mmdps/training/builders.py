@@ -80,26 +80,37 @@ def eval_items(config: GRPOConfig) -> list[Item]:
     return load_items(config, config.eval_source, config.eval_split, config.eval_limit, config.eval_options)
 
 
-def apply_reward_function(config: GRPOConfig, items: list[Item]) -> list[Item]:
-    """Point every item at the config's own reward (``reward_function``), when one is set."""
+def reward_verifier(config: GRPOConfig) -> str | None:
+    """The verifier name of the config's own reward (``reward_function``), registered now; None without one."""
     if config.reward_function is None:
+        return None
+    from mmdps.verifiers.custom import register_reward_functions
+
+    return register_reward_functions(config.reward_function, config.reward_weights, config.success_threshold)
+
+
+def use_reward(items: list[Item], verifier: str | None) -> list[Item]:
+    """The items scored by ``verifier`` instead of their task's own (unchanged when None)."""
+    if verifier is None:
         return items
     import dataclasses
 
-    from mmdps.verifiers.custom import register_reward_functions
-
-    name = register_reward_functions(config.reward_function, config.reward_weights, config.success_threshold)
-    return [dataclasses.replace(item, verifier=name) for item in items]
+    return [dataclasses.replace(item, verifier=verifier) for item in items]
 
 
-def check_ground_truth(config: GRPOConfig, items: Sequence[Item], what: str) -> None:
-    """Score a sample of the items' own ground truths with the run's reward and refuse to start when many
-    fail (a wrong column mapping shows in seconds, not as a run that never learns)."""
+def check_ground_truth(config: GRPOConfig, items: Sequence[Item], what: str, reward: str | None = None) -> None:
+    """Score a sample of the items' own ground truths, written as the task asks for answers, with the run's
+    reward (``reward``: the config's own, else each item's verifier) and refuse to start when many fail: a
+    wrong column mapping, or a reward that does not read the answers the prompt asks for, shows in seconds."""
     if not config.check_ground_truth:
         return
     from mmdps.data.sanity import check_reward_on_ground_truth
+    from mmdps.verifiers import score_completion
 
-    result = check_reward_on_ground_truth(items, task_pack(config), seed=config.seed)
+    def score(item: Item, completion: str):
+        return score_completion(use_reward([item], reward)[0], completion)
+
+    result = check_reward_on_ground_truth(items, task_pack(config), score_fn=score, seed=config.seed)
     logger.info("%s: %s", what, result.summary())
 
 
