@@ -12,7 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
+from mmdps.selection.allocation import beta_signal_table
+from mmdps.selection.base import Rewards, Selector, reward_sizes
 
 STRATEGIES = ("topk", "threshold")
 
@@ -86,8 +87,8 @@ class MoPPSSelector(Selector):
         gap = np.maximum(np.maximum(self.lower - draws, draws - self.upper), 0.0)
         return candidates[self._top_with_random_ties(-gap, batch_size)]
 
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
-        k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
+        k = reward_sizes(rewards, self.rollouts_per_prompt)  # one per group when the groups differ in size
         a, b = self.alpha[ids], self.beta[ids]
         self._last_abs_error = float(np.mean(np.abs(a / (a + b) - rates))) if ids.size else float("nan")
         self.alpha[ids] = self.decay * a + (1.0 - self.decay) * self.prior_alpha + rates * k
@@ -97,3 +98,16 @@ class MoPPSSelector(Selector):
         out = super().diagnostics()
         out["posterior_mean_abs_error"] = self._last_abs_error
         return out
+
+    predicts_signal: ClassVar[bool] = True
+
+    def predict(self, ids: np.ndarray) -> np.ndarray:
+        """The posterior mean success rate alpha / (alpha + beta) of ``ids``."""
+        ids = self._check_ids(ids, "ids")
+        return self.alpha[ids] / (self.alpha[ids] + self.beta[ids])
+
+    def signal_probability(self, ids: np.ndarray, k_max: int) -> np.ndarray:
+        """P(k rollouts are not all equal) under the Beta posterior predictive, k = 0..k_max
+        (:func:`~mmdps.selection.allocation.beta_signal_table`)."""
+        ids = self._check_ids(ids, "ids")
+        return beta_signal_table(self.alpha[ids], self.beta[ids], k_max)
