@@ -380,3 +380,83 @@ def test_a_step_with_only_zero_advantage_groups_still_steps_the_optimizer(tmp_pa
     assert len(grads) == 1 and all(float(g.abs().sum()) == 0 for g in grads[0])
     after = dict(trainer.unwrapped_model.named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before)  # weight decay moved the weights
+
+
+# ---------------------------------------------------------------------- rollouts per prompt (allocation)
+def _ragged_expected_advantages(groups: list[np.ndarray], eps: float = 1e-6) -> np.ndarray:
+    """GRPO by hand for groups of any size: (r - mean) / (unbiased std + eps), 0 for constant groups."""
+    return np.concatenate([np.zeros_like(g) if np.ptp(g) == 0 else (g - g.mean()) / (g.std(ddof=1) + eps)
+                           for g in groups])
+
+
+def _allocated_run(tmp_path, byte_model, mode: str, **overrides):
+    trainer = _trainer(tmp_path, byte_model, items=_items(6, solved=2), max_steps=2, rollout_allocation=mode,
+                       **overrides)
+    seen: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]] = []
+    real_update = trainer.selector.update
+
+    def update(ids, rates, rewards=None):
+        seen.append((np.array(ids), np.array(rates), [np.array(r) for r in rewards]))
+        return real_update(ids, rates, rewards=rewards)
+
+    trainer.selector.update = update
+    calls = _capture_updates(trainer)
+    trainer.train()
+    return trainer, seen, calls, read_metrics(tmp_path / "run")
+
+
+def _check_step_sees_the_group_sizes(trainer, seen, calls, records, *, at_most: bool) -> None:
+    """Per step: the engine produced every group's rollouts, the accounting counts each once, and the loss got
+    one row per rollout with the hand-computed GRPO advantages of groups of those sizes."""
+    budget = 3 * K
+    assert len(seen) == len(calls) == len(records) == 2
+    rollouts_total = tokens_total = 0
+    for (ids, rates, rewards), call, record in zip(seen, calls, records, strict=True):
+        sizes = np.array([r.size for r in rewards])
+        assert sizes.min() >= 2 and (sizes.sum() <= budget if at_most else sizes.sum() == budget)
+        np.testing.assert_allclose(rates, [float(np.mean(r >= 1.0)) for r in rewards])
+        assert record["rollouts"] == sizes.sum() and record["prompts_generated"] == ids.size
+        assert record["allocation/distinct_prompts"] == ids.size == record["prompts_selected"]
+        assert record["allocation/k_mean"] == pytest.approx(sizes.mean())
+        assert record["allocation/k_max"] == sizes.max()
+        informative = np.array([np.ptp(r) > 0 for r in rewards])
+        assert record["allocation/informative_rollout_share"] == pytest.approx(sizes[informative].sum() / sizes.sum())
+        assert len(call["batch"]) == sizes.sum()  # one loss row per rollout, every group at its own size
+        np.testing.assert_allclose(call["advantages"].numpy(), _ragged_expected_advantages(rewards), rtol=1e-5,
+                                   atol=1e-6)
+        assert record["tokens_generated"] == int(call["mask"].sum())  # every completion token, once
+        rollouts_total += int(sizes.sum())
+        tokens_total += record["tokens_generated"]
+        assert record["rollouts_total"] == rollouts_total and record["tokens_total"] == tokens_total
+    assert trainer.rollouts_total == rollouts_total
+
+
+def test_predicted_allocation_splits_the_step_budget_by_the_dps_prediction(tmp_path, byte_model):
+    trainer, seen, calls, records = _allocated_run(tmp_path, byte_model, "predicted", selector="dps",
+                                                   allocation_kwargs={"k_max": 6})
+    _check_step_sees_the_group_sizes(trainer, seen, calls, records, at_most=False)
+    # the engine was asked for each size once, for exactly the prompts allocated that size (rollout_and_score)
+    first_ids, _, first_rewards = seen[0]
+    wanted = {int(i): r.size for i, r in zip(first_ids, first_rewards, strict=True)}
+    first_calls = trainer.engine.calls[:len(set(wanted.values()))]
+    asked = {trainer.items.index(item): len(row) for items, _, out in first_calls
+             for item, row in zip(items, out, strict=True)}
+    assert asked == wanted and len({len(out[0]) for _, _, out in first_calls}) == len(first_calls)
+    assert records[0]["allocation/k0_share"] == pytest.approx(1 - first_ids.size / 6)  # 6 candidates (K / k_min)
+
+
+def test_until_signal_samples_in_rounds_until_the_rewards_differ(tmp_path, byte_model):
+    trainer, seen, calls, records = _allocated_run(tmp_path, byte_model, "until_signal", selector="dps",
+                                                   allocation_kwargs={"round_k": 2, "k_max": 6})
+    _check_step_sees_the_group_sizes(trainer, seen, calls, records, at_most=True)
+    for (_, _, rewards), record in zip(seen, records, strict=True):
+        sizes = np.array([r.size for r in rewards])
+        assert record["rollout_rounds"] == record["allocation/rounds"] >= 1
+        for r in rewards:  # a group stops at the first round with signal, at k_max, or when the budget ends
+            first_signal = next((n for n in range(2, r.size + 1, 2) if np.ptp(r[:n]) > 0), None)
+            if first_signal is not None:
+                assert r.size == first_signal
+            else:
+                assert r.size == 6 or sizes.sum() > 3 * K - 2
+    # the first step's degenerate groups were all sampled again: the scripted engine got k=2 calls per round
+    assert all(len(out[0]) == 2 for _, _, out in trainer.engine.calls)

@@ -231,20 +231,21 @@ def signal_table(selector, ids: np.ndarray, settings: AllocationSettings) -> np.
     return table
 
 
-def predicted_plan(selector, batch_size: int, settings: AllocationSettings) -> tuple[np.ndarray, np.ndarray]:
-    """``predicted``: (ids, sizes) for one step, every size >= k_min, summing to ``batch_size * k``. A selector
-    without a prediction (``signal_probability`` None) gets the fixed rule: B prompts, k rollouts each."""
+def predicted_plan(selector, batch_size: int, settings: AllocationSettings) -> tuple[np.ndarray, np.ndarray, int]:
+    """``predicted``: (ids, sizes, candidates) for one step: every size in [k_min, k_max], summing to
+    ``batch_size * k``, over ``candidates`` prompts the selector chose (those left at 0 are dropped). A selector
+    without a prediction (``predicts_signal`` False) gets the fixed rule: B prompts, k rollouts each."""
     if not getattr(selector, "predicts_signal", False):
         ids = np.asarray(selector.select(batch_size), dtype=np.int64)
-        return ids, np.full(ids.size, settings.k, dtype=np.int64)
+        return ids, np.full(ids.size, settings.k, dtype=np.int64), ids.size
     ids = np.asarray(selector.select(settings.num_candidates(batch_size, selector.num_prompts)), dtype=np.int64)
     table = signal_table(selector, ids, settings)
     if table is None:
-        return ids[:batch_size], np.full(min(batch_size, ids.size), settings.k, dtype=np.int64)
+        raise ValueError(f"{type(selector).__name__} says it predicts signal but signal_probability gave None")
     sizes = allocate(value_table(table, settings.objective), settings.budget(batch_size), settings.k_min,
                      settings.k_max)
     keep = sizes > 0
-    return ids[keep], sizes[keep]
+    return ids[keep], sizes[keep], ids.size
 
 
 def allocation_metrics(sizes: np.ndarray, candidates: int, signal: np.ndarray, rounds: int) -> dict[str, float]:

@@ -307,7 +307,8 @@ class DPSSelector(Selector):
         soft = self._soft_rows(states, rewards)
         if soft is not None:  # all-wrong / all-right groups smaller than reference_k: weak evidence
             soft_slots = slots[soft]
-            soft_xi = self._soft_counts(soft_slots, states[soft], reward_sizes(rewards, 0)[soft])
+            sizes = np.broadcast_to(reward_sizes(rewards, self._reference_k), states.shape)
+            soft_xi = self._soft_counts(soft_slots, states[soft], sizes[soft])
             slots, states = slots[~soft], states[~soft]
         n = slots.size
         cols = np.arange(n)
