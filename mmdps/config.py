@@ -46,10 +46,10 @@ def field_choices() -> dict[str, tuple[str, ...]]:
         ROLLOUT_CORRECTION_LEVELS,
     )
     from mmdps.rollout import ENGINES
-
     from mmdps.selection.allocation import MODES as ALLOCATION_MODES
 
-    return {"rollout_allocation": ALLOCATION_MODES, "dtype": DTYPES, "engine": ENGINES, "loss_agg_mode": LOSS_AGG_MODES, "kl_estimator": KL_KINDS,
+    return {"rollout_allocation": ALLOCATION_MODES,
+            "dtype": DTYPES, "engine": ENGINES, "loss_agg_mode": LOSS_AGG_MODES, "kl_estimator": KL_KINDS,
             "advantage_estimator": ADVANTAGE_ESTIMATORS, "ratio_level": RATIO_LEVELS, "loss_type": LOSS_TYPES,
             "rollout_correction_level": ROLLOUT_CORRECTION_LEVELS, "long_prompts": LONG_PROMPTS}
 
