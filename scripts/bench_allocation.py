@@ -92,7 +92,8 @@ def run_one(selector: str, mode: str, *, seed: int, dyn: Dynamics, num_prompts: 
     while spent < budget:
         step += 1
         ids, wins, sizes = _plan(sel, mode, settings, batch_size, _sigmoid(theta), rng)
-        sel.update(ids, wins / sizes, rewards=[np.r_[np.ones(w), np.zeros(n - w)] for w, n in zip(wins, sizes)])
+        rewards = [np.r_[np.ones(w), np.zeros(n - w)] for w, n in zip(wins, sizes, strict=True)]
+        sel.update(ids, wins / sizes, rewards=rewards)
         sel.record_trained(ids)
         informative = (wins > 0) & (wins < sizes)
         spent += int(sizes.sum())
