@@ -460,3 +460,26 @@ def test_until_signal_samples_in_rounds_until_the_rewards_differ(tmp_path, byte_
                 assert r.size == 6 or sizes.sum() > 3 * K - 2
     # the first step's degenerate groups were all sampled again: the scripted engine got k=2 calls per round
     assert all(len(out[0]) == 2 for _, _, out in trainer.engine.calls)
+
+
+@pytest.mark.parametrize("loss_agg_mode", ["token-mean", "seq-mean-token-mean"])
+def test_skipping_zero_advantage_groups_of_different_sizes_gives_the_same_gradient(tmp_path, byte_model,
+                                                                                   loss_agg_mode):
+    """until_signal leaves the always-solved prompts at k_max and the others smaller: groups of different
+    sizes, some all-zero, left out of the backward pass but counted in the normaliser, same gradient."""
+    grads, sizes = {}, {}
+    for skip in (False, True):
+        trainer = _trainer(tmp_path / str(skip), byte_model, items=_items(6, solved=3), batch_size=6, max_steps=1,
+                           entropy_coeff=0.0, loss_agg_mode=loss_agg_mode, skip_zero_advantage_groups=skip,
+                           micro_batch_size=7, max_grad_norm=1e9, rollout_allocation="until_signal",
+                           allocation_kwargs={"round_k": 2, "k_max": 6})
+        calls = _capture_updates(trainer)
+        grads[skip] = _gradients_at_optimizer_step(trainer)
+        trainer.train()
+        [record] = read_metrics(tmp_path / str(skip) / "run")
+        sizes[skip] = (record["rollouts"], len(calls[0]["batch"]))
+        assert record["allocation/k_min"] < record["allocation/k_max"]  # the groups do differ in size
+    assert sizes[False][0] == sizes[True][0] == sizes[False][1]  # the same rollouts; every row without the skip
+    assert sizes[True][1] < sizes[False][1]  # the degenerate groups were left out
+    for got, expected in zip(grads[True][0], grads[False][0], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
