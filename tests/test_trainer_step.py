@@ -483,3 +483,28 @@ def test_skipping_zero_advantage_groups_of_different_sizes_gives_the_same_gradie
     assert sizes[True][1] < sizes[False][1]  # the degenerate groups were left out
     for got, expected in zip(grads[True][0], grads[False][0], strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
+
+
+def test_a_resumed_predicted_run_allocates_as_the_uninterrupted_one(tmp_path, byte_model):
+    """The split comes from the checkpointed selector state: a run resumed after step 1 rolls out the same
+    prompts with the same group sizes at step 2."""
+    settings = dict(selector="dps", rollout_allocation="predicted", allocation_kwargs={"k_max": 6},
+                    items=_items(6, solved=2), resume="auto", save_steps=1)
+    full = _trainer(tmp_path / "a", byte_model, max_steps=2, **settings)
+    full.train()
+    _trainer(tmp_path / "b", byte_model, max_steps=1, **settings).train()
+    resumed = _trainer(tmp_path / "b", byte_model, max_steps=2, **settings)
+    assert resumed.step == 1
+    resumed.train()
+    a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
+    assert [r["step"] for r in b] == [1, 2]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("rollouts", "rollouts_total", "tokens_generated", "reward_mean", "allocation/k_mean",
+                    "allocation/k_max", "allocation/distinct_prompts"):
+            assert ra[key] == rb[key], key
+
+    def asked(calls):
+        return [[(item.id, len(row)) for item, row in zip(items, out, strict=True)] for items, _, out in calls]
+
+    step2 = asked(resumed.engine.calls)  # the resumed run generated step 2 only
+    assert step2 and asked(full.engine.calls)[-len(step2):] == step2
