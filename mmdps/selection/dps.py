@@ -7,6 +7,9 @@ step, for every prompt (the model and its filter: ``docs/selection.md``):
 * observed prompt, state o: posterior = onehot(o); soft counts
   ``xi(i, j) ∝ post(i) * Phibar_old(i, j) * lastpost(j)`` (normalised over i, j);
 * unobserved prompt: posterior = prior, ``xi = 0``;
+* observed all wrong / all right with fewer than ``rollouts_per_prompt`` rollouts (groups of different sizes):
+  weaker evidence, ``xi(i, j) ∝ L(i) * Phibar_old(i, j) * lastpost(j)`` with the likelihood L of that outcome
+  under each state, posterior = the row sums of xi (``docs/selection.md``);
 * ``alpha <- decay * alpha + (1 - decay) * alpha0 + xi``;
 * next prior ``= normalise(Phibar_new @ posterior)``, ``lastpost <- posterior``.
 
