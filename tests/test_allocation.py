@@ -264,3 +264,50 @@ def test_dps_small_degenerate_groups_are_weak_evidence():
     np.testing.assert_allclose(mixed.predict(np.array([0]))[0], [0.3, 0.4, 0.3])
     # all right with k = 3: q(3) = 5/28, soft counts 5/99 (partial) and 28/99 (solved) per column
     np.testing.assert_allclose(mixed.predict(np.array([1]))[0], np.array([99, 104, 127]) / 330)
+
+
+def _reference_dps_with_likelihood(n, decay, alpha0, pi0, reference_k, steps):
+    """Per-prompt loop of the filter with an observation likelihood (docs/selection.md), no vectorisation:
+    L = onehot(state) for a mixed group or one of >= K rollouts, else (1, q(k), 0) / (0, q(k), 1)."""
+    alpha = [alpha0.copy() for _ in range(n)]
+    prior = [pi0.copy() for _ in range(n)]
+    last = [pi0.copy() for _ in range(n)]
+    for ids, rates, sizes in steps:
+        seen = {int(i): (s, k) for i, s, k in zip(ids, rates, sizes, strict=True)}
+        for p in range(n):
+            mean = alpha[p] / alpha[p].sum(axis=0, keepdims=True)
+            if p in seen:
+                s, k = seen[p]
+                state = 0 if s == 0 else 2 if s == 1 else 1
+                likelihood = np.eye(3)[state]
+                if state != 1 and k < reference_k:
+                    likelihood[1] = (reference_k - k) / ((k + 1) * (reference_k - 1))
+                xi = likelihood[:, None] * mean * last[p][None, :]
+                if xi.sum() <= 0:
+                    xi = likelihood[:, None] * last[p][None, :]
+                xi = xi / xi.sum()
+                post = xi.sum(axis=1)
+            else:
+                post, xi = prior[p], np.zeros((3, 3))
+            alpha[p] = decay * alpha[p] + (1 - decay) * alpha0 + xi
+            nxt = alpha[p] / alpha[p].sum(axis=0, keepdims=True) @ post
+            prior[p], last[p] = nxt / nxt.sum(), post
+    return np.array(prior), np.array(alpha)
+
+
+@pytest.mark.parametrize("decay,prior_alpha", [(0.5, 1.0), (0.7, "progress"), (0.3, "local"), (1.0, 2.0)])
+def test_dps_with_groups_of_different_sizes_matches_a_per_prompt_reference(decay, prior_alpha):
+    rng = np.random.default_rng(7)
+    n, big = 30, 6
+    sel = make_selector("dps", n, {"decay": decay, "prior_alpha": prior_alpha}, rollouts_per_prompt=big)
+    steps = []
+    for _ in range(25):
+        ids = rng.choice(n, size=rng.integers(0, 10), replace=False)
+        sizes = rng.integers(2, 10, size=ids.size)
+        wins = rng.binomial(sizes, rng.choice([0.0, 0.3, 1.0], size=ids.size))
+        rewards = [np.r_[np.ones(w), np.zeros(k - w)] for w, k in zip(wins, sizes, strict=True)]
+        sel.update(ids, wins / sizes, rewards=rewards)
+        steps.append((ids, wins / sizes, sizes))
+    prior, alpha = _reference_dps_with_likelihood(n, decay, sel.alpha0, sel.pi0, big, steps)
+    np.testing.assert_allclose(sel.predicted_state_probs(), prior, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sel.transition_counts(np.arange(n)), alpha, rtol=0, atol=1e-9)
