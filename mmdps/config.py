@@ -46,8 +46,10 @@ def field_choices() -> dict[str, tuple[str, ...]]:
         ROLLOUT_CORRECTION_LEVELS,
     )
     from mmdps.rollout import ENGINES
+    from mmdps.selection.allocation import MODES as ALLOCATION_MODES
 
-    return {"dtype": DTYPES, "engine": ENGINES, "loss_agg_mode": LOSS_AGG_MODES, "kl_estimator": KL_KINDS,
+    return {"rollout_allocation": ALLOCATION_MODES,
+            "dtype": DTYPES, "engine": ENGINES, "loss_agg_mode": LOSS_AGG_MODES, "kl_estimator": KL_KINDS,
             "advantage_estimator": ADVANTAGE_ESTIMATORS, "ratio_level": RATIO_LEVELS, "loss_type": LOSS_TYPES,
             "rollout_correction_level": ROLLOUT_CORRECTION_LEVELS, "long_prompts": LONG_PROMPTS}
 
@@ -135,6 +137,15 @@ class GRPOConfig:
     num_generations: int = field(default=8, metadata={
         "min": 2, "why": "group advantages need at least two rollouts per prompt",
         "help": "rollouts per prompt, k (paper: 8); at least 2"})
+    rollout_allocation: str = field(default="fixed", metadata={"help": (
+        "rollouts per prompt: fixed (k each, as TRL and verl), predicted (the step's B x k rollouts split over "
+        "up to B x k / k_min candidates by the selector's prediction, 0 or k_min..k_max each, maximising the "
+        "expected groups with signal; per-prompt budgets as in Knapsack RL, arXiv 2509.25849) or until_signal "
+        "(each of B prompts sampled in rounds of round_k until its rewards differ or k_max, within B x k; after "
+        "Reinforce-Ada, arXiv 2510.04996); selectors without a prediction keep k (docs/selection.md)")})
+    allocation_kwargs: dict = field(default_factory=dict, metadata={"help": (
+        "options of rollout_allocation: k_min (2), k_max (2k), candidates (prompts asked per training prompt "
+        "under predicted, k / k_min), round_k (2, until_signal), objective (groups or rollouts, predicted)")})
     # ------------------------------------------------------------------ rollout
     engine: str = field(default="hf", metadata={"help": (
         "rollout engine (mmdps.rollout.make_engine): hf (transformers generate) or vllm (GPU, optional extra)")})
@@ -316,6 +327,7 @@ class GRPOConfig:
         check_selector(self.selector, self.selector_kwargs, candidate_ratio=self.candidate_ratio, seed=self.seed,
                        rollouts_per_prompt=self.num_generations)
         check_engine_options(self.engine, self.engine_kwargs)
+        self._validate_allocation()
         if self.reward_function is not None or self.reward_weights is not None or self.success_threshold is not None:
             from mmdps.verifiers.custom import check_reward_settings
 
@@ -342,6 +354,27 @@ class GRPOConfig:
             if self.temperature == 0:
                 raise ValueError("rollout_correction needs sampled rollouts (temperature > 0): greedy decoding "
                                  "reports no sampling log-probs")
+
+    def _validate_allocation(self) -> None:
+        """rollout_allocation with its options; refill selectors (their own rounds) and mini-batches (counted
+        in prompts, whose number varies) only combine with fixed."""
+        from mmdps.selection import SELECTORS
+        from mmdps.selection.allocation import allocation_settings
+        from mmdps.selection.refill import RefillSelector
+
+        allocation_settings(self.rollout_allocation, self.allocation_kwargs, k=self.num_generations)
+        if self.rollout_allocation == "fixed":
+            return
+        cls = SELECTORS.get(self.selector)
+        if cls is not None and issubclass(cls, RefillSelector):
+            raise ValueError(f"rollout_allocation={self.rollout_allocation} does not combine with selector="
+                             f"{self.selector!r}: it refills the batch in rounds of k rollouts per prompt by its own "
+                             "rule; use rollout_allocation=fixed with it, or a selector such as dps or mopps")
+        if self.mini_batch_size is not None and self.mini_batch_size < self.batch_size:
+            raise ValueError(f"rollout_allocation={self.rollout_allocation} trains on a varying number of prompts, "
+                             f"so mini_batch_size={self.mini_batch_size} (in prompts) would change the number of "
+                             "optimizer updates per step that the learning-rate schedule counts; leave mini_batch_size "
+                             "unset (one update per step) or use rollout_allocation=fixed")
 
     def _validate_completion_budget(self) -> None:
         """vLLM sizes its context (``max_model_len``) from ``max_new_tokens`` once, at start-up; a longer

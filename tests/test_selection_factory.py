@@ -60,9 +60,11 @@ def test_check_selector_names_the_option_and_what_it_takes():
 
 def test_trainer_supplied_and_user_options():
     # rollouts_per_prompt from the caller is dropped where unused; in the user's options it is an error
-    assert make_selector("dps", 10, seed=1, rollouts_per_prompt=8).seed == 1
+    # (dps takes it since groups may differ in size: its reference k for weak observations)
+    assert make_selector("cdas", 10, seed=1, rollouts_per_prompt=8).seed == 1
     with pytest.raises(ValueError, match="unexpected keyword argument 'rollouts_per_prompt'"):
-        make_selector("dps", 10, {"rollouts_per_prompt": 8})
+        make_selector("cdas", 10, {"rollouts_per_prompt": 8})
+    assert make_selector("dps", 10, rollouts_per_prompt=8).rollouts_per_prompt == 8
     assert make_selector("mopps", 10, {"rollouts_per_prompt": 4}).rollouts_per_prompt == 4
     with pytest.raises(ValueError, match=r"option\(s\) seed given twice, in selector_kwargs \(seed=3\) and by the "
                                          r"caller \(seed=0\); keep one"):

@@ -64,23 +64,23 @@ def test_resume_refuses_a_changed_setting(name, saved, now, shown):
 
 def test_resume_with_the_same_settings_loads_and_names_every_change_at_once():
     state = trained("dps", decay=0.7, candidate_ratio=2).state_dict()
-    same = make_selector("dps", 30, decay=0.7, candidate_ratio=2)
+    same = make_selector("dps", 30, decay=0.7, candidate_ratio=2, rollouts_per_prompt=4)
     same.load_state_dict(state)
     assert same.steps == 4
     with pytest.raises(ValueError, match=r"\(candidate_ratio: 2.0 saved, None now; decay: 0.7 saved, 0.5 now\).*"
                                          r"set them back \(candidate_ratio=2.0, decay=0.7\)"):
-        make_selector("dps", 30).load_state_dict(state)
+        make_selector("dps", 30, rollouts_per_prompt=4).load_state_dict(state)
 
 
 def test_states_written_the_old_way_still_load():
     # before: candidate_ratio None was stored as -1.0, and MoPPS stored none of its settings
     old = trained("dps").state_dict()
     old["candidate_ratio"] = -1.0
-    fresh = make_selector("dps", 30)
+    fresh = make_selector("dps", 30, rollouts_per_prompt=4)
     fresh.load_state_dict(old)
     assert fresh.candidate_ratio is None and fresh.steps == 4
     with pytest.raises(ValueError, match="candidate_ratio: None saved, 4.0 now"):
-        make_selector("dps", 30, candidate_ratio=4).load_state_dict(old)
+        make_selector("dps", 30, candidate_ratio=4, rollouts_per_prompt=4).load_state_dict(old)
     mopps = trained("mopps", candidate_ratio=16).state_dict()
     for key in ("decay", "rollouts_per_prompt", "target", "strategy", "prior_alpha", "prior_beta", "lower", "upper"):
         del mopps[key]
@@ -136,4 +136,4 @@ def test_damaged_state_is_refused_naming_the_key(name, key, index, value, expect
 def test_loaded_probabilities_may_carry_rounding_error():
     state = trained("dps").state_dict()
     state["prior"] = state["prior"] * (1 + 1e-9)
-    make_selector("dps", 30).load_state_dict(state)
+    make_selector("dps", 30, rollouts_per_prompt=4).load_state_dict(state)

@@ -366,3 +366,131 @@ def test_a_step_with_only_zero_advantage_groups_still_steps_the_optimizer(tmp_pa
     assert len(grads) == 1 and all(float(g.abs().sum()) == 0 for g in grads[0])
     after = dict(trainer.unwrapped_model.named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before)  # weight decay moved the weights
+
+
+# ---------------------------------------------------------------------- rollouts per prompt (allocation)
+def _ragged_expected_advantages(groups: list[np.ndarray], eps: float = 1e-6) -> np.ndarray:
+    """GRPO by hand for groups of any size: (r - mean) / (unbiased std + eps), 0 for constant groups."""
+    return np.concatenate([np.zeros_like(g) if np.ptp(g) == 0 else (g - g.mean()) / (g.std(ddof=1) + eps)
+                           for g in groups])
+
+
+def _allocated_run(tmp_path, byte_model, mode: str, **overrides):
+    trainer = _trainer(tmp_path, byte_model, items=_items(6, solved=2), max_steps=2, rollout_allocation=mode,
+                       **overrides)
+    seen: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]] = []
+    real_update = trainer.selector.update
+
+    def update(ids, rates, rewards=None):
+        seen.append((np.array(ids), np.array(rates), [np.array(r) for r in rewards]))
+        return real_update(ids, rates, rewards=rewards)
+
+    trainer.selector.update = update
+    calls = _capture_updates(trainer)
+    trainer.train()
+    return trainer, seen, calls, read_metrics(tmp_path / "run")
+
+
+def _check_step_sees_the_group_sizes(trainer, seen, calls, records, *, at_most: bool) -> None:
+    """Per step: the engine produced every group's rollouts, the accounting counts each once, and the loss got
+    one row per rollout with the hand-computed GRPO advantages of groups of those sizes."""
+    budget = 3 * K
+    assert len(seen) == len(calls) == len(records) == 2
+    rollouts_total = tokens_total = 0
+    for (ids, rates, rewards), call, record in zip(seen, calls, records, strict=True):
+        sizes = np.array([r.size for r in rewards])
+        assert sizes.min() >= 2 and (sizes.sum() <= budget if at_most else sizes.sum() == budget)
+        np.testing.assert_allclose(rates, [float(np.mean(r >= 1.0)) for r in rewards])
+        assert record["rollouts"] == sizes.sum() and record["prompts_generated"] == ids.size
+        assert record["allocation/distinct_prompts"] == ids.size == record["prompts_selected"]
+        assert record["allocation/k_mean"] == pytest.approx(sizes.mean())
+        assert record["allocation/k_max"] == sizes.max()
+        informative = np.array([np.ptp(r) > 0 for r in rewards])
+        assert record["allocation/informative_rollout_share"] == pytest.approx(sizes[informative].sum() / sizes.sum())
+        assert len(call["batch"]) == sizes.sum()  # one loss row per rollout, every group at its own size
+        np.testing.assert_allclose(call["advantages"].numpy(), _ragged_expected_advantages(rewards), rtol=1e-5,
+                                   atol=1e-6)
+        assert record["tokens_generated"] == int(call["mask"].sum())  # every completion token, once
+        rollouts_total += int(sizes.sum())
+        tokens_total += record["tokens_generated"]
+        assert record["rollouts_total"] == rollouts_total and record["tokens_total"] == tokens_total
+    assert trainer.rollouts_total == rollouts_total
+
+
+def test_predicted_allocation_splits_the_step_budget_by_the_dps_prediction(tmp_path, byte_model):
+    trainer, seen, calls, records = _allocated_run(tmp_path, byte_model, "predicted", selector="dps",
+                                                   allocation_kwargs={"k_max": 6})
+    _check_step_sees_the_group_sizes(trainer, seen, calls, records, at_most=False)
+    # the engine was asked for each size once, for exactly the prompts allocated that size (rollout_and_score)
+    first_ids, _, first_rewards = seen[0]
+    wanted = {int(i): r.size for i, r in zip(first_ids, first_rewards, strict=True)}
+    first_calls = trainer.engine.calls[:len(set(wanted.values()))]
+    asked = {trainer.items.index(item): len(row) for items, _, out in first_calls
+             for item, row in zip(items, out, strict=True)}
+    assert asked == wanted and len({len(out[0]) for _, _, out in first_calls}) == len(first_calls)
+    assert records[0]["allocation/k0_share"] == pytest.approx(1 - first_ids.size / 6)  # 6 candidates (K / k_min)
+
+
+def test_until_signal_samples_in_rounds_until_the_rewards_differ(tmp_path, byte_model):
+    trainer, seen, calls, records = _allocated_run(tmp_path, byte_model, "until_signal", selector="dps",
+                                                   allocation_kwargs={"round_k": 2, "k_max": 6})
+    _check_step_sees_the_group_sizes(trainer, seen, calls, records, at_most=True)
+    for (_, _, rewards), record in zip(seen, records, strict=True):
+        sizes = np.array([r.size for r in rewards])
+        assert record["rollout_rounds"] == record["allocation/rounds"] >= 1
+        for r in rewards:  # a group stops at the first round with signal, at k_max, or when the budget ends
+            first_signal = next((n for n in range(2, r.size + 1, 2) if np.ptp(r[:n]) > 0), None)
+            if first_signal is not None:
+                assert r.size == first_signal
+            else:
+                assert r.size == 6 or sizes.sum() > 3 * K - 2
+    # the first step's degenerate groups were all sampled again: the scripted engine got k=2 calls per round
+    assert all(len(out[0]) == 2 for _, _, out in trainer.engine.calls)
+
+
+@pytest.mark.parametrize("loss_agg_mode", ["token-mean", "seq-mean-token-mean"])
+def test_skipping_zero_advantage_groups_of_different_sizes_gives_the_same_gradient(tmp_path, byte_model,
+                                                                                   loss_agg_mode):
+    """until_signal leaves the always-solved prompts at k_max and the others smaller: groups of different
+    sizes, some all-zero, left out of the backward pass but counted in the normaliser, same gradient."""
+    grads, sizes = {}, {}
+    for skip in (False, True):
+        trainer = _trainer(tmp_path / str(skip), byte_model, items=_items(6, solved=3), batch_size=6, max_steps=1,
+                           entropy_coeff=0.0, loss_agg_mode=loss_agg_mode, skip_zero_advantage_groups=skip,
+                           micro_batch_size=7, max_grad_norm=1e9, rollout_allocation="until_signal",
+                           allocation_kwargs={"round_k": 2, "k_max": 6})
+        calls = _capture_updates(trainer)
+        grads[skip] = _gradients_at_optimizer_step(trainer)
+        trainer.train()
+        [record] = read_metrics(tmp_path / str(skip) / "run")
+        sizes[skip] = (record["rollouts"], len(calls[0]["batch"]))
+        assert record["allocation/k_min"] < record["allocation/k_max"]  # the groups do differ in size
+    assert sizes[False][0] == sizes[True][0] == sizes[False][1]  # the same rollouts; every row without the skip
+    assert sizes[True][1] < sizes[False][1]  # the degenerate groups were left out
+    for got, expected in zip(grads[True][0], grads[False][0], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
+
+
+def test_a_resumed_predicted_run_allocates_as_the_uninterrupted_one(tmp_path, byte_model):
+    """The split comes from the checkpointed selector state: a run resumed after step 1 rolls out the same
+    prompts with the same group sizes at step 2."""
+    settings = dict(selector="dps", rollout_allocation="predicted", allocation_kwargs={"k_max": 6},
+                    items=_items(6, solved=2), resume="auto", save_steps=1)
+    full = _trainer(tmp_path / "a", byte_model, max_steps=2, **settings)
+    full.train()
+    _trainer(tmp_path / "b", byte_model, max_steps=1, **settings).train()
+    resumed = _trainer(tmp_path / "b", byte_model, max_steps=2, **settings)
+    assert resumed.step == 1
+    resumed.train()
+    a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
+    assert [r["step"] for r in b] == [1, 2]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("rollouts", "rollouts_total", "tokens_generated", "reward_mean", "allocation/k_mean",
+                    "allocation/k_max", "allocation/distinct_prompts"):
+            assert ra[key] == rb[key], key
+
+    def asked(calls):
+        return [[(item.id, len(row)) for item, row in zip(items, out, strict=True)] for items, _, out in calls]
+
+    step2 = asked(resumed.engine.calls)  # the resumed run generated step 2 only
+    assert step2 and asked(full.engine.calls)[-len(step2):] == step2

@@ -76,6 +76,53 @@ def observed_states(success_rates: np.ndarray) -> np.ndarray:
     return states
 
 
+Rewards = np.ndarray | list[np.ndarray]  # [n, k], or one 1-D array per prompt (groups of different sizes)
+
+
+def check_rewards(rewards: Any, n: int) -> Rewards:
+    """Per-rollout rewards of ``n`` groups as a float array [n, k] (also when given as equal-size rows), or as a
+    list of 1-D float arrays when the groups differ in size; ``ValueError`` for a wrong shape, an empty group
+    or a non-finite value."""
+    if isinstance(rewards, np.ndarray) and rewards.dtype != object:
+        rew = np.asarray(rewards, dtype=np.float64)
+        if rew.ndim != 2 or rew.shape[0] != n or rew.shape[1] < 1:
+            raise ValueError(f"rewards must have shape [len(ids), k] = [{n}, k>=1] or be one 1-D array per id, "
+                             f"got {rew.shape}")
+        if not np.all(np.isfinite(rew)):
+            raise ValueError("rewards contain NaN or infinite values")
+        return rew
+    rows = [np.asarray(row, dtype=np.float64) for row in rewards]
+    if len(rows) != n:
+        raise ValueError(f"rewards must hold one group per id: {n} ids, {len(rows)} groups")
+    for i, row in enumerate(rows):
+        if row.ndim != 1 or row.size < 1:
+            raise ValueError(f"rewards[{i}] must be a non-empty 1-D array of the group's rollouts, got shape "
+                             f"{row.shape}")
+        if not np.all(np.isfinite(row)):
+            raise ValueError(f"rewards[{i}] contains NaN or infinite values")
+    if not rows:
+        return np.empty((0, 1))
+    if len({row.size for row in rows}) == 1:
+        return np.stack(rows)
+    return rows
+
+
+def reward_sizes(rewards: Rewards | None, default: int) -> int | np.ndarray:
+    """Rollouts per group: ``default`` without rewards, the width of an [n, k] array, else one size per group."""
+    if rewards is None:
+        return int(default)
+    if isinstance(rewards, np.ndarray):
+        return int(rewards.shape[1])
+    return np.array([row.size for row in rewards], dtype=np.int64)
+
+
+def reward_sums(rewards: Rewards) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the sum of the rewards and the sum of their squares."""
+    if isinstance(rewards, np.ndarray):
+        return rewards.sum(axis=1), np.square(rewards).sum(axis=1)
+    return (np.array([row.sum() for row in rewards]), np.array([np.square(row).sum() for row in rewards]))
+
+
 class Selector(ABC):
     """Base class: validation, seeded randomness, state (de)serialisation and accounting.
 
@@ -89,6 +136,7 @@ class Selector(ABC):
 
     name: ClassVar[str] = "base"
     max_rounds: int = 1
+    predicts_signal: ClassVar[bool] = False  # True: signal_probability gives a table (rollout allocation)
     takes_candidates: ClassVar[bool] = False  # True: ranks candidates, so candidate_ratio applies
     _state_arrays: ClassVar[tuple[str, ...]] = ()
     _state_scalars: ClassVar[tuple[str, ...]] = ()
@@ -146,21 +194,15 @@ class Selector(ABC):
         """``prompts/distinct_total``, ``prompts/repeat_share``, ``prompts/mean_visits`` (see TrainingHistory)."""
         return self.history.diagnostics()
 
-    def update(self, ids: np.ndarray, success_rates: np.ndarray, rewards: np.ndarray | None = None) -> None:
+    def update(self, ids: np.ndarray, success_rates: np.ndarray, rewards: Rewards | None = None) -> None:
         """Learn from the rollouts of ``ids``: ``success_rates[i]`` is the mean binary correctness of
-        prompt ``ids[i]`` over its k rollouts; ``rewards`` (optional, shape [len(ids), k]) are the
-        per-rollout scores."""
+        prompt ``ids[i]`` over its rollouts; ``rewards`` (optional) are the per-rollout scores: an array
+        [len(ids), k], or one 1-D array per id when the groups differ in size (rollouts allocated per
+        prompt). Ragged rewards of equal sizes are stacked, so ``_update`` sees exactly what the array gives;
+        groups of different sizes reach ``_update`` as a list (:func:`reward_sizes`, :func:`reward_sums`)."""
         ids_arr = self._check_ids(ids, "ids")
         rates = self._check_rates(success_rates, len(ids_arr))
-        rew = None
-        if rewards is not None:
-            rew = np.asarray(rewards, dtype=np.float64)
-            if rew.ndim != 2 or rew.shape[0] != len(ids_arr) or rew.shape[1] < 1:
-                raise ValueError(
-                    f"rewards must have shape [len(ids), k] = [{len(ids_arr)}, k>=1], got {rew.shape}"
-                )
-            if not np.all(np.isfinite(rew)):
-                raise ValueError("rewards contain NaN or infinite values")
+        rew = None if rewards is None else check_rewards(rewards, len(ids_arr))
         self._update(ids_arr, rates, rew)
         self.steps += 1
         self.prompts_updated += len(ids_arr)
@@ -174,6 +216,18 @@ class Selector(ABC):
     def diagnostics(self) -> dict[str, float]:
         """Scalars for logging; subclasses add their own."""
         return {"steps": float(self.steps), "prompts_updated": float(self.prompts_updated)}
+
+    def predict(self, ids: np.ndarray) -> np.ndarray | None:
+        """The selector's prediction for ``ids`` before they are rolled out (DPS: state beliefs [n, 3];
+        MoPPS: posterior mean success [n]); None for selectors that predict nothing."""
+        self._check_ids(ids, "ids")
+        return None
+
+    def signal_probability(self, ids: np.ndarray, k_max: int) -> np.ndarray | None:
+        """P(a group of k rollouts of each id has signal), shape [len(ids), k_max + 1] for k = 0..k_max, from
+        the prediction (what ``rollout_allocation=predicted`` splits the budget by); None without one."""
+        self._check_ids(ids, "ids")
+        return None
 
     def memory_bytes(self) -> int:
         """Bytes held by the selector's numpy arrays (its own and those of helper objects it owns)."""
@@ -289,7 +343,7 @@ class Selector(ABC):
     def _select(self, batch_size: int, candidates: np.ndarray | None) -> np.ndarray: ...
 
     @abstractmethod
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None: ...
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None: ...
 
     # A selector's arrays are its ``_state_arrays`` plus, when it draws candidates from an
     # ``EpochSampler`` held in ``self.sampler``, the sampler's position in the current epoch.

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
+from mmdps.selection.base import Rewards, Selector
 from mmdps.selection.epoch_sampler import EpochSampler
 
 
@@ -67,7 +67,7 @@ class CDASSelector(Selector):
             chosen.append(harder[self._top_with_random_ties(-alignment[harder], n_hard)])
         return pool[np.concatenate(chosen)]
 
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
         old = self.difficulty[ids]
         expected = 1.0 / (1.0 + np.exp(-(self.competence - old)))
         discrepancy = expected - rates

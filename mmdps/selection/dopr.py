@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
+from mmdps.selection.base import Rewards, Selector, reward_sizes, reward_sums
 from mmdps.selection.epoch_sampler import EpochSampler
 
 
@@ -68,13 +68,12 @@ class DoPRSelector(Selector):
             candidates = candidates[self._random_subset(candidates.size, batch_size)]
         return candidates[self._top_with_random_ties(self.scores(candidates), min(self.shots, batch_size))]
 
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
+        k = reward_sizes(rewards, self.rollouts_per_prompt)  # one per group when the groups differ in size
         if rewards is None:  # binary rewards: sum = sum of squares = s * k
-            k = self.rollouts_per_prompt
             total = sq_total = rates * k
         else:
-            k = rewards.shape[1]
-            total, sq_total = rewards.sum(axis=1), np.square(rewards).sum(axis=1)
+            total, sq_total = reward_sums(rewards)
         self.visits[ids] += 1
         self.reward_count[ids] += k
         self.reward_sum[ids] += total

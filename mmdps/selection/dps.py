@@ -7,6 +7,9 @@ step, for every prompt (the model and its filter: ``docs/selection.md``):
 * observed prompt, state o: posterior = onehot(o); soft counts
   ``xi(i, j) ∝ post(i) * Phibar_old(i, j) * lastpost(j)`` (normalised over i, j);
 * unobserved prompt: posterior = prior, ``xi = 0``;
+* observed all wrong / all right with fewer than ``rollouts_per_prompt`` rollouts (groups of different sizes):
+  weaker evidence, ``xi(i, j) ∝ L(i) * Phibar_old(i, j) * lastpost(j)`` with the likelihood L of that outcome
+  under each state, posterior = the row sums of xi (``docs/selection.md``);
 * ``alpha <- decay * alpha + (1 - decay) * alpha0 + xi``;
 * next prior ``= normalise(Phibar_new @ posterior)``, ``lastpost <- posterior``.
 
@@ -34,7 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector, observed_states
+from mmdps.selection.allocation import partial_degenerate_probability, state_signal_table
+from mmdps.selection.base import Rewards, Selector, observed_states, reward_sizes
 from mmdps.selection.calibration import Calibration, brier_scores
 
 PRIOR_ALPHAS: dict[str, np.ndarray] = {
@@ -95,7 +99,8 @@ class DPSSelector(Selector):
     name: ClassVar[str] = "dps"
     takes_candidates: ClassVar[bool] = True
     _settings: ClassVar[tuple[str, ...]] = ("decay", "alpha0", "pi0", "strategy", "entropy_weight", "temperature",
-                                            "max_consecutive", "novelty", "probe_share")  # max_consecutive 0: no cap
+                                            "max_consecutive", "novelty", "probe_share",
+                                            "rollouts_per_prompt")  # max_consecutive 0: no cap
     _setting_options: ClassVar[dict[str, str]] = {"alpha0": "prior_alpha", "pi0": "prior_pi"}
     _state_checks: ClassVar[dict[str, str]] = {
         "alpha": "dirichlet", "prior": "probability", "lastpost": "probability", "count": "count",
@@ -127,8 +132,16 @@ class DPSSelector(Selector):
         max_consecutive: int | None = None,
         novelty: float = 0.0,
         probe_share: float = 0.0,
+        rollouts_per_prompt: int | None = None,
     ) -> None:
         super().__init__(num_prompts, seed, candidate_ratio)
+        if rollouts_per_prompt is not None and (isinstance(rollouts_per_prompt, bool)
+                                                or int(rollouts_per_prompt) != rollouts_per_prompt
+                                                or rollouts_per_prompt < 1):
+            raise ValueError(f"rollouts_per_prompt must be None or an integer >= 1, got {rollouts_per_prompt!r}")
+        # The k that defines the states: an all-wrong or all-right group of fewer rollouts is weaker evidence
+        # (None: every observation is exact, the paper's rule).
+        self.rollouts_per_prompt = None if rollouts_per_prompt is None else int(rollouts_per_prompt)
         if not 0.0 < float(decay) <= 1.0:
             raise ValueError(f"decay (lambda) must be in (0, 1], got {decay!r}")
         if strategy not in STRATEGIES:
@@ -331,14 +344,12 @@ class DPSSelector(Selector):
         return found[:n]
 
     # ------------------------------------------------------------------ update
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
         states = observed_states(rates).astype(np.int64)
         new = ids[self._slot[ids] < 0]
         if new.size:
             self._materialize(new)
         slots = self._slot[ids].astype(np.int64)
-        n = slots.size
-        cols = np.arange(n)
 
         # Prediction quality of the beliefs that chose these prompts (before updating them).
         beliefs = self._prior[:, slots]
@@ -347,6 +358,15 @@ class DPSSelector(Selector):
         np.add.at(self._last_confusion, (predicted, states), 1)
         self._total_confusion += self._last_confusion
         self._score_predictions(ids, beliefs, states)
+
+        soft = self._soft_rows(states, rewards)
+        if soft is not None:  # all-wrong / all-right groups smaller than reference_k: weak evidence
+            soft_slots = slots[soft]
+            sizes = np.broadcast_to(reward_sizes(rewards, self._reference_k), states.shape)
+            soft_xi = self._soft_counts(soft_slots, states[soft], sizes[soft])
+            slots, states = slots[~soft], states[~soft]
+        n = slots.size
+        cols = np.arange(n)
 
         # Soft transition counts from the OLD mean matrix: only row o (the observed state) is non-zero.
         alpha_obs = self._alpha[:, :, slots]  # [3, 3, n] copy
@@ -368,6 +388,9 @@ class DPSSelector(Selector):
         self._last[:, slots] = 0.0
         self._last[states, slots] = 1.0
         self._count[slots] += 1
+        if soft is not None:
+            self._apply_soft(soft_slots, soft_xi)
+            slots = np.concatenate([slots, soft_slots])
         if self.max_consecutive:
             chosen = np.zeros(self._size, dtype=bool)
             chosen[slots] = True
@@ -391,6 +414,47 @@ class DPSSelector(Selector):
         if self.probe_share:
             self._probe_calibration.add(brier[probe], beliefs[1, probe], partial[probe])
         self._probe_ids = np.empty(0, dtype=np.int64)
+
+    @property
+    def _reference_k(self) -> int:
+        k = self.rollouts_per_prompt or 0
+        return k if k >= 2 else 0  # below 2 no group shows signal: observations stay exact
+
+    def _soft_rows(self, states: np.ndarray, rewards: Rewards | None) -> np.ndarray | None:
+        """Mask of the all-wrong / all-right groups with fewer than ``reference_k`` rollouts; None when there
+        are none (every observation exact: the paper's update, unchanged)."""
+        sizes = reward_sizes(rewards, self._reference_k)
+        if not self._reference_k or isinstance(sizes, int) and sizes >= self._reference_k:
+            return None
+        soft = (states != 1) & (np.asarray(sizes) < self._reference_k)
+        return soft if soft.any() else None
+
+    def _soft_counts(self, slots: np.ndarray, states: np.ndarray, sizes: np.ndarray | int) -> np.ndarray:
+        """Soft transition counts [n, 3(to), 3(from)] of degenerate groups of ``sizes`` < reference_k rollouts:
+        ``xi(i, j) ∝ L(i) Phibar_old(i, j) lastpost(j)`` with the likelihood L of the observed extreme state 1
+        and of partial ``q(k)`` (:func:`~mmdps.selection.allocation.partial_degenerate_probability`)."""
+        likelihood = np.zeros((slots.size, 3))
+        likelihood[np.arange(slots.size), states] = 1.0
+        likelihood[:, 1] = partial_degenerate_probability(sizes, self._reference_k)
+        alpha = np.moveaxis(self._alpha[:, :, slots], 2, 0)  # [n, 3, 3]
+        mean = alpha / alpha.sum(axis=1, keepdims=True)
+        xi = likelihood[:, :, None] * mean * self._last[:, slots].T[:, None, :]
+        norm = xi.sum(axis=(1, 2))
+        impossible = ~(norm > 0)
+        if impossible.any():  # as in the exact update: count it against lastpost
+            xi[impossible] = likelihood[impossible][:, :, None] * self._last[:, slots[impossible]].T[:, None, :]
+            norm[impossible] = xi[impossible].sum(axis=(1, 2))
+        return xi / norm[:, None, None]
+
+    def _apply_soft(self, slots: np.ndarray, xi: np.ndarray) -> None:
+        """After the decay: add the soft counts; posterior = the counts' row sums, prior = Phibar_new @ posterior."""
+        self._alpha[:, :, slots] += np.moveaxis(xi, 0, 2)
+        post = xi.sum(axis=2)  # [n, 3]
+        alpha = np.moveaxis(self._alpha[:, :, slots], 2, 0)
+        prior = np.einsum("nij,nj->ni", alpha / alpha.sum(axis=1, keepdims=True), post)
+        self._prior[:, slots] = (prior / prior.sum(axis=1, keepdims=True)).T
+        self._last[:, slots] = post.T
+        self._count[slots] += 1
 
     def _decay_and_propagate(self, m: int) -> None:
         """Unobserved step for slots [0, m): alpha decays toward alpha0; prior <- normalise(Phibar @ prior)."""
@@ -493,6 +557,23 @@ class DPSSelector(Selector):
         self._last_confusion = np.array(arrays["last_confusion"], dtype=np.int64)
         self._total_confusion = np.array(arrays["total_confusion"], dtype=np.int64)
         self._calibration, self._probe_calibration, self._probe_ids = calibration, probe_calibration, probe_ids
+
+    predicts_signal: ClassVar[bool] = True
+
+    def predict(self, ids: np.ndarray) -> np.ndarray:
+        """The beliefs [len(ids), 3] (unsolved, partial, solved) the next selection uses."""
+        ids = self._check_ids(ids, "ids")
+        out = np.empty((ids.size, 3))
+        out[:] = self._shared_prior
+        slots = self._slot[ids]
+        seen = slots >= 0
+        out[seen] = self._prior[:, slots[seen]].T
+        return out
+
+    def signal_probability(self, ids: np.ndarray, k_max: int) -> np.ndarray:
+        """P(k rollouts show signal) = P(partial) (1 - 2 q(k)), k = 0..k_max, with q of the reference k
+        (``rollouts_per_prompt``; k_max when unset): :func:`~mmdps.selection.allocation.state_signal_table`."""
+        return state_signal_table(self.predict(ids), k_max, self._reference_k or max(int(k_max), 2))
 
     def memory_bytes(self) -> int:
         """Bytes held by the selector's arrays (allocated capacity included)."""

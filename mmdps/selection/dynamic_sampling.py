@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mmdps.selection.base import Rewards
 from mmdps.selection.refill import RefillSelector, check_refill_settings
 
 __all__ = ["DynamicSamplingSelector", "check_refill_settings"]
@@ -54,5 +55,5 @@ class DynamicSamplingSelector(RefillSelector):
             return candidates[self._random_subset(pool, size)]
         return self.sampler.next(self.rng, size)
 
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
         self._count_rollouts(ids, rewards)

@@ -29,6 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mmdps.selection.base import Rewards
 from mmdps.selection.refill import RefillSelector
 
 
@@ -189,7 +190,7 @@ class GRESOSelector(RefillSelector):
         return np.concatenate([kept, extra])
 
     # ------------------------------------------------------------------ update and filter
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
         easy = rates >= self.easy_threshold
         hard = rates <= self.hard_threshold
         self.easy_streak[ids] = np.where(easy, self.easy_streak[ids] + 1, 0)

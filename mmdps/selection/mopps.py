@@ -16,7 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
+from mmdps.selection.allocation import beta_signal_table
+from mmdps.selection.base import Rewards, Selector, reward_sizes
 from mmdps.selection.calibration import Calibration
 
 STRATEGIES = ("topk", "threshold")
@@ -93,8 +94,8 @@ class MoPPSSelector(Selector):
         gap = np.maximum(np.maximum(self.lower - draws, draws - self.upper), 0.0)
         return candidates[self._top_with_random_ties(-gap, batch_size)]
 
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
-        k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
+        k = reward_sizes(rewards, self.rollouts_per_prompt)  # one per group when the groups differ in size
         a, b = self.alpha[ids], self.beta[ids]
         predicted = a / (a + b)  # the posterior mean before this rollout
         self._last_abs_error = float(np.mean(np.abs(predicted - rates))) if ids.size else float("nan")
@@ -124,3 +125,16 @@ class MoPPSSelector(Selector):
         calibration.load(arrays, "calibration_")  # checked before anything is restored
         super()._import_arrays(arrays)
         self._calibration = calibration
+
+    predicts_signal: ClassVar[bool] = True
+
+    def predict(self, ids: np.ndarray) -> np.ndarray:
+        """The posterior mean success rate alpha / (alpha + beta) of ``ids``."""
+        ids = self._check_ids(ids, "ids")
+        return self.alpha[ids] / (self.alpha[ids] + self.beta[ids])
+
+    def signal_probability(self, ids: np.ndarray, k_max: int) -> np.ndarray:
+        """P(k rollouts are not all equal) under the Beta posterior predictive, k = 0..k_max
+        (:func:`~mmdps.selection.allocation.beta_signal_table`)."""
+        ids = self._check_ids(ids, "ids")
+        return beta_signal_table(self.alpha[ids], self.beta[ids], k_max)

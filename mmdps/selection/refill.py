@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
+from mmdps.selection.base import Rewards, Selector, reward_sizes
 from mmdps.selection.epoch_sampler import EpochSampler
 
 
@@ -42,10 +42,10 @@ class RefillSelector(Selector):
         self.rounds = 0
         self.admitted = 0
 
-    def _count_rollouts(self, ids: np.ndarray, rewards: np.ndarray | None) -> None:
-        """One rollout round of ``ids``: k rollouts each (the rewards' width when given)."""
-        k = self.rollouts_per_prompt if rewards is None else rewards.shape[1]
-        self.rollouts_spent += ids.size * k
+    def _count_rollouts(self, ids: np.ndarray, rewards: Rewards | None) -> None:
+        """One rollout round of ``ids``: k rollouts each (the rewards' sizes when given)."""
+        k = reward_sizes(rewards, self.rollouts_per_prompt)
+        self.rollouts_spent += ids.size * k if isinstance(k, int) else int(k.sum())
         self.prompts_rolled_out += ids.size
         self.rounds += 1
 

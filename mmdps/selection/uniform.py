@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mmdps.selection.base import Selector
+from mmdps.selection.base import Rewards, Selector
 from mmdps.selection.epoch_sampler import EpochSampler
 
 
@@ -25,7 +25,7 @@ class UniformSelector(Selector):
             return candidates[self._random_subset(candidates.size, batch_size)]
         return self.sampler.next(self.rng, batch_size)
 
-    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: np.ndarray | None) -> None:
+    def _update(self, ids: np.ndarray, rates: np.ndarray, rewards: Rewards | None) -> None:
         pass  # stateless
 
     def diagnostics(self) -> dict[str, float]:

@@ -40,6 +40,7 @@ class RolloutStats:
     time_reward: float = 0.0
     verifier_errors: int = 0  # verifier calls that raised or returned an invalid verdict (scored 0), all processes
     verifier_timeouts: int = 0  # verifier calls past their time limit or their wait for a worker (scored 0)
+    allocation: dict[str, float] = field(default_factory=dict)  # allocation/* (rollout_allocation other than fixed)
 
     def add(self, groups: Sequence[Group]) -> None:
         for group in groups:
@@ -119,6 +120,7 @@ def step_metrics(groups: Sequence[Group], stats: RolloutStats, selector, *, roll
         "reward/verifier_errors": stats.verifier_errors,
         "reward/verifier_timeouts": stats.verifier_timeouts,
     }
+    metrics.update(stats.allocation)
     metrics.update({f"selector/{key}": value for key, value in selector.diagnostics().items()})
     metrics.update(selector.training_diagnostics())
     return metrics
