@@ -261,6 +261,9 @@ class GRPOConfig:
     report_to: list = field(default_factory=list, metadata={"resumable": True, "help": (
         "extra metric sinks: tensorboard and/or wandb (optional extras)")})
     wandb_project: str | None = field(default=None, metadata={"resumable": True, "help": "W&B project; None = mmdps"})
+    console_log: bool = field(default=True, metadata={"resumable": True, "help": (
+        "print the resolved config at the start, a metrics line every logging_steps and the in-training "
+        "evaluation's results (main process), with or without the progress bar; false leaves only metrics.jsonl")})
     progress_bar: bool = field(default=True, metadata={"resumable": True, "help": (
         "rich progress bar with step, reward, effective-sample ratio and ETA")})
     log_completions_steps: int = field(default=10, metadata={"min": 0, "resumable": True, "help": (

@@ -195,7 +195,7 @@ class GRPOTrainer:
 
         config = self.config
         main = self.accelerator.is_main_process
-        console = main  # the log lines print with or without the progress bar
+        console = main and config.console_log  # independent of the progress bar
         if main:
             path = write_run_config(self.output_dir, config.to_dict())
             if console:

@@ -29,7 +29,7 @@ RESUMABLE_BEFORE = frozenset({
 })
 # Resumable settings added since, each deliberately: check_ground_truth is a start-up check; collective_timeout_s
 # bounds waiting, not the restored state (a run that timed out is resumed with a larger one).
-RESUMABLE_ADDED = frozenset({"check_ground_truth", "collective_timeout_s"})
+RESUMABLE_ADDED = frozenset({"check_ground_truth", "collective_timeout_s", "console_log"})
 
 
 def test_resumable_changes_come_from_the_field_metadata_and_are_the_same_49_settings():

@@ -75,3 +75,14 @@ def test_log_lines_print_without_the_progress_bar_and_eval_results_print(tmp_pat
     assert "resolved config" in out
     assert [line.split(" | ")[0] for line in out.splitlines() if line.startswith("step ")] == ["step 1/2", "step 2/2"]
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("eval at")] == ["eval at step 2"]
+
+
+@pytest.mark.slow
+def test_console_log_false_leaves_only_the_files(tmp_path, capsys):
+    out_dir = tmp_path / "silent"
+    assert main(["train", "--config", str(CONFIGS / "tiny" / "countdown_dps.yaml"), "max_steps=1", "save_steps=0",
+                 "save_final=false", "log_completions_steps=0", "progress_bar=false", "console_log=false",
+                 f"output_dir={out_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "resolved config" not in out and not [line for line in out.splitlines() if line.startswith("step ")]
+    assert [r["step"] for r in read_metrics(out_dir)] == [1]

@@ -309,7 +309,8 @@ def run_grpo(recipe: Recipe, config, data, settings: DemoSettings, *, rollout_bu
     from mmdps.trainer import GRPOTrainer, RolloutBudget
 
     # The trainer's own bar counts steps; this one counts rollouts when a budget is given.
-    trainer = GRPOTrainer(dataclasses.replace(config, progress_bar=False), items=data.pool, eval_items=data.heldout)
+    trainer = GRPOTrainer(dataclasses.replace(config, progress_bar=False, console_log=False), items=data.pool,
+                          eval_items=data.heldout)
     per_step = config.batch_size * config.num_generations
     every = eval_every_rollouts or (settings.eval_every * per_step if settings.eval_every else None)
     total_steps = config.max_steps if rollout_budget is None else None
