@@ -1,9 +1,9 @@
 """A short CPU run per RL objective on the tiny Countdown model: does each one train?
 
 Every run starts from the same SFT warm start (the Countdown demo's recipe, ``mmdps.demos.countdown``;
-trained once and saved under ``--out/warm-start``), trains ``--steps`` GRPO steps with uniform prompt sampling and two optimizer
-updates per step (``mini_batch_size`` = half the batch, so the second update is off-policy and the
-ratio-based objectives differ from plain REINFORCE), and changes one thing: the objective.
+trained once and saved under ``--out/warm-start``), trains ``--steps`` GRPO steps with uniform prompt
+sampling and two optimizer updates per step (``mini_batch_size`` = half the batch, so the second update is
+off-policy and the ratio-based objectives differ from plain REINFORCE), and changes one thing: the objective.
 
 Reports, per objective: mean training reward over the first and the last ``--window`` steps, held-out
 greedy and sampled accuracy before and after, the rollout/training log-prob mismatch the trainer
