@@ -91,6 +91,27 @@ def run_case(selector: str, kwargs: dict, informative_normaliser: bool, pool: li
     return recorder.steps
 
 
+def summarise(steps: list[dict]) -> dict:
+    """Means over the steps; a step without an update (DS found no informative group within its rounds)
+    has no gradient or token figures and is left out of their means (None when no step has them)."""
+
+    def mean(key: str) -> float | None:
+        values = [s[key] for s in steps if key in s]
+        return float(np.mean(values)) if values else None
+
+    grad_norms = [s["grad_norm"] for s in steps if "grad_norm" in s]
+    row = {key: mean(key) for key in ("effective_ratio", "informative_token_share", "grad_norm", "update_norm",
+                                      "completion_tokens")}
+    row.update(steps=len(steps), skipped_updates=len(steps) - len(grad_norms),
+               max_grad_norm=float(max(grad_norms)) if grad_norms else None,
+               update_norm_per_step=[s["update_norm"] for s in steps])
+    return row
+
+
+def _figure(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -103,15 +124,11 @@ def main(argv=None) -> int:
     results = {}
     for index, (label, selector, kwargs, patched) in enumerate(CASES):
         steps = run_case(selector, kwargs, patched, pool, bench_args, args, out / "scratch" / f"case{index}")
-        results[label] = {key: float(np.mean([s[key] for s in steps])) for key in
-                          ("effective_ratio", "informative_token_share", "grad_norm", "update_norm",
-                           "completion_tokens")}
-        results[label].update(steps=len(steps), max_grad_norm=float(max(s["grad_norm"] for s in steps)),
-                              update_norm_per_step=[s["update_norm"] for s in steps])
+        results[label] = summarise(steps)
         row = results[label]
-        print(f"{label:42s} steps {len(steps):3d}  informative share {row['effective_ratio']:.2f}  grad norm "
-              f"{row['grad_norm']:.3f} (max {row['max_grad_norm']:.3f})  update norm {row['update_norm']:.4f}",
-              flush=True)
+        print(f"{label:42s} steps {len(steps):3d} ({row['skipped_updates']} without an update)  informative share "
+              f"{_figure(row['effective_ratio'], 2)}  grad norm {_figure(row['grad_norm'], 3)} (max "
+              f"{_figure(row['max_grad_norm'], 3)})  update norm {_figure(row['update_norm'], 4)}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "normaliser.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {out / 'normaliser.json'}")
