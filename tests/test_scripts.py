@@ -91,3 +91,53 @@ def test_train_script_reads_a_relative_accelerate_config_from_the_callers_direct
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().startswith(f"launch --config_file my/fsdp.yaml --num_processes 1 -m mmdps train "
                                       f"--config {REPO}/configs/math_dps.yaml")
+
+
+SCRIPTS = sorted(path.name for path in (REPO / "scripts").glob("*.py"))
+# Sibling modules the scripts import that are not scripts themselves (no command line of their own).
+SCRIPT_LIBRARIES = {"selection_e2e_runs.py"}
+# Runs in a fresh interpreter with every DeprecationWarning an error: imports each mmdps module a script
+# names (in function bodies too, where the benchmarks import lazily) and looks up each name it takes from
+# it, and each attribute it reads from a sibling script module (``bench.TASKS``).
+_IMPORT_CHECK = r"""
+import ast, importlib, sys, warnings
+from pathlib import Path
+warnings.simplefilter("error", DeprecationWarning)
+script = Path(sys.argv[1])
+sys.path.insert(0, str(script.parent))
+siblings = {p.stem for p in script.parent.glob("*.py")}
+tree = ast.parse(script.read_text())
+aliases = {}
+for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in {"mmdps", *siblings}:
+        module = importlib.import_module(node.module)
+        for alias in node.names:
+            if not hasattr(module, alias.name):
+                importlib.import_module(f"{node.module}.{alias.name}")  # a submodule, or ImportError
+    elif isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.split(".")[0] in {"mmdps", *siblings}:
+                module = importlib.import_module(alias.name)
+                if alias.name in siblings:
+                    aliases[alias.asname or alias.name] = module
+for node in ast.walk(tree):
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+        if not hasattr(aliases[node.value.id], node.attr):
+            raise AttributeError(f"{script.name}: {node.value.id}.{node.attr} does not exist")
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_imports_without_deprecation_and_answers_help(script):
+    path = REPO / "scripts" / script
+    env = dict(os.environ, PYTHONWARNINGS="error::DeprecationWarning")
+    checked = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, str(path)], capture_output=True, text=True,
+                             env=env, check=False)
+    assert checked.returncode == 0, checked.stderr
+    if script in SCRIPT_LIBRARIES:
+        return
+    helped = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, env=env,
+                            check=False)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage:"), helped.stdout
+    assert "Warning" not in helped.stderr, helped.stderr
