@@ -20,6 +20,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -29,9 +30,11 @@ from mmdps.demos import EvalCallback, renumber, step_record
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_selection_e2e as bench  # noqa: E402  (the benchmark's data, step keys and update norm)
 
-CASES = (("uniform", "uniform", {}, False), ("dps", "dps", {"decay": 0.5}, False),
-         ("ds", "ds", {"oversample": 1.0, "max_rounds": 10}, False),
-         ("uniform, normaliser = informative tokens", "uniform", {}, True))
+# label, selector, selector_kwargs, normaliser counts only the informative groups' tokens
+CASES: tuple[tuple[str, str, dict, bool], ...] = (
+    ("uniform", "uniform", {}, False), ("dps", "dps", {"decay": 0.5}, False),
+    ("ds", "ds", {"oversample": 1.0, "max_rounds": 10}, False),
+    ("uniform, normaliser = informative tokens", "uniform", {}, True))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,8 +103,8 @@ def summarise(steps: list[dict]) -> dict:
         return float(np.mean(values)) if values else None
 
     grad_norms = [s["grad_norm"] for s in steps if "grad_norm" in s]
-    row = {key: mean(key) for key in ("effective_ratio", "informative_token_share", "grad_norm", "update_norm",
-                                      "completion_tokens")}
+    keys = ("effective_ratio", "informative_token_share", "grad_norm", "update_norm", "completion_tokens")
+    row: dict[str, Any] = {key: mean(key) for key in keys}
     row.update(steps=len(steps), skipped_updates=len(steps) - len(grad_norms),
                max_grad_norm=float(max(grad_norms)) if grad_norms else None,
                update_norm_per_step=[s["update_norm"] for s in steps])
