@@ -1,9 +1,9 @@
 """A short CPU run per RL objective on the tiny Countdown model: does each one train?
 
-Every run starts from the same SFT warm start (the demo's recipe, ``mmdps.demo``; trained once and saved
-under ``--out/warm-start``), trains ``--steps`` GRPO steps with uniform prompt sampling and two optimizer
-updates per step (``mini_batch_size`` = half the batch, so the second update is off-policy and the
-ratio-based objectives differ from plain REINFORCE), and changes one thing: the objective.
+Every run starts from the same SFT warm start (the Countdown demo's recipe, ``mmdps.demos.countdown``;
+trained once and saved under ``--out/warm-start``), trains ``--steps`` GRPO steps with uniform prompt
+sampling and two optimizer updates per step (``mini_batch_size`` = half the batch, so the second update is
+off-policy and the ratio-based objectives differ from plain REINFORCE), and changes one thing: the objective.
 
 Reports, per objective: mean training reward over the first and the last ``--window`` steps, held-out
 greedy and sampled accuracy before and after, the rollout/training log-prob mismatch the trainer
@@ -52,27 +52,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def warm_start(args, settings, data) -> Path:
     """The shared SFT checkpoint, trained once and reused."""
-    from mmdps.demo import warm_start as train_warm_start
+    from mmdps.demos.common import warm_start as train_warm_start
+    from mmdps.demos.countdown import RECIPE
 
     model_dir = Path(args.out) / "warm-start"
     info_path = model_dir / "warm_start.json"
     if info_path.is_file() and json.loads(info_path.read_text()).get("sft_steps") == args.sft_steps:
         print(f"reusing the warm start in {model_dir}")
         return model_dir
-    info = train_warm_start(settings, data, model_dir)
+    info = train_warm_start(RECIPE, settings, data.sft, model_dir)
     info_path.write_text(json.dumps({**info, "sft_steps": args.sft_steps}, indent=2))
     print(f"warm start: {info['steps']} SFT steps in {info['seconds']:.0f} s")
     return model_dir
 
 
 def run_objective(name: str, args, settings, data, model_dir: Path) -> dict:
-    from mmdps.demo import grpo_config, run_grpo
+    from mmdps.demos.common import run_grpo
+    from mmdps.demos.countdown import RECIPE, grpo_config
 
     base = grpo_config(settings, model_dir, Path(args.out) / "runs" / name.replace(" ", "_"), selector="uniform",
                        selector_kwargs={}, max_steps=args.steps)
     config = dataclasses.replace(base, mini_batch_size=settings.batch_size // 2, **OBJECTIVES[name])
     t0 = time.perf_counter()
-    result = run_grpo(config, data, settings, log=lambda line: None)
+    result = run_grpo(RECIPE, config, data, settings, log=lambda line: None)
     rewards = [step["reward_mean"] for step in result["steps"]]
     metrics = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]
 
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from mmdps.demo import DemoSettings, make_data
+    from mmdps.demos.countdown import DemoSettings, make_data
 
     torch.set_num_threads(args.threads)
     settings = DemoSettings(seed=args.seed, threads=args.threads, sft_steps=args.sft_steps,

@@ -53,7 +53,8 @@ def require_trl():
 
 
 def prepare_model(args, out: Path):
-    from mmdps.demo import DemoSettings, make_data, warm_start
+    from mmdps.demos.common import warm_start
+    from mmdps.demos.countdown import RECIPE, DemoSettings, make_data
 
     settings = DemoSettings(sft_steps=args.sft_steps, threads=args.threads, pool_size=512, progress=False)
     data = make_data(settings)
@@ -61,13 +62,13 @@ def prepare_model(args, out: Path):
         return Path(args.model), data
     model_dir = out / "model"
     if not (model_dir / "config.json").is_file():
-        warm_start(settings, data, model_dir)
+        warm_start(RECIPE, settings, data.sft, model_dir)
     return model_dir, data
 
 
 def mmdps_block_timer(args, model_dir: Path, data, out: Path):
     """A function that runs one timed block of mmdps steps (warm-up steps untimed) and returns its times."""
-    from mmdps.demo import DemoSettings, grpo_config
+    from mmdps.demos.countdown import DemoSettings, grpo_config
     from mmdps.trainer import GRPOTrainer
 
     settings = DemoSettings(batch_size=args.batch_size, num_generations=args.num_generations,

@@ -91,3 +91,89 @@ def test_train_script_reads_a_relative_accelerate_config_from_the_callers_direct
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().startswith(f"launch --config_file my/fsdp.yaml --num_processes 1 -m mmdps train "
                                       f"--config {REPO}/configs/math_dps.yaml")
+
+
+SCRIPTS = sorted(path.name for path in (REPO / "scripts").glob("*.py"))
+# Sibling modules the scripts import that are not scripts themselves (no command line of their own).
+SCRIPT_LIBRARIES = {"selection_e2e_runs.py"}
+# Runs in a fresh interpreter with every DeprecationWarning an error: imports each mmdps module a script
+# names (in function bodies too, where the benchmarks import lazily), looks up each name it takes from it
+# and each attribute it reads from such a module bound to a name (``bench.TASKS``, ``update.drop_...``).
+_IMPORT_CHECK = r"""
+import ast, importlib, sys, types, warnings
+from pathlib import Path
+warnings.simplefilter("error", DeprecationWarning)
+script = Path(sys.argv[1])
+sys.path.insert(0, str(script.parent))
+siblings = {p.stem for p in script.parent.glob("*.py")}
+tree = ast.parse(script.read_text())
+aliases = {}  # a name bound to a checked module -> the module
+for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in {"mmdps", *siblings}:
+        module = importlib.import_module(node.module)
+        for alias in node.names:
+            value = getattr(module, alias.name, None)
+            if value is None:
+                value = importlib.import_module(f"{node.module}.{alias.name}")  # a submodule, or ImportError
+            if isinstance(value, types.ModuleType):
+                aliases[alias.asname or alias.name] = value
+    elif isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.split(".")[0] in {"mmdps", *siblings}:
+                module = importlib.import_module(alias.name)
+                if alias.asname or "." not in alias.name:
+                    aliases[alias.asname or alias.name] = module
+for node in ast.walk(tree):
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+        if not hasattr(aliases[node.value.id], node.attr):
+            raise AttributeError(f"{script.name}: {node.value.id}.{node.attr} does not exist")
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_imports_without_deprecation_and_answers_help(script):
+    path = REPO / "scripts" / script
+    env = dict(os.environ, PYTHONWARNINGS="error::DeprecationWarning")
+    checked = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, str(path)], capture_output=True, text=True,
+                             env=env, check=False)
+    assert checked.returncode == 0, checked.stderr
+    if script in SCRIPT_LIBRARIES:
+        return
+    helped = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, env=env,
+                            check=False)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage:"), helped.stdout
+    assert "Warning" not in helped.stderr, helped.stderr
+
+
+@pytest.mark.slow  # the benchmark's tiny data, a 1-step SFT warm start and four 1-step runs: ~15 s
+def test_bench_loss_normaliser_runs_every_case_on_the_benchmarks_pool(tmp_path, monkeypatch):
+    import importlib.util
+
+    from mmdps.demos import RECIPES, warm_start
+
+    spec = importlib.util.spec_from_file_location("bench_selection_e2e", REPO / "scripts" / "bench_selection_e2e.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up when defined
+    spec.loader.exec_module(bench)
+    data = bench.TASKS["countdown"].build_data(bench.parse_args(["--tiny"]))
+    recipe = RECIPES["countdown"]
+    warm_start(recipe, recipe.settings(sft_steps=1, threads=1, progress=False), data["sft"], tmp_path / "warm",
+               log=lambda line: None)
+    env = dict(os.environ, PYTHONWARNINGS="error::DeprecationWarning")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_loss_normaliser.py"), "--warm-start",
+                           str(tmp_path / "warm"), "--tiny", "--steps", "1", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "normaliser.json").read_text())
+    assert list(results) == ["uniform", "dps", "ds", "uniform, normaliser = informative tokens"]
+    for row in results.values():
+        assert row["steps"] >= 1 and len(row["update_norm_per_step"]) == row["steps"]
+        assert row["skipped_updates"] <= row["steps"]
+
+
+def test_bench_loss_normaliser_refuses_a_warm_start_without_a_model(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_loss_normaliser.py"), "--warm-start",
+                           str(tmp_path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "holds no model (config.json)" in proc.stderr
+    assert "bench_selection_e2e.py" in proc.stderr
