@@ -283,27 +283,49 @@ def rescale_learning_rate(optimizer, scheduler, old: float, new: float) -> None:
 
 
 # ---------------------------------------------------------------------- dataset identity
-def dataset_record(item_ids: Sequence[int]) -> dict[str, Any]:
+def item_digest(item: Any) -> str:
+    """A short hash of what a prompt is (its text, images by reference, ground truth): two data sets whose
+    rows were reordered or edited differ here even when their ids (row numbers) agree."""
+    content = json.dumps([item.text, [str(image) for image in item.images if isinstance(image, (str, os.PathLike))],
+                          item.ground_truth], default=str, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:12]
+
+
+def dataset_record(item_ids: Sequence[int], item_digests: Sequence[str] | None = None) -> dict[str, Any]:
     ids = [int(i) for i in item_ids]
     digest = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
-    return {"num_items": len(ids), "fingerprint": digest, "ids": ids}
+    record: dict[str, Any] = {"num_items": len(ids), "fingerprint": digest, "ids": ids}
+    if item_digests is not None:
+        record["content_fingerprint"] = hashlib.sha256(json.dumps(list(item_digests)).encode()).hexdigest()[:16]
+        record["contents"] = list(item_digests)
+    return record
 
 
-def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int]) -> None:
+def check_dataset(checkpoint: str | os.PathLike, item_ids: Sequence[int],
+                  item_digests: Sequence[str] | None = None) -> None:
     """Raise ValueError when the checkpoint was written for a different training set (selector ids are
-    positions in the training list, so resuming onto other data would silently mix up prompt states)."""
+    positions in the training list, so resuming onto other data would silently mix up prompt states): other
+    ids, or the same ids over other prompts (rows reordered or edited in a file without an id column). A
+    checkpoint written before prompts were fingerprinted is checked on its ids only."""
     saved = read_or_fail(Path(checkpoint) / "data.json", lambda p: json.loads(p.read_text()))
-    current = dataset_record(item_ids)
+    current = dataset_record(item_ids, item_digests)
     if saved["fingerprint"] == current["fingerprint"]:
-        return
-    detail = f"{saved['num_items']} items vs {current['num_items']} now"
-    if saved["num_items"] == current["num_items"]:
+        if "contents" not in saved or item_digests is None or \
+                saved["content_fingerprint"] == current["content_fingerprint"]:
+            return
+        first = next(i for i, (a, b) in enumerate(zip(saved["contents"], current["contents"], strict=True)) if a != b)
+        detail = (f"same ids, but the prompt at position {first} (id {current['ids'][first]}) has other content (text "
+                  "or answer): the rows were reordered or edited")
+    elif saved["num_items"] == current["num_items"]:
         first = next(i for i, (a, b) in enumerate(zip(saved["ids"], current["ids"], strict=True)) if a != b)
         detail = f"same size, but position {first} holds id {saved['ids'][first]} in the checkpoint and " \
                  f"{current['ids'][first]} now"
+    else:
+        detail = f"{saved['num_items']} items vs {current['num_items']} now"
     raise ValueError(f"checkpoint {checkpoint} was written for a different training set ({detail}). Resume with the "
                      "same data (source, split, limit, options, seed), or start fresh with resume=none or another "
-                     "output_dir.")
+                     "output_dir; give rows a stable id column (mmdps data prepare writes item_id) so that a "
+                     "re-prepared file keeps its ids.")
 
 
 # ---------------------------------------------------------------------- RNG
@@ -343,7 +365,7 @@ def _is_sharded(accelerator) -> bool:
 
 def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimizer, scheduler, selector,
                     item_ids: Sequence[int], trainer_state: dict[str, Any], processor=None, accelerator=None,
-                    keep_last: int | None = None) -> Path:
+                    keep_last: int | None = None, item_digests: Sequence[str] | None = None) -> Path:
     """Write the checkpoint of ``step`` atomically and prune old ones down to ``keep_last``.
 
     Every process must call this (each saves its RNG state); only the main process writes the rest.
@@ -364,8 +386,8 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimize
             tmp.mkdir()
         _barrier(accelerator)
         _write_checkpoint_files(tmp, step, rank, is_main, model=model, optimizer=optimizer, scheduler=scheduler,
-                                selector=selector, item_ids=item_ids, trainer_state=trainer_state,
-                                processor=processor, accelerator=accelerator)
+                                selector=selector, item_ids=item_ids, item_digests=item_digests,
+                                trainer_state=trainer_state, processor=processor, accelerator=accelerator)
         _barrier(accelerator)  # every process's files are in before the manifest lists them
         if is_main:
             write_manifest(tmp)
@@ -388,7 +410,8 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, model, optimize
 
 
 def _write_checkpoint_files(tmp: Path, step: int, rank: int, is_main: bool, *, model, optimizer, scheduler, selector,
-                            item_ids: Sequence[int], trainer_state: dict[str, Any], processor, accelerator) -> None:
+                            item_ids: Sequence[int], item_digests: Sequence[str] | None,
+                            trainer_state: dict[str, Any], processor, accelerator) -> None:
     torch.save(rng_state(), tmp / f"rng_state_{rank}.pt")
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
     if _is_sharded(accelerator):
@@ -403,7 +426,7 @@ def _write_checkpoint_files(tmp: Path, step: int, rank: int, is_main: bool, *, m
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     save_selector_state(selector.state_dict(), tmp)
-    (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids)))
+    (tmp / "data.json").write_text(json.dumps(dataset_record(item_ids, item_digests)))
     state = dict(trainer_state, step=int(step))
     (tmp / _STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default))
 
@@ -434,7 +457,7 @@ def _storage_failure(exc: BaseException, folder: Path) -> str | None:
 
 
 def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, item_ids: Sequence[int],
-                    accelerator=None) -> dict[str, Any]:
+                    accelerator=None, item_digests: Sequence[str] | None = None) -> dict[str, Any]:
     """Restore optimizer, scheduler, selector and RNG states from ``path``; return the trainer state.
 
     Model weights are restored separately (:func:`load_model_weights`), before the model is wrapped.
@@ -442,7 +465,7 @@ def load_checkpoint(path: str | os.PathLike, *, optimizer, scheduler, selector, 
     naming the file when one cannot be read.
     """
     path = Path(path)
-    check_dataset(path, item_ids)
+    check_dataset(path, item_ids, item_digests)
     if _is_sharded(accelerator):
         accelerator.load_state(path / "accelerate_state")
     else:

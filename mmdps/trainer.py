@@ -93,7 +93,7 @@ class GRPOTrainer:
         from accelerate import Accelerator
 
         from mmdps import verifiers
-        from mmdps.checkpoint import adopt_timeline, lock_output_dir, resolve_resume, resume_changes
+        from mmdps.checkpoint import adopt_timeline, item_digest, lock_output_dir, resolve_resume, resume_changes
         from mmdps.logging_utils import check_report_to
         from mmdps.models.loading import get_tokenizer, load_policy_processor
 
@@ -126,6 +126,7 @@ class GRPOTrainer:
                                          encoder, "training set")
         builders.check_pool(self.items, config.batch_size)
         self.item_ids = [item.id for item in self.items]
+        self.item_digests = [item_digest(item) for item in self.items]  # a checkpoint resumes onto these prompts only
         self.eval_items = list(eval_items) if eval_items is not None else builders.eval_items(config)
         if self.eval_items:
             self.eval_items = self._prepare_items(self.eval_items, encoder, "eval set")
@@ -313,7 +314,8 @@ class GRPOTrainer:
         return save_checkpoint(self.output_dir, self.step, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, selector=self.selector, item_ids=self.item_ids,
                                trainer_state=self._trainer_state(), processor=self.processor,
-                               accelerator=self.accelerator, keep_last=self.config.save_total_limit)
+                               accelerator=self.accelerator, keep_last=self.config.save_total_limit,
+                               item_digests=self.item_digests)
 
     def _restore(self, path: Path) -> None:
         """Optimizer, scheduler, selector, RNG and counters from checkpoint ``path`` (the weights were loaded
@@ -321,7 +323,7 @@ class GRPOTrainer:
         from mmdps.checkpoint import load_checkpoint, rescale_learning_rate
 
         state = load_checkpoint(path, optimizer=self.optimizer, scheduler=self.scheduler, selector=self.selector,
-                                item_ids=self.item_ids, accelerator=self.accelerator)
+                                item_ids=self.item_ids, accelerator=self.accelerator, item_digests=self.item_digests)
         if "learning_rate" in self.resume_changes:  # the restored optimizer holds the checkpoint's rate
             rescale_learning_rate(self.optimizer, self.scheduler, *self.resume_changes["learning_rate"])
         if self.resume_changes and self.accelerator.is_main_process:

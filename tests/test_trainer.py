@@ -189,6 +189,12 @@ def test_resume_onto_other_data_is_refused(tmp_path, text_model):
     GRPOTrainer(config, items=parity_items(6)).train()
     with pytest.raises(ValueError, match="different training set"):
         GRPOTrainer(dataclasses.replace(config, max_steps=2), items=parity_items(7))
+    # the same ids (row numbers of a file without an id column) over reordered prompts: refused too
+    items = parity_items(6)
+    reordered = [dataclasses.replace(a, messages=b.messages) for a, b in zip(items, items[::-1], strict=True)]
+    with pytest.raises(ValueError, match=r"same ids, but the prompt at position 0 \(id 100\) has other content"):
+        GRPOTrainer(dataclasses.replace(config, max_steps=2), items=reordered)
+    GRPOTrainer(dataclasses.replace(config, max_steps=2, output_dir=str(tmp_path / "run")), items=items)  # same data
 
 
 def test_nan_loss_skips_the_update_then_stops(tmp_path, text_model, monkeypatch):
