@@ -81,3 +81,18 @@ def test_generic_image_question_answer_file_with_a_column_mapping(oracle, tmp_pa
     report = json.loads((out / "report.json").read_text())
     assert report["num_problems"] == 3 and report["mean_at_n"] == pytest.approx(0.5)
     assert report["by_type"]["length"]["num_problems"] == 3
+
+
+def test_own_reward_function_scores_the_evaluation(oracle, tmp_path, capsys):
+    """`--reward-function` replaces the task's verifier, as `reward_function` does in training."""
+    (tmp_path / "reward.py").write_text("def unsure(completion, ground_truth, **metadata):\n"
+                                        "    return float(completion == 'no idea')\n")
+    out = tmp_path / "own"
+    argv = ["eval", "--model", "m", "--task", "geometry", "--data", "procedural", "--num", "4", "--n", "4",
+            "--reward-function", f"{tmp_path / 'reward.py'}:unsure", "--output", str(out), "--no-progress"]
+    assert cli_main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["mean_at_n"] == pytest.approx(3 / 4)  # the oracle's 3 nonsense answers of 4 count, its right one not
+    assert report["config"]["reward_function"] == [f"{tmp_path / 'reward.py'}:unsure"]
+    argv[argv.index("--reward-function") + 1] = f"{tmp_path / 'missing.py'}:unsure"
+    assert cli_main(argv) == 2 and "missing.py" in capsys.readouterr().err

@@ -56,6 +56,13 @@ def configure_parser(parser) -> None:
                                                         "(default: the pack's; with --benchmark the protocol's)")
     what.add_argument("--system-prompt", default=None, help="system message put before every prompt")
     what.add_argument("--skip-invalid", action="store_true", help="skip bad rows instead of failing")
+    what.add_argument("--reward-function", action="append", default=None, metavar="FILE.py:FN",
+                      help="score with your own reward instead of the task's verifier, as the training config's "
+                           "reward_function (repeatable; docs/verifiers.md)")
+    what.add_argument("--reward-weights", type=float, nargs="+", default=None,
+                      help="one weight per --reward-function (score = the weighted sum)")
+    what.add_argument("--success-threshold", type=float, default=None,
+                      help="acc = score >= this, for a first reward function whose scores are not all 0 or 1")
 
     gen = parser.add_argument_group("sampling (defaults: the protocol's, see --protocol)")
     gen.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=None,
@@ -210,6 +217,17 @@ def _item_where(item: Any) -> str:
     return f"item {item.id} ({source} row {row})" if source is not None or row is not None else f"item {item.id}"
 
 
+def _use_reward_functions(items: list, args) -> list:
+    """The items scored by ``--reward-function`` (one verifier registered for them), as training does."""
+    import dataclasses
+
+    from mmdps.verifiers.custom import check_reward_settings, register_reward_functions
+
+    check_reward_settings(args.reward_function, args.reward_weights, args.success_threshold)
+    name = register_reward_functions(args.reward_function, args.reward_weights, args.success_threshold)
+    return [dataclasses.replace(item, verifier=name) for item in items]
+
+
 def _check_prompts(engine: Any, items: list, *, skip_invalid: bool) -> tuple[list, int]:
     """Measure every prompt with the engine's encoder before generating; an unusable one (too long, an
     image the model cannot take) raises ``ValueError`` naming up to five, or under ``skip_invalid`` is
@@ -296,6 +314,11 @@ def run(args) -> int:
     if not items:
         what = f"benchmark {args.benchmark!r}" if args.benchmark else f"task {args.task!r}"
         return fail(f"{what} loaded no problems from {data or 'its generator'} (split {split!r}, limit {args.limit})")
+    if args.reward_function or args.reward_weights is not None or args.success_threshold is not None:
+        try:
+            items = _use_reward_functions(items, args)
+        except ValueError as error:  # a missing file or function, weights that do not match
+            return fail(str(error))
     seed_everything(args.seed)
     batch_size = args.batch_size or (8 if args.engine == "hf" else len(items))
     try:
@@ -323,7 +346,9 @@ def run(args) -> int:
               "seed": args.seed, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels, "columns": columns,
               "options": options, "skip_invalid": args.skip_invalid, "skipped_invalid_rows": skipped_rows,
               "skipped_prompts": skipped_prompts, "protocol": chosen.name,
-              "protocol_setting": _setting(chosen, args), "protocol_note": chosen.note}
+              "protocol_setting": _setting(chosen, args), "protocol_note": chosen.note,
+              "reward_function": args.reward_function, "reward_weights": args.reward_weights,
+              "success_threshold": args.success_threshold}
     try:
         result = evaluate_items(engine, items, n=args.n, sampling=sampling, ks=args.ks, batch_size=batch_size,
                                 progress=not args.no_progress, config=config)
