@@ -93,6 +93,109 @@ def belief_scores(probs: np.ndarray, strategy: str, entropy_weight: float) -> np
     return score
 
 
+def _check_settings(*, decay, strategy, entropy_weight, temperature, max_consecutive, novelty, probe_share,
+                    rollouts_per_prompt) -> None:
+    """A ``ValueError`` naming the first DPS setting out of its range."""
+    if rollouts_per_prompt is not None and (isinstance(rollouts_per_prompt, bool)
+                                            or int(rollouts_per_prompt) != rollouts_per_prompt
+                                            or rollouts_per_prompt < 1):
+        raise ValueError(f"rollouts_per_prompt must be None or an integer >= 1, got {rollouts_per_prompt!r}")
+    if not 0.0 < float(decay) <= 1.0:
+        raise ValueError(f"decay (lambda) must be in (0, 1], got {decay!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if not np.isfinite(entropy_weight) or entropy_weight < 0:
+        raise ValueError(f"entropy_weight must be a finite number >= 0, got {entropy_weight!r}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature (of strategy='sample') must be a finite number > 0, got {temperature!r}")
+    if max_consecutive is not None and (isinstance(max_consecutive, bool) or int(max_consecutive) != max_consecutive
+                                        or max_consecutive < 1):
+        raise ValueError(f"max_consecutive must be None (no cap) or an integer >= 1, got {max_consecutive!r}")
+    if isinstance(novelty, bool) or not (np.isfinite(novelty) and novelty >= 0):
+        raise ValueError(f"novelty must be a finite number >= 0 (0: the paper's rule), got {novelty!r}")
+    if isinstance(probe_share, bool) or not (np.isfinite(probe_share) and 0 <= probe_share < 1):
+        raise ValueError(f"probe_share must be a number in [0, 1) (0: no random probe), got {probe_share!r}")
+
+
+STATE_NAMES = ("unsolved", "partial", "solved")
+
+
+def propagate(alpha: np.ndarray, prior: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """One unobserved step of every belief: ``out = normalise(Phibar @ prior)``, with ``Phibar`` the column-
+    normalised counts ``alpha`` [3, 3, m] and ``prior`` [3, m]; in place, without [3, 3, m] temporaries."""
+    weights = alpha[0] + alpha[1]
+    weights += alpha[2]  # column sums, [3(j), m]
+    np.divide(prior, weights, out=weights)  # prior(j) / colsum(j)
+    tmp = np.empty(prior.shape[1])
+    for i in range(3):  # 3x3 loop over states, vectorised over prompts
+        np.multiply(alpha[i, 0], weights[0], out=out[i])
+        for j in (1, 2):
+            np.multiply(alpha[i, j], weights[j], out=tmp)
+            out[i] += tmp
+    total = out[0] + out[1]
+    total += out[2]
+    out /= total
+    return out
+
+
+def _checked_state(arrays: dict[str, Any], num_prompts: int) -> tuple[np.ndarray, np.ndarray]:
+    """The observed prompts' ids and the pending probe's ids of a saved state, once every array has the shape
+    those ids imply (a ``ValueError`` naming the key otherwise); fills what older states lack."""
+    ids = np.asarray(arrays["ids"], dtype=np.int64)
+    m = ids.size
+    arrays.setdefault("streak", np.zeros(m, dtype=np.int32))  # absent before max_consecutive existed
+    probe_ids = np.asarray(arrays.get("probe_ids", np.empty(0)), dtype=np.int64)  # absent before the probe
+    for key, values in (("ids", ids), ("probe_ids", probe_ids)):
+        if values.ndim != 1 or (values.size and (values.min() < 0 or values.max() >= num_prompts
+                                                 or np.unique(values).size != values.size)):
+            raise ValueError(f"state_dict[{key!r}] must be unique prompt ids inside the pool")
+    shapes = {"alpha": (3, 3, m), "prior": (3, m), "lastpost": (3, m), "count": (m,), "shared_alpha": (3, 3),
+              "shared_prior": (3,), "shared_last": (3,), "streak": (m,), "last_confusion": (3, 3),
+              "total_confusion": (3, 3)}
+    for key, shape in shapes.items():
+        if np.shape(arrays[key]) != shape:
+            raise ValueError(f"state_dict[{key!r}] has shape {np.shape(arrays[key])}, expected {shape}")
+    return ids, probe_ids
+
+
+# ---------------------------------------------------------------------- the belief update, as pure functions
+def observed_row_counts(alpha: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """Soft transition counts [n, 3(from)] of exactly observed states: only row ``o`` (the observed state) of
+    each prompt's count matrix grows, ``xi(o, j) ∝ Phibar_old(o, j) lastpost(j)``. ``alpha`` [3, 3, n] are the
+    Dirichlet counts before the update, ``last`` [3, n] the last posteriors. An observation the model gave
+    probability 0 is counted against ``lastpost`` alone."""
+    cols = np.arange(states.size)
+    mean_row = alpha[states, :, cols] / alpha.sum(axis=0).T  # [n, 3]: Phibar_old(o, j)
+    xi_row = mean_row * last.T
+    norm = xi_row.sum(axis=1)
+    impossible = ~(norm > 0)
+    if impossible.any():
+        xi_row[impossible] = last[:, impossible].T
+        norm[impossible] = xi_row[impossible].sum(axis=1)
+    return xi_row / norm[:, None]
+
+
+def degenerate_counts(alpha: np.ndarray, last: np.ndarray, states: np.ndarray,
+                      partial: np.ndarray | float) -> np.ndarray:
+    """Soft transition counts [n, 3(to), 3(from)] of all-wrong / all-right groups too small to be exact:
+    ``xi(i, j) ∝ L(i) Phibar_old(i, j) lastpost(j)``, the likelihood ``L`` 1 for the observed extreme state and
+    ``partial`` (:func:`~mmdps.selection.allocation.partial_degenerate_probability`) for the partial state."""
+    n = states.size
+    likelihood = np.zeros((n, 3))
+    likelihood[np.arange(n), states] = 1.0
+    likelihood[:, 1] = partial
+    stacked = np.moveaxis(alpha, 2, 0)  # [n, 3, 3]
+    mean = stacked / stacked.sum(axis=1, keepdims=True)
+    xi = likelihood[:, :, None] * mean * last.T[:, None, :]
+    norm = xi.sum(axis=(1, 2))
+    impossible = ~(norm > 0)
+    if impossible.any():  # as for exact observations: count it against lastpost
+        xi[impossible] = likelihood[impossible][:, :, None] * last[:, impossible].T[:, None, :]
+        norm[impossible] = xi[impossible].sum(axis=(1, 2))
+    return xi / norm[:, None, None]
+
+
+
 class DPSSelector(Selector):
     """DPS: per-prompt Bayesian HMM over solving states; selects the prompts most likely partially solved."""
 
@@ -135,28 +238,12 @@ class DPSSelector(Selector):
         rollouts_per_prompt: int | None = None,
     ) -> None:
         super().__init__(num_prompts, seed, candidate_ratio)
-        if rollouts_per_prompt is not None and (isinstance(rollouts_per_prompt, bool)
-                                                or int(rollouts_per_prompt) != rollouts_per_prompt
-                                                or rollouts_per_prompt < 1):
-            raise ValueError(f"rollouts_per_prompt must be None or an integer >= 1, got {rollouts_per_prompt!r}")
+        _check_settings(decay=decay, strategy=strategy, entropy_weight=entropy_weight, temperature=temperature,
+                        max_consecutive=max_consecutive, novelty=novelty, probe_share=probe_share,
+                        rollouts_per_prompt=rollouts_per_prompt)
         # The k that defines the states: an all-wrong or all-right group of fewer rollouts is weaker evidence
         # (None: every observation is exact, the paper's rule).
         self.rollouts_per_prompt = None if rollouts_per_prompt is None else int(rollouts_per_prompt)
-        if not 0.0 < float(decay) <= 1.0:
-            raise ValueError(f"decay (lambda) must be in (0, 1], got {decay!r}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        if not np.isfinite(entropy_weight) or entropy_weight < 0:
-            raise ValueError(f"entropy_weight must be a finite number >= 0, got {entropy_weight!r}")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature (of strategy='sample') must be a finite number > 0, got {temperature!r}")
-        if max_consecutive is not None and (isinstance(max_consecutive, bool) or int(max_consecutive) != max_consecutive
-                                            or max_consecutive < 1):
-            raise ValueError(f"max_consecutive must be None (no cap) or an integer >= 1, got {max_consecutive!r}")
-        if isinstance(novelty, bool) or not (np.isfinite(novelty) and novelty >= 0):
-            raise ValueError(f"novelty must be a finite number >= 0 (0: the paper's rule), got {novelty!r}")
-        if isinstance(probe_share, bool) or not (np.isfinite(probe_share) and 0 <= probe_share < 1):
-            raise ValueError(f"probe_share must be a number in [0, 1) (0: no random probe), got {probe_share!r}")
         self.novelty = float(novelty)
         self.probe_share = float(probe_share)
         self.temperature = float(temperature)
@@ -229,12 +316,16 @@ class DPSSelector(Selector):
 
     def transition_counts(self, ids: np.ndarray) -> np.ndarray:
         """The Dirichlet counts alpha [len(ids), 3, 3] (row = to-state, column = from-state) of ``ids``."""
+        return self._per_prompt(ids, self._shared_alpha, lambda slots: np.moveaxis(self._alpha[:, :, slots], 2, 0))
+
+    def _per_prompt(self, ids: np.ndarray, shared: np.ndarray, of_slots) -> np.ndarray:
+        """Per id: ``of_slots(slots)`` for observed prompts, ``shared`` (the never-observed state) for the rest."""
         ids = self._check_ids(ids, "ids")
-        out = np.empty((ids.size, 3, 3))
-        out[:] = self._shared_alpha
+        out = np.empty((ids.size, *shared.shape))
+        out[:] = shared
         slots = self._slot[ids]
         seen = slots >= 0
-        out[seen] = np.moveaxis(self._alpha[:, :, slots[seen]], 2, 0)
+        out[seen] = of_slots(slots[seen])
         return out
 
     # ------------------------------------------------------------------ selection
@@ -365,19 +456,7 @@ class DPSSelector(Selector):
             sizes = np.broadcast_to(reward_sizes(rewards, self._reference_k), states.shape)
             soft_xi = self._soft_counts(soft_slots, states[soft], sizes[soft])
             slots, states = slots[~soft], states[~soft]
-        n = slots.size
-        cols = np.arange(n)
-
-        # Soft transition counts from the OLD mean matrix: only row o (the observed state) is non-zero.
-        alpha_obs = self._alpha[:, :, slots]  # [3, 3, n] copy
-        mean_row = alpha_obs[states, :, cols] / alpha_obs.sum(axis=0).T  # [n, 3]: Phibar_old(o, j)
-        xi_row = mean_row * self._last[:, slots].T
-        norm = xi_row.sum(axis=1)
-        impossible = ~(norm > 0)  # the model gave the observation probability 0: count it against lastpost
-        if impossible.any():
-            xi_row[impossible] = self._last[:, slots[impossible]].T
-            norm[impossible] = xi_row[impossible].sum(axis=1)
-        xi_row /= norm[:, None]
+        xi_row = observed_row_counts(self._alpha[:, :, slots], self._last[:, slots], states)
 
         # Every observed-before prompt: decay toward the prior and propagate its belief.
         self._decay_and_propagate(self._size)
@@ -430,21 +509,9 @@ class DPSSelector(Selector):
         return soft if soft.any() else None
 
     def _soft_counts(self, slots: np.ndarray, states: np.ndarray, sizes: np.ndarray | int) -> np.ndarray:
-        """Soft transition counts [n, 3(to), 3(from)] of degenerate groups of ``sizes`` < reference_k rollouts:
-        ``xi(i, j) ∝ L(i) Phibar_old(i, j) lastpost(j)`` with the likelihood L of the observed extreme state 1
-        and of partial ``q(k)`` (:func:`~mmdps.selection.allocation.partial_degenerate_probability`)."""
-        likelihood = np.zeros((slots.size, 3))
-        likelihood[np.arange(slots.size), states] = 1.0
-        likelihood[:, 1] = partial_degenerate_probability(sizes, self._reference_k)
-        alpha = np.moveaxis(self._alpha[:, :, slots], 2, 0)  # [n, 3, 3]
-        mean = alpha / alpha.sum(axis=1, keepdims=True)
-        xi = likelihood[:, :, None] * mean * self._last[:, slots].T[:, None, :]
-        norm = xi.sum(axis=(1, 2))
-        impossible = ~(norm > 0)
-        if impossible.any():  # as in the exact update: count it against lastpost
-            xi[impossible] = likelihood[impossible][:, :, None] * self._last[:, slots[impossible]].T[:, None, :]
-            norm[impossible] = xi[impossible].sum(axis=(1, 2))
-        return xi / norm[:, None, None]
+        """Soft transition counts [n, 3(to), 3(from)] of degenerate groups of ``sizes`` < reference_k rollouts."""
+        partial = partial_degenerate_probability(sizes, self._reference_k)
+        return degenerate_counts(self._alpha[:, :, slots], self._last[:, slots], states, partial)
 
     def _apply_soft(self, slots: np.ndarray, xi: np.ndarray) -> None:
         """After the decay: add the soft counts; posterior = the counts' row sums, prior = Phibar_new @ posterior."""
@@ -464,20 +531,7 @@ class DPSSelector(Selector):
         if self.decay != 1.0:
             alpha *= self.decay
             alpha += ((1.0 - self.decay) * self.alpha0)[:, :, None]
-        prior = self._prior[:, :m]
-        weights = alpha[0] + alpha[1]
-        weights += alpha[2]  # column sums, [3(j), m]
-        np.divide(prior, weights, out=weights)  # prior(j) / colsum(j)
-        new = self._buf[:, :m]
-        tmp = np.empty(m)
-        for i in range(3):  # 3x3 loop over states, vectorised over prompts
-            np.multiply(alpha[i, 0], weights[0], out=new[i])
-            for j in (1, 2):
-                np.multiply(alpha[i, j], weights[j], out=tmp)
-                new[i] += tmp
-        total = new[0] + new[1]
-        total += new[2]
-        new /= total
+        propagate(alpha, self._prior[:, :m], out=self._buf[:, :m])
         # Rotate buffers: lastpost <- old prior, prior <- new, old lastpost becomes scratch.
         self._last, self._prior, self._buf = self._prior, self._buf, self._last
 
@@ -489,9 +543,8 @@ class DPSSelector(Selector):
         out["prediction_accuracy"] = float(np.trace(conf) / total) if total else float("nan")
         out["observed_partial_ratio"] = float(conf[:, 1].sum() / total) if total else float("nan")
         out["num_observed"] = float(self._size)
-        for i, pred in enumerate(("unsolved", "partial", "solved")):
-            for j, obs in enumerate(("unsolved", "partial", "solved")):
-                out[f"confusion/pred_{pred}/obs_{obs}"] = float(conf[i, j])
+        out.update({f"confusion/pred_{pred}/obs_{obs}": float(conf[i, j]) for i, pred in enumerate(STATE_NAMES)
+                    for j, obs in enumerate(STATE_NAMES)})
         out.update(self._calibration.diagnostics())
         if self.probe_share:
             out.update(self._probe_calibration.diagnostics("probe/"))
@@ -523,23 +576,11 @@ class DPSSelector(Selector):
         }
 
     def _import_arrays(self, arrays: dict[str, Any]) -> None:
-        ids = np.asarray(arrays["ids"], dtype=np.int64)
+        ids, probe_ids = _checked_state(arrays, self.num_prompts)
         m = ids.size
-        arrays.setdefault("streak", np.zeros(m, dtype=np.int32))  # absent before max_consecutive existed
-        probe_ids = np.asarray(arrays.get("probe_ids", np.empty(0)), dtype=np.int64)  # absent before the probe
-        for key, values in (("ids", ids), ("probe_ids", probe_ids)):
-            if values.ndim != 1 or (values.size and (values.min() < 0 or values.max() >= self.num_prompts
-                                                     or np.unique(values).size != values.size)):
-                raise ValueError(f"state_dict[{key!r}] must be unique prompt ids inside the pool")
         calibration, probe_calibration = Calibration(), Calibration()
         calibration.load(arrays, "calibration_")
         probe_calibration.load(arrays, "probe_calibration_")
-        shapes = {"alpha": (3, 3, m), "prior": (3, m), "lastpost": (3, m), "count": (m,), "shared_alpha": (3, 3),
-                  "shared_prior": (3,), "shared_last": (3,), "streak": (m,), "last_confusion": (3, 3),
-                  "total_confusion": (3, 3)}
-        for key, shape in shapes.items():
-            if np.shape(arrays[key]) != shape:
-                raise ValueError(f"state_dict[{key!r}] has shape {np.shape(arrays[key])}, expected {shape}")
         self._size = 0
         self._slot[:] = -1
         self._allocate(max(m, min(self.num_prompts, 1024)))
@@ -562,13 +603,7 @@ class DPSSelector(Selector):
 
     def predict(self, ids: np.ndarray) -> np.ndarray:
         """The beliefs [len(ids), 3] (unsolved, partial, solved) the next selection uses."""
-        ids = self._check_ids(ids, "ids")
-        out = np.empty((ids.size, 3))
-        out[:] = self._shared_prior
-        slots = self._slot[ids]
-        seen = slots >= 0
-        out[seen] = self._prior[:, slots[seen]].T
-        return out
+        return self._per_prompt(ids, self._shared_prior, lambda slots: self._prior[:, slots].T)
 
     def signal_probability(self, ids: np.ndarray, k_max: int) -> np.ndarray:
         """P(k rollouts show signal) = P(partial) (1 - 2 q(k)), k = 0..k_max, with q of the reference k
