@@ -231,7 +231,7 @@ def grpo_config(settings: DemoSettings, model_dir: Path, output_dir: Path, *, ta
         max_steps=max_steps if max_steps is not None else settings.rl_steps,
         micro_batch_size=settings.batch_size * settings.num_generations,  # one forward: sequences are short
         clip_low=0.2, clip_high=0.2, entropy_coeff=0.0, loss_agg_mode="token-mean",
-        output_dir=str(output_dir), seed=settings.seed, progress_bar=settings.progress,
+        output_dir=str(output_dir), seed=settings.seed, progress_bar=settings.progress, console_log=settings.progress,
         log_completions_steps=50, save_steps=0, save_final=False, resume=None, eval_steps=0)
 
 
