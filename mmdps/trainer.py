@@ -132,8 +132,8 @@ class GRPOTrainer:
             self.eval_items = self._prepare_items(self.eval_items, encoder, "eval set")
         self.selector = builders.build_selector(config, len(self.items))
 
-        self.model, _, self.ref_model = builders.build_policy(config, self.model_path, self.accelerator,
-                                                              weights_from=self.resume_from)
+        self.model, self.ref_model = builders.build_policy(config, self.model_path, self.accelerator, self.processor,
+                                                           weights_from=self.resume_from)
         self.model, self.optimizer, self.scheduler = builders.build_optimizer(config, self.model, self.accelerator)
         self.engine = engine if engine is not None else builders.build_engine(
             config, self.unwrapped_model, self.processor, self.model_path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,7 +65,6 @@ class ScoredRollout:
     score_seconds: float = 0.0
     verifier_errors: int = 0  # verifier calls that raised or returned an invalid verdict (each scored 0)
     verifier_timeouts: int = 0  # verifier calls that ran out of time, or waited too long for a worker (scored 0)
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def rollout_and_score(engine: RolloutEngine, items: Sequence[Item], sizes: int | Sequence[int],

@@ -187,15 +187,17 @@ def build_selector(config: GRPOConfig, num_prompts: int):
 
 
 # ---------------------------------------------------------------------- policy, optimizer, engine
-def build_policy(config: GRPOConfig, path: str, accelerator, *, weights_from: Path | None = None):
+def build_policy(config: GRPOConfig, path: str, accelerator, processor, *, weights_from: Path | None = None):
     """The policy (with LoRA and gradient checkpointing as configured, weights restored from a checkpoint
     before any wrapping) and the frozen reference model when ``beta > 0`` (None with LoRA: the base is
-    the reference, adapters disabled). Returns ``(model, processor, ref_model)``."""
+    the reference, adapters disabled), both with the ``processor`` already loaded. Returns
+    ``(model, ref_model)``."""
     from mmdps.checkpoint import load_model_weights
     from mmdps.models.loading import apply_lora, enable_gradient_checkpointing, load_policy
 
     model: torch.nn.Module  # the transformers model, or its peft wrapper with LoRA
-    model, processor = load_policy(path, dtype=config.dtype, attn_implementation=config.attn_implementation)
+    model, _ = load_policy(path, dtype=config.dtype, attn_implementation=config.attn_implementation,
+                           processor=processor)
     if config.use_lora:
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                            target_modules=config.lora_target_modules, exclude_vision=config.lora_exclude_vision)
@@ -205,10 +207,11 @@ def build_policy(config: GRPOConfig, path: str, accelerator, *, weights_from: Pa
         load_model_weights(weights_from, model)
     ref_model = None
     if config.beta > 0 and not config.use_lora:
-        ref, _ = load_policy(path, dtype=config.dtype, attn_implementation=config.attn_implementation)
+        ref, _ = load_policy(path, dtype=config.dtype, attn_implementation=config.attn_implementation,
+                             processor=processor)
         ref.requires_grad_(False).eval()
         ref_model = accelerator.prepare_model(ref, evaluation_mode=True)
-    return model, processor, ref_model
+    return model, ref_model
 
 
 def num_mini_batches(config: GRPOConfig, num_groups: int) -> int:
